@@ -1,0 +1,1 @@
+//! The faultline checker: history format, models, linearizability search.

@@ -1,0 +1,1 @@
+//! faultline-node: a Raft-replicated key-value and event-log store.

@@ -1,0 +1,1 @@
+//! Workloads: what clients do and which model checks it. (Issue 5.)
