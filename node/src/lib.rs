@@ -1,1 +1,11 @@
 //! faultline-node: a Raft-replicated key-value and event-log store.
+//!
+//! The Raft core ([`raft`]) is pure; [`store`] is the replicated state machine;
+//! [`replica`] joins them into a deterministic node without IO, which both the
+//! simulation ([`sim`]) and the tokio shell drive the same way.
+
+pub mod bugs;
+pub mod raft;
+pub mod replica;
+pub mod sim;
+pub mod store;
