@@ -1,0 +1,733 @@
+//! Checking a whole history: convert ops for the model, split by key (P-compositionality), search
+//! partitions in parallel, and explain the invalid ones.
+
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::error::{CheckError, InputError};
+use crate::history::LineRecord;
+use crate::model::{
+    Converted, Interner, Keyed, Model, OpInput, Outcome, Register, Set, Stream, StringKv,
+};
+use crate::pairing::{pair, Paired, PairedOp};
+use crate::search::{search, Budget, Observe, SearchOp, SearchVerdict};
+
+/// The verdict of a check: three outcomes, all the way through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Valid,
+    Invalid,
+    Unknown,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Valid => "valid",
+            Verdict::Invalid => "invalid",
+            Verdict::Unknown => "unknown",
+        }
+    }
+
+    /// Combines partition verdicts: any invalid wins, then any unknown.
+    pub fn combine(self, other: Verdict) -> Verdict {
+        match (self, other) {
+            (Verdict::Invalid, _) | (_, Verdict::Invalid) => Verdict::Invalid,
+            (Verdict::Unknown, _) | (_, Verdict::Unknown) => Verdict::Unknown,
+            _ => Verdict::Valid,
+        }
+    }
+}
+
+/// The models, as named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// One read/write register per key.
+    Register,
+    /// One compare-and-set register per key.
+    CasRegister,
+    /// Many keys, each a compare-and-set register (the same ops as cas-register; the name says the
+    /// history is multi-key).
+    Kv,
+    /// porcupine's get/put/append string store, per key.
+    StringKv,
+    /// A grow-only set per key: add, read.
+    Set,
+    /// An append-only event stream per key: append (with optional expected version), read.
+    Stream,
+}
+
+impl ModelKind {
+    pub const NAMES: &'static [&'static str] = &[
+        "register",
+        "cas-register",
+        "kv",
+        "string-kv",
+        "set",
+        "stream",
+    ];
+
+    pub fn from_name(name: &str) -> Option<ModelKind> {
+        match name {
+            "register" => Some(ModelKind::Register),
+            "cas-register" => Some(ModelKind::CasRegister),
+            "kv" => Some(ModelKind::Kv),
+            "string-kv" => Some(ModelKind::StringKv),
+            "set" => Some(ModelKind::Set),
+            "stream" => Some(ModelKind::Stream),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Register => "register",
+            ModelKind::CasRegister => "cas-register",
+            ModelKind::Kv => "kv",
+            ModelKind::StringKv => "string-kv",
+            ModelKind::Set => "set",
+            ModelKind::Stream => "stream",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    pub model: ModelKind,
+    /// Every key's initial value (`null`: never written).
+    pub initial_value: Value,
+    /// Time budget for the whole check; past it, undecided partitions are `unknown`.
+    pub timeout: Option<Duration>,
+    /// Memory budget per partition search.
+    pub memory_limit_bytes: u64,
+    /// Split by key (P-compositionality). Off: one search over the product of all keys.
+    pub partition: bool,
+    /// Worker threads for partitions; 0 = one per core.
+    pub threads: usize,
+    /// Skip bad records (counted) instead of failing on the first.
+    pub lenient: bool,
+    /// Work out explanations for invalid partitions.
+    pub explain: bool,
+    /// Names the history in error messages.
+    pub source_name: String,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            model: ModelKind::Kv,
+            initial_value: Value::Null,
+            timeout: None,
+            memory_limit_bytes: 2 << 30,
+            partition: true,
+            threads: 0,
+            lenient: false,
+            explain: true,
+            source_name: "history".into(),
+        }
+    }
+}
+
+/// An operation, summarised for reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpSummary {
+    /// Index of the op among the paired client ops (also its row in the HTML page).
+    pub id: usize,
+    pub process: u64,
+    pub key: Option<Value>,
+    pub f: String,
+    pub description: String,
+    /// ok | fail | info | pending
+    pub outcome: String,
+    pub call_index: u64,
+    pub call_time: u64,
+    pub call_line: usize,
+    pub return_index: Option<u64>,
+    pub return_time: Option<u64>,
+}
+
+/// Why a partition is not linearizable, for a person.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    pub key: Option<Value>,
+    /// The first op (by completion) that cannot be linearised: the history up to its completion is
+    /// not linearizable, the history just before it is.
+    pub failing_op: OpSummary,
+    /// The ops around the failure: the failing op, every op concurrent with it, and the last op
+    /// completed before it was invoked.
+    pub window: Vec<OpSummary>,
+    /// The longest linearisable prefix the search found, in linearisation order.
+    pub longest_prefix: Vec<OpSummary>,
+    /// The model state after that prefix.
+    pub state_after_prefix: String,
+    /// The states the object could be in when the failing op had to take effect.
+    pub states_at_failure: Vec<String>,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionResult {
+    pub key: Option<Value>,
+    pub ops: usize,
+    pub verdict: Verdict,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub configurations: u64,
+    pub elapsed_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub verdict: Verdict,
+    pub model: ModelKind,
+    pub partitioned: bool,
+    /// Records read (ops and faults).
+    pub events: usize,
+    /// Client ops (paired).
+    pub ops: usize,
+    /// Client ops the search had to consider after reductions.
+    pub searched_ops: usize,
+    pub faults: usize,
+    pub skipped_lines: usize,
+    /// Why the verdict is unknown, if it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Time spent checking, parsing excluded.
+    pub check_ms: f64,
+    pub partitions: Vec<PartitionResult>,
+    pub anomalies: Vec<Explanation>,
+    /// Every paired op, for the HTML page (not serialised into results.json).
+    #[serde(skip)]
+    pub all_ops: Vec<OpSummary>,
+    #[serde(skip)]
+    pub fault_records: Vec<crate::history::Fault>,
+}
+
+/// Checks records (already parsed) against the options' model.
+pub fn check_records(
+    records: &[LineRecord],
+    options: &CheckOptions,
+) -> Result<CheckResult, CheckError> {
+    let paired = pair(records, &options.source_name, options.lenient)?;
+    check_paired(paired, options)
+}
+
+/// Checks plain records, numbering lines from 1 (for histories built in memory).
+pub fn check_plain_records(
+    records: &[crate::history::Record],
+    options: &CheckOptions,
+) -> Result<CheckResult, CheckError> {
+    let lines: Vec<LineRecord> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| LineRecord {
+            line: i + 1,
+            record: r.clone(),
+        })
+        .collect();
+    check_records(&lines, options)
+}
+
+pub fn check_paired(paired: Paired, options: &CheckOptions) -> Result<CheckResult, CheckError> {
+    let mut values = Interner::default();
+    let init = &options.initial_value;
+    let map_err = |m: String| {
+        CheckError::Input(InputError::at(
+            &options.source_name,
+            0,
+            format!("--initial-value: {m}"),
+        ))
+    };
+    match options.model {
+        ModelKind::Register => run(
+            Register {
+                initial: values.intern(init),
+                allow_cas: false,
+            },
+            values,
+            paired,
+            options,
+        ),
+        ModelKind::CasRegister | ModelKind::Kv => run(
+            Register {
+                initial: values.intern(init),
+                allow_cas: true,
+            },
+            values,
+            paired,
+            options,
+        ),
+        ModelKind::StringKv => {
+            let initial = match init {
+                Value::Null => String::new(),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            run(StringKv { initial }, values, paired, options)
+        }
+        ModelKind::Set => {
+            let model = Set::with_initial(init, &mut values).map_err(map_err)?;
+            run(model, values, paired, options)
+        }
+        ModelKind::Stream => {
+            let model = Stream::with_initial(init, &mut values).map_err(map_err)?;
+            run(model, values, paired, options)
+        }
+    }
+}
+
+/// One converted op: its index among the paired ops, its key's partition, and the search op.
+struct Converted1<O> {
+    paired_index: usize,
+    key_index: u32,
+    search: SearchOp<O>,
+}
+
+fn outcome_name(op: &PairedOp) -> &'static str {
+    match &op.completion {
+        None => "pending",
+        Some(c) => c.op_type.as_str(),
+    }
+}
+
+fn summarize<M: Model>(
+    model: &M,
+    values: &Interner,
+    paired: &PairedOp,
+    id: usize,
+    op: Option<&M::Op>,
+) -> OpSummary {
+    let description = match op {
+        Some(op) => model.describe_op(op, values),
+        None => {
+            let v = if paired.outcome() == Outcome::Ok {
+                paired.result_value()
+            } else {
+                &paired.invoke_value
+            };
+            format!("{} {}", paired.f, v)
+        }
+    };
+    OpSummary {
+        id,
+        process: paired.process,
+        key: paired.key.clone(),
+        f: paired.f.clone(),
+        description,
+        outcome: outcome_name(paired).to_string(),
+        call_index: paired.call_index,
+        call_time: paired.call_time,
+        call_line: paired.call_line,
+        return_index: paired.completion.as_ref().map(|c| c.index),
+        return_time: paired.completion.as_ref().map(|c| c.time),
+    }
+}
+
+fn run<M: Model>(
+    model: M,
+    mut values: Interner,
+    paired: Paired,
+    options: &CheckOptions,
+) -> Result<CheckResult, CheckError> {
+    let started = Instant::now();
+    let mut skipped = paired.skipped.len();
+    let mut key_ids: HashMap<String, u32> = HashMap::new();
+    let mut keys: Vec<Option<Value>> = Vec::new();
+    let mut converted: Vec<Converted1<M::Op>> = Vec::new();
+    let mut typed: Vec<Option<M::Op>> = vec![None; paired.ops.len()];
+    for (index, op) in paired.ops.iter().enumerate() {
+        let input = OpInput {
+            f: &op.f,
+            invoke_value: &op.invoke_value,
+            outcome: op.outcome(),
+            result_value: op.result_value(),
+            error: op.error(),
+        };
+        match model.convert(&input, &mut values) {
+            Ok(Converted::Drop) => {}
+            Ok(Converted::Keep {
+                op: model_op,
+                required,
+            }) => {
+                let key_text = op.key.as_ref().map(Value::to_string).unwrap_or_default();
+                let next_id = keys.len() as u32;
+                let key_index = *key_ids.entry(key_text).or_insert_with(|| {
+                    keys.push(op.key.clone());
+                    next_id
+                });
+                typed[index] = Some(model_op.clone());
+                let ret = if required { op.definite_return() } else { None };
+                converted.push(Converted1 {
+                    paired_index: index,
+                    key_index,
+                    search: SearchOp {
+                        op: model_op,
+                        call: op.call_position,
+                        ret,
+                        required: required && ret.is_some(),
+                    },
+                });
+            }
+            Err(message) => {
+                let line = op
+                    .completion
+                    .as_ref()
+                    .map(|c| c.line)
+                    .unwrap_or(op.call_line);
+                let error = InputError::at(&options.source_name, line, message);
+                if options.lenient {
+                    skipped += 1;
+                } else {
+                    return Err(error.into());
+                }
+            }
+        }
+    }
+
+    let all_ops: Vec<OpSummary> = paired
+        .ops
+        .iter()
+        .enumerate()
+        .map(|(i, op)| summarize(&model, &values, op, i, typed[i].as_ref()))
+        .collect();
+    let deadline = options.timeout.map(|t| started + t);
+    let mut result = CheckResult {
+        verdict: Verdict::Valid,
+        model: options.model,
+        partitioned: options.partition,
+        events: paired.events,
+        ops: paired.ops.len(),
+        searched_ops: converted.len(),
+        faults: paired.faults.len(),
+        skipped_lines: skipped,
+        reason: None,
+        check_ms: 0.0,
+        partitions: Vec::new(),
+        anomalies: Vec::new(),
+        all_ops,
+        fault_records: paired.faults,
+    };
+    if paired.ops.is_empty() {
+        result.verdict = Verdict::Unknown;
+        result.reason = Some("no operations".into());
+        result.check_ms = started.elapsed().as_secs_f64() * 1e3;
+        return Ok(result);
+    }
+
+    let context = Context {
+        values: &values,
+        paired: &paired.ops,
+        options,
+        deadline,
+    };
+    if options.partition {
+        let mut groups: Vec<Vec<Converted1<M::Op>>> = (0..keys.len()).map(|_| Vec::new()).collect();
+        for c in converted {
+            groups[c.key_index as usize].push(c);
+        }
+        let outcomes = check_partitions_parallel(&model, &groups, &keys, &context);
+        for (partition, explanation) in outcomes {
+            result.verdict = result.verdict.combine(partition.verdict);
+            if result.reason.is_none() {
+                result.reason.clone_from(&partition.reason);
+            }
+            result.partitions.push(partition);
+            result.anomalies.extend(explanation);
+        }
+    } else {
+        let keyed = Keyed {
+            inner: model,
+            n_keys: keys.len().max(1),
+        };
+        let group: Vec<Converted1<(u32, M::Op)>> = converted
+            .into_iter()
+            .map(|c| Converted1 {
+                paired_index: c.paired_index,
+                key_index: 0,
+                search: SearchOp {
+                    op: (c.key_index, c.search.op),
+                    call: c.search.call,
+                    ret: c.search.ret,
+                    required: c.search.required,
+                },
+            })
+            .collect();
+        let (partition, explanation) = check_partition(&keyed, &group, None, &context);
+        result.verdict = partition.verdict;
+        result.reason.clone_from(&partition.reason);
+        result.partitions.push(partition);
+        result.anomalies.extend(explanation);
+    }
+    if result.verdict != Verdict::Unknown {
+        result.reason = None;
+    }
+    result.check_ms = started.elapsed().as_secs_f64() * 1e3;
+    Ok(result)
+}
+
+struct Context<'a> {
+    values: &'a Interner,
+    paired: &'a [PairedOp],
+    options: &'a CheckOptions,
+    deadline: Option<Instant>,
+}
+
+fn check_partitions_parallel<M: Model>(
+    model: &M,
+    groups: &[Vec<Converted1<M::Op>>],
+    keys: &[Option<Value>],
+    context: &Context<'_>,
+) -> Vec<(PartitionResult, Option<Explanation>)> {
+    let threads = match context.options.threads {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        n => n,
+    }
+    .min(groups.len().max(1));
+    // Largest partitions first, so one big key does not start last.
+    let mut order: Vec<usize> = (0..groups.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(groups[i].len()));
+    let results: Mutex<Vec<Option<(PartitionResult, Option<Explanation>)>>> =
+        Mutex::new((0..groups.len()).map(|_| None).collect());
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(&group) = order.get(i) else { break };
+        let outcome = check_partition(model, &groups[group], keys[group].clone(), context);
+        results.lock().unwrap_or_else(|e| e.into_inner())[group] = Some(outcome);
+    };
+    if threads <= 1 {
+        work();
+    } else {
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(work);
+            }
+        });
+    }
+    results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+fn check_partition<M: Model>(
+    model: &M,
+    group: &[Converted1<M::Op>],
+    key: Option<Value>,
+    context: &Context<'_>,
+) -> (PartitionResult, Option<Explanation>) {
+    let started = Instant::now();
+    let ops: Vec<SearchOp<M::Op>> = group.iter().map(|c| c.search.clone()).collect();
+    let cancel = AtomicBool::new(false);
+    let budget = Budget {
+        deadline: context.deadline,
+        memory_limit_bytes: context.options.memory_limit_bytes,
+        cancel: Some(&cancel),
+    };
+    let report = search(model, model.init(), &ops, &budget, Observe::default());
+    let (verdict, reason) = match report.verdict {
+        SearchVerdict::Valid => (Verdict::Valid, None),
+        SearchVerdict::Invalid => (Verdict::Invalid, None),
+        SearchVerdict::Unknown(reason) => (Verdict::Unknown, Some(reason)),
+    };
+    let explanation = (verdict == Verdict::Invalid && context.options.explain)
+        .then(|| explain(model, group, &ops, key.clone(), &budget, context))
+        .flatten();
+    let partition = PartitionResult {
+        key,
+        ops: group.len(),
+        verdict,
+        reason,
+        configurations: report.configurations,
+        elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
+    };
+    (partition, explanation)
+}
+
+/// Works out why an invalid partition is invalid. `None` if the budget ran out meanwhile.
+fn explain<M: Model>(
+    model: &M,
+    group: &[Converted1<M::Op>],
+    ops: &[SearchOp<M::Op>],
+    key: Option<Value>,
+    budget: &Budget<'_>,
+    context: &Context<'_>,
+) -> Option<Explanation> {
+    // The history cut after a completion: ops invoked later are left out, ops still running then
+    // become optional. Linearizability of such prefixes is monotone (a later op cannot linearise
+    // before an op that completed before it was invoked), so binary search finds the first failing
+    // completion.
+    let prefix = |end: u64| -> Vec<SearchOp<M::Op>> {
+        ops.iter()
+            .filter(|o| o.call < end)
+            .map(|o| match o.ret {
+                Some(r) if r <= end => o.clone(),
+                _ => SearchOp {
+                    op: o.op.clone(),
+                    call: o.call,
+                    ret: None,
+                    required: false,
+                },
+            })
+            .collect()
+    };
+    let mut returns: Vec<u64> = ops.iter().filter_map(|o| o.ret).collect();
+    returns.sort_unstable();
+    let (mut lo, mut hi) = (0usize, returns.len().checked_sub(1)?);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        match search(
+            model,
+            model.init(),
+            &prefix(returns[mid]),
+            budget,
+            Observe::default(),
+        )
+        .verdict
+        {
+            SearchVerdict::Invalid => hi = mid,
+            SearchVerdict::Valid => lo = mid + 1,
+            SearchVerdict::Unknown(_) => return None,
+        }
+    }
+    let end = returns[lo];
+    let cut = prefix(end);
+    // Indices in `cut` are indices in `ops` (the filter keeps a prefix of ops sorted by call? not
+    // necessarily), so map through positions.
+    let cut_indices: Vec<usize> = ops
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.call < end)
+        .map(|(i, _)| i)
+        .collect();
+    let failing_in_cut = cut.iter().position(|o| o.ret == Some(end))?;
+    let report = search(
+        model,
+        model.init(),
+        &cut,
+        budget,
+        Observe {
+            watch: Some(failing_in_cut),
+            linearization: false,
+        },
+    );
+    if report.verdict != SearchVerdict::Invalid {
+        return None;
+    }
+    let failing = cut_indices[failing_in_cut];
+    let summary = |i: usize| -> OpSummary {
+        let c = &group[i];
+        summarize(
+            model,
+            context.values,
+            &context.paired[c.paired_index],
+            c.paired_index,
+            Some(&c.search.op),
+        )
+    };
+
+    // The window: the failing op, everything concurrent with it, and the last op completed before
+    // it was invoked.
+    let failing_op = &ops[failing];
+    let overlaps = |o: &SearchOp<M::Op>| o.call < end && o.ret.is_none_or(|r| r > failing_op.call);
+    let mut window: Vec<usize> = (0..ops.len()).filter(|&i| overlaps(&ops[i])).collect();
+    if let Some(before) = (0..ops.len())
+        .filter(|&i| ops[i].ret.is_some_and(|r| r < failing_op.call))
+        .max_by_key(|&i| ops[i].ret)
+    {
+        window.push(before);
+    }
+    window.sort_by_key(|&i| ops[i].call);
+
+    let deepest = report.deepest.as_ref()?;
+    let longest_prefix: Vec<OpSummary> = deepest
+        .order
+        .iter()
+        .map(|&i| summary(cut_indices[i]))
+        .collect();
+    let state_after_prefix = model.describe_state(&deepest.state, context.values);
+    let states_at_failure: Vec<String> = report
+        .stuck_states
+        .iter()
+        .map(|s| model.describe_state(s, context.values))
+        .collect();
+    let failing_summary = summary(failing);
+    let window: Vec<OpSummary> = window.into_iter().map(summary).collect();
+
+    let key_text = key
+        .as_ref()
+        .map(|k| format!("key {k}"))
+        .unwrap_or_else(|| "the history".into());
+    let mut text = format!(
+        "{key_text} is not linearizable.\n  first op that cannot be linearised: process {} {} ({}; invoked at index {}, line {})\n",
+        failing_summary.process,
+        failing_summary.description,
+        failing_summary.outcome,
+        failing_summary.call_index,
+        failing_summary.call_line
+    );
+    text.push_str(&format!(
+        "  the history up to its completion (index {}) has no linearisation; up to just before it, it has.\n",
+        failing_summary.return_index.map(|i| i.to_string()).unwrap_or_default()
+    ));
+    if !states_at_failure.is_empty() {
+        text.push_str(&format!(
+            "  states the object could be in when it had to take effect: {}\n",
+            states_at_failure.join(", ")
+        ));
+    }
+    text.push_str(&format!(
+        "  longest linearisable prefix found: {} ops, ending in state {state_after_prefix}\n",
+        longest_prefix.len()
+    ));
+    for op in longest_prefix
+        .iter()
+        .rev()
+        .take(8)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+    {
+        text.push_str(&format!("      p{:<4} {}\n", op.process, op.description));
+    }
+    text.push_str(&format!(
+        "  window ({} ops around the failure):\n",
+        window.len()
+    ));
+    for op in &window {
+        let mark = if op.id == failing_summary.id {
+            "=>"
+        } else {
+            "  "
+        };
+        text.push_str(&format!(
+            "    {mark} p{:<4} {:<40} {:<7} index {}..{}\n",
+            op.process,
+            op.description,
+            op.outcome,
+            op.call_index,
+            op.return_index
+                .map(|i| i.to_string())
+                .unwrap_or_else(|| "-".into())
+        ));
+    }
+    Some(Explanation {
+        key,
+        failing_op: failing_summary,
+        window,
+        longest_prefix,
+        state_after_prefix,
+        states_at_failure,
+        text,
+    })
+}

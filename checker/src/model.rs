@@ -1,0 +1,769 @@
+//! Sequential models: typed operations and a pure `step`.
+//!
+//! Every model here describes ONE object (a register, a string, a set, a stream). Histories of many
+//! keys are checked per key (P-compositionality) or, with `--no-partition`, with [`Keyed`], the
+//! product of one object per key.
+//!
+//! Converting a completed operation into a model op is where the reductions happen:
+//! - a `fail` had no effect and tells nothing: dropped — unless its error says the compare failed
+//!   (`cas-mismatch`), which is an observation that the value was not the expected one;
+//! - an `info` (or never-completed) read constrains nothing: dropped;
+//! - an `info` mutation may have happened: kept, but optional (it may linearise anywhere after its
+//!   invocation, or never).
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use crate::import::CAS_MISMATCH;
+
+/// Errors of an expected-version append that say the version did not match, like `cas-mismatch`.
+pub const VERSION_MISMATCH: &str = "version-mismatch";
+
+/// A sequential specification of one object.
+pub trait Model: Sync {
+    type State: Clone + Eq + Hash + Debug + Send + Sync;
+    type Op: Clone + Debug + Send + Sync;
+
+    fn init(&self) -> Self::State;
+
+    /// The state after `op`, or `None` if `op` (with the result it observed) is impossible in
+    /// `state`. Pure: no IO, no hidden state.
+    fn step(&self, state: &Self::State, op: &Self::Op) -> Option<Self::State>;
+
+    /// Turns one completed operation into a model op, dropping those that constrain nothing.
+    fn convert(
+        &self,
+        input: &OpInput<'_>,
+        values: &mut Interner,
+    ) -> Result<Converted<Self::Op>, String>;
+
+    fn describe_op(&self, op: &Self::Op, values: &Interner) -> String;
+    fn describe_state(&self, state: &Self::State, values: &Interner) -> String;
+}
+
+/// How an operation ended, as the checker sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Fail,
+    /// `info`, or no completion before the end of the history.
+    Unknown,
+}
+
+/// One operation, paired (invocation and completion), as the models see it.
+#[derive(Debug, Clone, Copy)]
+pub struct OpInput<'a> {
+    pub f: &'a str,
+    pub invoke_value: &'a Value,
+    pub outcome: Outcome,
+    /// The completion's value (`null` when there is no completion).
+    pub result_value: &'a Value,
+    pub error: Option<&'a str>,
+}
+
+impl OpInput<'_> {
+    /// The value that describes the op: the completion's when it has one, else the invocation's.
+    fn value(&self) -> &Value {
+        if self.outcome == Outcome::Ok || !self.result_value.is_null() {
+            self.result_value
+        } else {
+            self.invoke_value
+        }
+    }
+
+    fn compare_failed(&self) -> bool {
+        self.outcome == Outcome::Fail
+            && matches!(self.error, Some(CAS_MISMATCH) | Some(VERSION_MISMATCH))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Converted<O> {
+    /// The op constrains nothing (a failed write, an indefinite read).
+    Drop,
+    /// `required`: the op surely happened and must be linearised; otherwise it may be left out.
+    Keep { op: O, required: bool },
+}
+
+/// Interns JSON values as small integers so states and ops compare and hash cheaply.
+/// Id 0 is always `null`.
+#[derive(Debug, Clone)]
+pub struct Interner {
+    ids: HashMap<String, u32>,
+    texts: Vec<String>,
+}
+
+impl Default for Interner {
+    fn default() -> Self {
+        let mut interner = Interner {
+            ids: HashMap::new(),
+            texts: Vec::new(),
+        };
+        interner.intern(&Value::Null);
+        interner
+    }
+}
+
+impl Interner {
+    pub const NULL: u32 = 0;
+
+    pub fn intern(&mut self, value: &Value) -> u32 {
+        let text = value.to_string();
+        if let Some(&id) = self.ids.get(&text) {
+            return id;
+        }
+        let id = self.texts.len() as u32;
+        self.ids.insert(text.clone(), id);
+        self.texts.push(text);
+        id
+    }
+
+    pub fn text(&self, id: u32) -> &str {
+        self.texts
+            .get(id as usize)
+            .map(String::as_str)
+            .unwrap_or("?")
+    }
+}
+
+fn pair(value: &Value, what: &str) -> Result<(Value, Value), String> {
+    match value {
+        Value::Array(items) if items.len() == 2 => Ok((items[0].clone(), items[1].clone())),
+        other => Err(format!("{what} value must be [from, to], got {other}")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registers
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RegisterOp {
+    Read(u32),
+    Write(u32),
+    Cas {
+        from: u32,
+        to: u32,
+    },
+    /// A cas whose compare was observed to fail: the value was not `from`.
+    CasMismatch {
+        from: u32,
+    },
+}
+
+/// A read/write register, or (with `allow_cas`) a compare-and-set register.
+#[derive(Debug, Clone)]
+pub struct Register {
+    pub initial: u32,
+    pub allow_cas: bool,
+}
+
+impl Model for Register {
+    type State = u32;
+    type Op = RegisterOp;
+
+    fn init(&self) -> u32 {
+        self.initial
+    }
+
+    fn step(&self, state: &u32, op: &RegisterOp) -> Option<u32> {
+        match *op {
+            RegisterOp::Read(v) => (v == *state).then_some(*state),
+            RegisterOp::Write(v) => Some(v),
+            RegisterOp::Cas { from, to } => (from == *state).then_some(to),
+            RegisterOp::CasMismatch { from } => (from != *state).then_some(*state),
+        }
+    }
+
+    fn convert(
+        &self,
+        input: &OpInput<'_>,
+        values: &mut Interner,
+    ) -> Result<Converted<RegisterOp>, String> {
+        let keep = |op, required| Ok(Converted::Keep { op, required });
+        match (input.f, input.outcome) {
+            ("read", Outcome::Ok) => {
+                keep(RegisterOp::Read(values.intern(input.result_value)), true)
+            }
+            ("read", _) => Ok(Converted::Drop),
+            ("write", Outcome::Fail) => Ok(Converted::Drop),
+            ("write", outcome) => keep(
+                RegisterOp::Write(values.intern(input.value())),
+                outcome == Outcome::Ok,
+            ),
+            ("cas", _) if !self.allow_cas => {
+                Err("the register model has no cas; use cas-register".into())
+            }
+            ("cas", Outcome::Fail) if input.compare_failed() => {
+                let (from, _) = pair(input.value(), "cas")?;
+                keep(
+                    RegisterOp::CasMismatch {
+                        from: values.intern(&from),
+                    },
+                    true,
+                )
+            }
+            ("cas", Outcome::Fail) => Ok(Converted::Drop),
+            ("cas", outcome) => {
+                let (from, to) = pair(input.value(), "cas")?;
+                keep(
+                    RegisterOp::Cas {
+                        from: values.intern(&from),
+                        to: values.intern(&to),
+                    },
+                    outcome == Outcome::Ok,
+                )
+            }
+            (f, _) => Err(format!(
+                "unknown op :{f} for a register (read, write{})",
+                if self.allow_cas { ", cas" } else { "" }
+            )),
+        }
+    }
+
+    fn describe_op(&self, op: &RegisterOp, values: &Interner) -> String {
+        match *op {
+            RegisterOp::Read(v) => format!("read -> {}", values.text(v)),
+            RegisterOp::Write(v) => format!("write {}", values.text(v)),
+            RegisterOp::Cas { from, to } => {
+                format!("cas {} -> {}", values.text(from), values.text(to))
+            }
+            RegisterOp::CasMismatch { from } => {
+                format!("cas from {} (compare failed)", values.text(from))
+            }
+        }
+    }
+
+    fn describe_state(&self, state: &u32, values: &Interner) -> String {
+        values.text(*state).to_string()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// porcupine's string key-value store: get / put / append on one string.
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StringOp {
+    Get(String),
+    Put(String),
+    Append(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct StringKv {
+    pub initial: String,
+}
+
+fn as_text(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl Model for StringKv {
+    type State = String;
+    type Op = StringOp;
+
+    fn init(&self) -> String {
+        self.initial.clone()
+    }
+
+    fn step(&self, state: &String, op: &StringOp) -> Option<String> {
+        match op {
+            StringOp::Get(v) => (v == state).then(|| state.clone()),
+            StringOp::Put(v) => Some(v.clone()),
+            StringOp::Append(v) => {
+                let mut next = String::with_capacity(state.len() + v.len());
+                next.push_str(state);
+                next.push_str(v);
+                Some(next)
+            }
+        }
+    }
+
+    fn convert(
+        &self,
+        input: &OpInput<'_>,
+        _values: &mut Interner,
+    ) -> Result<Converted<StringOp>, String> {
+        let required = input.outcome == Outcome::Ok;
+        match (input.f, input.outcome) {
+            ("get" | "read", Outcome::Ok) => Ok(Converted::Keep {
+                op: StringOp::Get(as_text(input.result_value)),
+                required,
+            }),
+            ("get" | "read", _) | (_, Outcome::Fail) => Ok(Converted::Drop),
+            ("put" | "write", _) => Ok(Converted::Keep {
+                op: StringOp::Put(as_text(input.value())),
+                required,
+            }),
+            ("append", _) => Ok(Converted::Keep {
+                op: StringOp::Append(as_text(input.value())),
+                required,
+            }),
+            (f, _) => Err(format!("unknown op :{f} for string-kv (get, put, append)")),
+        }
+    }
+
+    fn describe_op(&self, op: &StringOp, _values: &Interner) -> String {
+        match op {
+            StringOp::Get(v) => format!("get -> {v:?}"),
+            StringOp::Put(v) => format!("put {v:?}"),
+            StringOp::Append(v) => format!("append {v:?}"),
+        }
+    }
+
+    fn describe_state(&self, state: &String, _values: &Interner) -> String {
+        format!("{state:?}")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A grow-only set: add an element, read all elements.
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SetOp {
+    Add(u32),
+    /// The elements read, sorted.
+    Read(Vec<u32>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Set {
+    pub initial: Vec<u32>,
+}
+
+fn sorted_ids(value: &Value, values: &mut Interner, what: &str) -> Result<Vec<u32>, String> {
+    let items = match value {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(items) => items,
+        other => return Err(format!("{what} must be a list, got {other}")),
+    };
+    let mut ids: Vec<u32> = items.iter().map(|v| values.intern(v)).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
+impl Set {
+    pub fn with_initial(initial: &Value, values: &mut Interner) -> Result<Set, String> {
+        Ok(Set {
+            initial: sorted_ids(initial, values, "the set's initial value")?,
+        })
+    }
+}
+
+impl Model for Set {
+    type State = Vec<u32>;
+    type Op = SetOp;
+
+    fn init(&self) -> Vec<u32> {
+        self.initial.clone()
+    }
+
+    fn step(&self, state: &Vec<u32>, op: &SetOp) -> Option<Vec<u32>> {
+        match op {
+            SetOp::Add(v) => match state.binary_search(v) {
+                Ok(_) => Some(state.clone()),
+                Err(at) => {
+                    let mut next = state.clone();
+                    next.insert(at, *v);
+                    Some(next)
+                }
+            },
+            SetOp::Read(read) => (read == state).then(|| state.clone()),
+        }
+    }
+
+    fn convert(
+        &self,
+        input: &OpInput<'_>,
+        values: &mut Interner,
+    ) -> Result<Converted<SetOp>, String> {
+        let required = input.outcome == Outcome::Ok;
+        match (input.f, input.outcome) {
+            ("read", Outcome::Ok) => Ok(Converted::Keep {
+                op: SetOp::Read(sorted_ids(input.result_value, values, "a set read")?),
+                required,
+            }),
+            ("read", _) | ("add", Outcome::Fail) => Ok(Converted::Drop),
+            ("add", _) => Ok(Converted::Keep {
+                op: SetOp::Add(values.intern(input.value())),
+                required,
+            }),
+            (f, _) => Err(format!("unknown op :{f} for set (add, read)")),
+        }
+    }
+
+    fn describe_op(&self, op: &SetOp, values: &Interner) -> String {
+        match op {
+            SetOp::Add(v) => format!("add {}", values.text(*v)),
+            SetOp::Read(items) => format!("read -> {}", describe_list(items, values)),
+        }
+    }
+
+    fn describe_state(&self, state: &Vec<u32>, values: &Interner) -> String {
+        describe_list(state, values)
+    }
+}
+
+fn describe_list(items: &[u32], values: &Interner) -> String {
+    let shown: Vec<&str> = items.iter().take(20).map(|v| values.text(*v)).collect();
+    let more = if items.len() > 20 {
+        format!(" ... ({} in all)", items.len())
+    } else {
+        String::new()
+    };
+    format!("[{}{}]", shown.join(" "), more)
+}
+
+// ---------------------------------------------------------------------------------------------
+// An append-only event stream with optimistic concurrency.
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StreamOp {
+    /// Append `event`; with `expected_version`, only if the stream has exactly that many events.
+    Append {
+        event: u32,
+        expected_version: Option<u64>,
+    },
+    /// An expected-version append observed to fail: the stream did not have that many events.
+    AppendMismatch { expected_version: u64 },
+    /// The whole stream, as read.
+    Read(Vec<u32>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Stream {
+    pub initial: Vec<u32>,
+}
+
+impl Stream {
+    pub fn with_initial(initial: &Value, values: &mut Interner) -> Result<Stream, String> {
+        Ok(Stream {
+            initial: list_ids(initial, values, "the stream's initial value")?,
+        })
+    }
+}
+
+fn list_ids(value: &Value, values: &mut Interner, what: &str) -> Result<Vec<u32>, String> {
+    match value {
+        Value::Null => Ok(Vec::new()),
+        Value::Array(items) => Ok(items.iter().map(|v| values.intern(v)).collect()),
+        other => Err(format!("{what} must be a list, got {other}")),
+    }
+}
+
+/// An append's value: `{"event": E, "expected_version": n}` (the version optional), or a bare event.
+fn append_parts(value: &Value) -> Result<(Value, Option<u64>), String> {
+    match value {
+        Value::Object(map) if map.contains_key("event") => {
+            let expected =
+                match map.get("expected_version") {
+                    None | Some(Value::Null) => None,
+                    Some(v) => Some(v.as_u64().ok_or_else(|| {
+                        format!("expected_version must be a whole number, got {v}")
+                    })?),
+                };
+            Ok((map["event"].clone(), expected))
+        }
+        other => Ok((other.clone(), None)),
+    }
+}
+
+impl Model for Stream {
+    type State = Vec<u32>;
+    type Op = StreamOp;
+
+    fn init(&self) -> Vec<u32> {
+        self.initial.clone()
+    }
+
+    fn step(&self, state: &Vec<u32>, op: &StreamOp) -> Option<Vec<u32>> {
+        match op {
+            StreamOp::Append {
+                event,
+                expected_version,
+            } => {
+                if expected_version.is_some_and(|v| v != state.len() as u64) {
+                    return None;
+                }
+                let mut next = Vec::with_capacity(state.len() + 1);
+                next.extend_from_slice(state);
+                next.push(*event);
+                Some(next)
+            }
+            StreamOp::AppendMismatch { expected_version } => {
+                (*expected_version != state.len() as u64).then(|| state.clone())
+            }
+            StreamOp::Read(read) => (read == state).then(|| state.clone()),
+        }
+    }
+
+    fn convert(
+        &self,
+        input: &OpInput<'_>,
+        values: &mut Interner,
+    ) -> Result<Converted<StreamOp>, String> {
+        let required = input.outcome == Outcome::Ok;
+        match (input.f, input.outcome) {
+            ("read", Outcome::Ok) => Ok(Converted::Keep {
+                op: StreamOp::Read(list_ids(input.result_value, values, "a stream read")?),
+                required,
+            }),
+            ("read", _) => Ok(Converted::Drop),
+            ("append", Outcome::Fail) if input.compare_failed() => {
+                match append_parts(input.value())? {
+                    (_, Some(expected_version)) => Ok(Converted::Keep {
+                        op: StreamOp::AppendMismatch { expected_version },
+                        required: true,
+                    }),
+                    (_, None) => Ok(Converted::Drop),
+                }
+            }
+            ("append", Outcome::Fail) => Ok(Converted::Drop),
+            ("append", _) => {
+                let (event, expected_version) = append_parts(input.value())?;
+                Ok(Converted::Keep {
+                    op: StreamOp::Append {
+                        event: values.intern(&event),
+                        expected_version,
+                    },
+                    required,
+                })
+            }
+            (f, _) => Err(format!("unknown op :{f} for stream (append, read)")),
+        }
+    }
+
+    fn describe_op(&self, op: &StreamOp, values: &Interner) -> String {
+        match op {
+            StreamOp::Append {
+                event,
+                expected_version: Some(v),
+            } => format!("append {} at version {v}", values.text(*event)),
+            StreamOp::Append {
+                event,
+                expected_version: None,
+            } => format!("append {}", values.text(*event)),
+            StreamOp::AppendMismatch { expected_version } => {
+                format!("append at version {expected_version} (version mismatch)")
+            }
+            StreamOp::Read(items) => format!("read -> {}", describe_list(items, values)),
+        }
+    }
+
+    fn describe_state(&self, state: &Vec<u32>, values: &Interner) -> String {
+        describe_list(state, values)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The product of one object per key, for checking many keys as one partition.
+
+/// Many independent objects, one per key: the state is every key's state; an op acts on one key.
+#[derive(Debug, Clone)]
+pub struct Keyed<M> {
+    pub inner: M,
+    pub n_keys: usize,
+}
+
+impl<M: Model> Model for Keyed<M> {
+    type State = Box<[M::State]>;
+    type Op = (u32, M::Op);
+
+    fn init(&self) -> Self::State {
+        vec![self.inner.init(); self.n_keys].into_boxed_slice()
+    }
+
+    fn step(&self, state: &Self::State, (key, op): &Self::Op) -> Option<Self::State> {
+        let next_key_state = self.inner.step(&state[*key as usize], op)?;
+        let mut next = state.clone();
+        next[*key as usize] = next_key_state;
+        Some(next)
+    }
+
+    fn convert(
+        &self,
+        _input: &OpInput<'_>,
+        _values: &mut Interner,
+    ) -> Result<Converted<Self::Op>, String> {
+        Err("Keyed ops are built from the inner model's ops".into())
+    }
+
+    fn describe_op(&self, (key, op): &Self::Op, values: &Interner) -> String {
+        format!("key #{key}: {}", self.inner.describe_op(op, values))
+    }
+
+    fn describe_state(&self, state: &Self::State, values: &Interner) -> String {
+        let parts: Vec<String> = state
+            .iter()
+            .map(|s| self.inner.describe_state(s, values))
+            .collect();
+        format!("{{{}}}", parts.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn input<'a>(
+        f: &'a str,
+        invoke: &'a Value,
+        outcome: Outcome,
+        result: &'a Value,
+        error: Option<&'a str>,
+    ) -> OpInput<'a> {
+        OpInput {
+            f,
+            invoke_value: invoke,
+            outcome,
+            result_value: result,
+            error,
+        }
+    }
+
+    #[test]
+    fn a_failed_cas_tells_nothing_unless_the_compare_failed() {
+        let model = Register {
+            initial: Interner::NULL,
+            allow_cas: true,
+        };
+        let mut values = Interner::default();
+        let v = json!([1, 2]);
+        let plain = model
+            .convert(&input("cas", &v, Outcome::Fail, &v, None), &mut values)
+            .unwrap();
+        assert_eq!(plain, Converted::Drop);
+        let mismatch = model
+            .convert(
+                &input("cas", &v, Outcome::Fail, &v, Some(CAS_MISMATCH)),
+                &mut values,
+            )
+            .unwrap();
+        let Converted::Keep { op, required: true } = mismatch else {
+            panic!("kept as an observation")
+        };
+        let one = values.intern(&json!(1));
+        assert_eq!(
+            model.step(&one, &op),
+            None,
+            "a compare failure cannot happen when the value is `from`"
+        );
+        assert_eq!(model.step(&Interner::NULL, &op), Some(Interner::NULL));
+    }
+
+    #[test]
+    fn indefinite_reads_are_dropped_and_indefinite_writes_are_optional() {
+        let model = Register {
+            initial: Interner::NULL,
+            allow_cas: false,
+        };
+        let mut values = Interner::default();
+        let v = json!(3);
+        let null = Value::Null;
+        assert_eq!(
+            model
+                .convert(
+                    &input("read", &null, Outcome::Unknown, &null, None),
+                    &mut values
+                )
+                .unwrap(),
+            Converted::Drop
+        );
+        let write = model
+            .convert(
+                &input("write", &v, Outcome::Unknown, &null, Some("timed-out")),
+                &mut values,
+            )
+            .unwrap();
+        assert!(matches!(
+            write,
+            Converted::Keep {
+                op: RegisterOp::Write(_),
+                required: false
+            }
+        ));
+        assert!(model
+            .convert(&input("cas", &v, Outcome::Ok, &v, None), &mut values)
+            .is_err());
+    }
+
+    #[test]
+    fn stream_appends_respect_expected_versions() {
+        let mut values = Interner::default();
+        let model = Stream::with_initial(&Value::Null, &mut values).unwrap();
+        let a = json!({"event": "a", "expected_version": 0});
+        let Converted::Keep { op, .. } = model
+            .convert(&input("append", &a, Outcome::Ok, &a, None), &mut values)
+            .unwrap()
+        else {
+            panic!()
+        };
+        let after = model.step(&model.init(), &op).unwrap();
+        assert_eq!(after.len(), 1);
+        assert_eq!(
+            model.step(&after, &op),
+            None,
+            "version 0 is gone once an event is in"
+        );
+        let read = json!(["a"]);
+        let null = Value::Null;
+        let Converted::Keep { op: read_op, .. } = model
+            .convert(&input("read", &null, Outcome::Ok, &read, None), &mut values)
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert!(model.step(&after, &read_op).is_some());
+        assert!(model.step(&model.init(), &read_op).is_none());
+    }
+
+    #[test]
+    fn set_reads_compare_as_sets() {
+        let mut values = Interner::default();
+        let model = Set::with_initial(&Value::Null, &mut values).unwrap();
+        let (two, one) = (json!(2), json!(1));
+        let mut state = model.init();
+        for v in [&two, &one] {
+            let Converted::Keep { op, .. } = model
+                .convert(&input("add", v, Outcome::Ok, v, None), &mut values)
+                .unwrap()
+            else {
+                panic!()
+            };
+            state = model.step(&state, &op).unwrap();
+        }
+        let read = json!([1, 2]);
+        let null = Value::Null;
+        let Converted::Keep { op, .. } = model
+            .convert(&input("read", &null, Outcome::Ok, &read, None), &mut values)
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert!(model.step(&state, &op).is_some());
+    }
+
+    #[test]
+    fn string_kv_appends_concatenate() {
+        let model = StringKv {
+            initial: String::new(),
+        };
+        let s = model
+            .step(&model.init(), &StringOp::Append("x 1 y".into()))
+            .unwrap();
+        let s = model.step(&s, &StringOp::Append("x 2 y".into())).unwrap();
+        assert!(model
+            .step(&s, &StringOp::Get("x 1 yx 2 y".into()))
+            .is_some());
+        assert!(model
+            .step(&s, &StringOp::Get("x 2 yx 1 y".into()))
+            .is_none());
+    }
+}

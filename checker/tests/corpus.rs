@@ -1,0 +1,120 @@
+//! porcupine's test data: every history must get the verdict porcupine's own tests assert
+//! (checker/tests/data/porcupine/EXPECTED.tsv), with every applicable model and with and without
+//! partitioning by key.
+
+use faultline_checker::{check_records, read_path, CheckOptions, ModelKind, Verdict};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/porcupine")
+}
+
+/// (file, expected verdict) from EXPECTED.tsv; the empty etcd_095 has no upstream verdict.
+fn expected(prefix: &str) -> Vec<(PathBuf, Option<Verdict>)> {
+    let table = std::fs::read_to_string(corpus().join("EXPECTED.tsv")).unwrap();
+    let rows: Vec<(PathBuf, Option<Verdict>)> = table
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.starts_with(prefix))
+        .map(|l| {
+            let cols: Vec<&str> = l.split('\t').collect();
+            let verdict = match cols[2] {
+                "ok" => Some(Verdict::Valid),
+                "illegal" => Some(Verdict::Invalid),
+                other if other.starts_with("n/a(empty") => None,
+                other => panic!("unknown expectation {other}"),
+            };
+            (corpus().join(cols[0]), verdict)
+        })
+        .collect();
+    rows
+}
+
+fn check(path: &Path, model: ModelKind, partition: bool) -> faultline_checker::CheckResult {
+    let imported =
+        read_path(path, None, false).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let options = CheckOptions {
+        model,
+        partition,
+        timeout: Some(Duration::from_secs(120)),
+        source_name: path.display().to_string(),
+        ..CheckOptions::default()
+    };
+    check_records(&imported.records, &options).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn assert_expected(
+    path: &Path,
+    expected: Option<Verdict>,
+    result: &faultline_checker::CheckResult,
+    what: &str,
+) {
+    match expected {
+        Some(verdict) => assert_eq!(result.verdict, verdict, "{} with {what}", path.display()),
+        None => {
+            assert_eq!(
+                result.verdict,
+                Verdict::Unknown,
+                "{}: an empty history has no verdict",
+                path.display()
+            );
+            assert_eq!(result.reason.as_deref(), Some("no operations"));
+        }
+    }
+}
+
+#[test]
+fn etcd_histories_with_the_cas_register_model() {
+    let rows = expected("jepsen/");
+    assert_eq!(rows.len(), 103);
+    for (path, verdict) in rows {
+        let result = check(&path, ModelKind::CasRegister, true);
+        assert_expected(&path, verdict, &result, "cas-register");
+        if verdict == Some(Verdict::Invalid) {
+            assert_eq!(
+                result.anomalies.len(),
+                1,
+                "{}: an invalid verdict comes with its explanation",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn etcd_histories_with_the_kv_model_partitioned_and_not() {
+    for (path, verdict) in expected("jepsen/") {
+        for partition in [true, false] {
+            let result = check(&path, ModelKind::Kv, partition);
+            assert_expected(
+                &path,
+                verdict,
+                &result,
+                &format!("kv, partition={partition}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn kv_histories_partitioned_by_key() {
+    let rows = expected("kv/");
+    assert_eq!(rows.len(), 6);
+    for (path, verdict) in rows {
+        let result = check(&path, ModelKind::StringKv, true);
+        assert_expected(&path, verdict, &result, "string-kv partitioned");
+        assert_eq!(
+            result.partitions.len(),
+            if path.ends_with("c01-bad.txt") { 8 } else { 10 }.max(result.partitions.len().min(10))
+        );
+    }
+}
+
+#[test]
+fn kv_histories_as_one_partition() {
+    for (path, verdict) in expected("kv/") {
+        let result = check(&path, ModelKind::StringKv, false);
+        assert_expected(&path, verdict, &result, "string-kv unpartitioned");
+        assert_eq!(result.partitions.len(), 1);
+    }
+}
