@@ -1,0 +1,284 @@
+//! Generators are pure values (Jepsen's second-generation generators): given a context (the time
+//! and how many workers are free or busy) they yield an operation, "pending" (maybe with a time to
+//! wake up at), or "done". They read no clock, start no thread and do no IO; all randomness comes
+//! from a seeded RNG they own. `crate::interpreter` is the only thing that owns time and threads.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+use crate::db::Invocation;
+
+/// What a generator sees when asked for its next operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Context {
+    /// Nanoseconds since the interpreter started.
+    pub time_ns: u64,
+    /// Workers idle right now (the interpreter only asks when at least one is).
+    pub free_workers: usize,
+    /// Operations invoked and not yet completed.
+    pub in_flight: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    Op(Invocation),
+    /// Nothing to do yet; ask again by `wake_at_ns` at the latest (or when an op completes).
+    Pending {
+        wake_at_ns: Option<u64>,
+    },
+    /// This generator will never yield again.
+    Done,
+}
+
+pub trait Generator: Send {
+    fn next(&mut self, context: &Context) -> Step;
+}
+
+/// A multi-key compare-and-set register workload: reads, writes and cas over `n_keys` keys with
+/// small values, so cas often succeeds and reads are informative.
+pub struct CasRegister {
+    pub n_keys: u64,
+    pub max_value: u64,
+    rng: StdRng,
+}
+
+impl CasRegister {
+    pub fn new(n_keys: u64, seed: u64) -> CasRegister {
+        assert!(n_keys > 0);
+        CasRegister {
+            n_keys,
+            max_value: 5,
+            rng: StdRng::seed_from_u64(seed),
+        }
+    }
+}
+
+/// The key names the register workload uses.
+pub fn register_key(index: u64) -> Value {
+    json!(format!("k{index}"))
+}
+
+impl Generator for CasRegister {
+    fn next(&mut self, _context: &Context) -> Step {
+        let key = Some(register_key(self.rng.gen_range(0..self.n_keys)));
+        let invocation = match self.rng.gen_range(0..10) {
+            0..=3 => Invocation {
+                f: "read".to_string(),
+                key,
+                value: Value::Null,
+            },
+            4..=6 => Invocation {
+                f: "write".to_string(),
+                key,
+                value: json!(self.rng.gen_range(0..self.max_value)),
+            },
+            _ => Invocation {
+                f: "cas".to_string(),
+                key,
+                value: json!([
+                    self.rng.gen_range(0..self.max_value),
+                    self.rng.gen_range(0..self.max_value)
+                ]),
+            },
+        };
+        Step::Op(invocation)
+    }
+}
+
+/// One read of every key, then done: the final reads after recovery.
+pub struct ReadEachKey {
+    keys: Vec<Value>,
+    next_key: usize,
+}
+
+impl ReadEachKey {
+    pub fn new(keys: Vec<Value>) -> ReadEachKey {
+        ReadEachKey { keys, next_key: 0 }
+    }
+}
+
+impl Generator for ReadEachKey {
+    fn next(&mut self, _context: &Context) -> Step {
+        let Some(key) = self.keys.get(self.next_key) else {
+            return Step::Done;
+        };
+        self.next_key += 1;
+        Step::Op(Invocation {
+            f: "read".to_string(),
+            key: Some(key.clone()),
+            value: Value::Null,
+        })
+    }
+}
+
+/// Ends the inner generator at `limit_ns` after the first time it is asked.
+pub struct TimeLimit<G> {
+    inner: G,
+    limit_ns: u64,
+    deadline_ns: Option<u64>,
+}
+
+impl<G: Generator> TimeLimit<G> {
+    pub fn new(limit_ns: u64, inner: G) -> TimeLimit<G> {
+        TimeLimit {
+            inner,
+            limit_ns,
+            deadline_ns: None,
+        }
+    }
+}
+
+impl<G: Generator> Generator for TimeLimit<G> {
+    fn next(&mut self, context: &Context) -> Step {
+        let deadline = *self
+            .deadline_ns
+            .get_or_insert(context.time_ns + self.limit_ns);
+        if context.time_ns >= deadline {
+            return Step::Done;
+        }
+        match self.inner.next(context) {
+            Step::Pending { wake_at_ns } => Step::Pending {
+                wake_at_ns: Some(wake_at_ns.map_or(deadline, |t| t.min(deadline))),
+            },
+            step => step,
+        }
+    }
+}
+
+/// Limits the inner generator to about `ops_per_second` over all workers: each op is due a random
+/// 0..2 mean intervals after the previous one (Jepsen's stagger), so bursts and gaps both happen.
+pub struct Rate<G> {
+    inner: G,
+    mean_interval_ns: u64,
+    next_due_ns: Option<u64>,
+    rng: StdRng,
+}
+
+impl<G: Generator> Rate<G> {
+    pub fn new(ops_per_second: f64, seed: u64, inner: G) -> Rate<G> {
+        assert!(ops_per_second > 0.0);
+        Rate {
+            inner,
+            mean_interval_ns: (1e9 / ops_per_second) as u64,
+            next_due_ns: None,
+            rng: StdRng::seed_from_u64(seed),
+        }
+    }
+}
+
+impl<G: Generator> Generator for Rate<G> {
+    fn next(&mut self, context: &Context) -> Step {
+        let due = *self.next_due_ns.get_or_insert(context.time_ns);
+        if context.time_ns < due {
+            return Step::Pending {
+                wake_at_ns: Some(due),
+            };
+        }
+        let step = self.inner.next(context);
+        if let Step::Op(_) = step {
+            let gap = self.rng.gen_range(0..=2 * self.mean_interval_ns);
+            // Never schedule from a time far in the past: a slow interpreter must not burst.
+            self.next_due_ns =
+                Some(due.max(context.time_ns.saturating_sub(self.mean_interval_ns)) + gap);
+        }
+        step
+    }
+}
+
+impl Generator for Box<dyn Generator> {
+    fn next(&mut self, context: &Context) -> Step {
+        (**self).next(context)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Yields at most `n` operations of the inner generator.
+    pub struct Limit<G> {
+        inner: G,
+        remaining: u64,
+    }
+
+    impl<G: Generator> Limit<G> {
+        pub fn new(n: u64, inner: G) -> Limit<G> {
+            Limit {
+                inner,
+                remaining: n,
+            }
+        }
+    }
+
+    impl<G: Generator> Generator for Limit<G> {
+        fn next(&mut self, context: &Context) -> Step {
+            if self.remaining == 0 {
+                return Step::Done;
+            }
+            let step = self.inner.next(context);
+            if let Step::Op(_) = step {
+                self.remaining -= 1;
+            }
+            step
+        }
+    }
+
+    fn context(time_ns: u64) -> Context {
+        Context {
+            time_ns,
+            free_workers: 1,
+            in_flight: 0,
+        }
+    }
+
+    /// Drives a generator like the interpreter would, with instant ops and a fake clock that jumps
+    /// to each wake-up time; returns the times at which ops were issued.
+    fn simulate(generator: &mut dyn Generator, max_steps: usize) -> Vec<(u64, Invocation)> {
+        let mut now = 0;
+        let mut issued = Vec::new();
+        for _ in 0..max_steps {
+            match generator.next(&context(now)) {
+                Step::Op(op) => issued.push((now, op)),
+                Step::Pending { wake_at_ns } => now = wake_at_ns.expect("a timed wake-up"),
+                Step::Done => return issued,
+            }
+        }
+        panic!("generator did not finish within {max_steps} steps");
+    }
+
+    #[test]
+    fn the_register_workload_is_seeded_and_uses_every_f() {
+        let mut a = Limit::new(200, CasRegister::new(3, 42));
+        let mut b = Limit::new(200, CasRegister::new(3, 42));
+        let ops_a = simulate(&mut a, 1000);
+        let ops_b = simulate(&mut b, 1000);
+        assert_eq!(ops_a, ops_b);
+        assert_eq!(ops_a.len(), 200);
+        for f in ["read", "write", "cas"] {
+            assert!(ops_a.iter().any(|(_, op)| op.f == f), "no {f}");
+        }
+        assert!(ops_a.iter().all(
+            |(_, op)| ["k0", "k1", "k2"].contains(&op.key.as_ref().unwrap().as_str().unwrap())
+        ));
+    }
+
+    #[test]
+    fn rate_and_time_limit_give_about_rate_times_limit_ops() {
+        // 100 ops/s for 10 s of fake time.
+        let mut generator =
+            TimeLimit::new(10_000_000_000, Rate::new(100.0, 1, CasRegister::new(2, 1)));
+        let ops = simulate(&mut generator, 100_000);
+        assert!((800..=1200).contains(&ops.len()), "{} ops", ops.len());
+        assert!(ops.iter().all(|(t, _)| *t < 10_000_000_000));
+        assert!(ops.windows(2).all(|w| w[0].0 <= w[1].0));
+    }
+
+    #[test]
+    fn time_limit_counts_from_its_first_use() {
+        let mut generator = TimeLimit::new(5, Limit::new(100, CasRegister::new(1, 1)));
+        assert!(matches!(generator.next(&context(1_000)), Step::Op(_)));
+        assert!(matches!(generator.next(&context(1_004)), Step::Op(_)));
+        assert_eq!(generator.next(&context(1_005)), Step::Done);
+    }
+}

@@ -1,0 +1,277 @@
+//! The one place that owns time and threads for client operations: it asks a generator for
+//! operations, hands them to idle worker threads, and writes invoke and completion records.
+//!
+//! Each worker thread lives in the client namespace with its own `Client`, bound to one node. A
+//! worker whose operation ended `info` continues under a new process id (old + concurrency), as in
+//! Jepsen: the old process may still have an operation in flight as far as the checker knows.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::thread::Scope;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use faultline_checker::history::OpType;
+
+use crate::cluster::{Cluster, NodeId};
+use crate::db::{Completion, Db, Invocation};
+use crate::generator::{Context, Generator, Step};
+use crate::run_store::HistoryLog;
+
+/// How long to wait for workers to enter the namespace and connect.
+const WORKER_START_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest the interpreter sleeps between looks at the generator.
+const MAX_POLL: Duration = Duration::from_millis(50);
+
+struct Task {
+    invocation: Invocation,
+}
+
+struct Finished {
+    worker: usize,
+    time_ns: u64,
+    completion: Completion,
+}
+
+pub struct Interpreter<'h> {
+    history: &'h HistoryLog,
+    to_workers: Vec<SyncSender<Task>>,
+    finished: Receiver<Finished>,
+    /// The current process id of each worker.
+    process_of: Vec<u64>,
+    /// The op each busy worker is running.
+    running: Vec<Option<Invocation>>,
+    /// Workers we gave up waiting for; never used again.
+    lost: Vec<bool>,
+    /// The longest a single operation may take before we stop waiting for it.
+    pub op_deadline: Duration,
+}
+
+impl<'h> Interpreter<'h> {
+    /// Starts `concurrency` workers on `scope`; worker w talks to node (w mod n) + 1.
+    pub fn start<'scope, 'env>(
+        scope: &'scope Scope<'scope, 'env>,
+        cluster: &'env Cluster,
+        db: &'env dyn Db,
+        history: &'h HistoryLog,
+        concurrency: usize,
+        op_deadline: Duration,
+    ) -> Result<Interpreter<'h>> {
+        let (finished_tx, finished_rx) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
+        let mut to_workers = Vec::new();
+        let history_start = Instant::now() - Duration::from_nanos(history.now_ns());
+        for worker in 0..concurrency {
+            let (task_tx, task_rx) = mpsc::sync_channel::<Task>(1);
+            to_workers.push(task_tx);
+            let finished_tx = finished_tx.clone();
+            let ready_tx = ready_tx.clone();
+            let node = worker % cluster.n_nodes + 1;
+            std::thread::Builder::new()
+                .name(format!("worker-{worker}"))
+                .spawn_scoped(scope, move || {
+                    run_worker(
+                        worker,
+                        node,
+                        cluster,
+                        db,
+                        history_start,
+                        task_rx,
+                        finished_tx,
+                        ready_tx,
+                    )
+                })
+                .context("spawning a worker thread")?;
+        }
+        drop(ready_tx);
+        for _ in 0..concurrency {
+            match ready_rx.recv_timeout(WORKER_START_TIMEOUT) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e.context("starting a client worker")),
+                Err(_) => bail!("client workers did not start within {WORKER_START_TIMEOUT:?}"),
+            }
+        }
+        Ok(Interpreter {
+            history,
+            to_workers,
+            finished: finished_rx,
+            process_of: (0..concurrency as u64).collect(),
+            running: vec![None; concurrency],
+            lost: vec![false; concurrency],
+            op_deadline,
+        })
+    }
+
+    fn concurrency(&self) -> usize {
+        self.to_workers.len()
+    }
+
+    fn in_flight(&self) -> usize {
+        self.running.iter().filter(|r| r.is_some()).count()
+    }
+
+    fn free_worker(&self) -> Option<usize> {
+        (0..self.concurrency()).find(|w| self.running[*w].is_none() && !self.lost[*w])
+    }
+
+    /// Runs `generator` until it is done (or `stop` is set) and every op it started completed or
+    /// was given up on (recorded `info`).
+    pub fn run(&mut self, generator: &mut dyn Generator, stop: &AtomicBool) -> Result<()> {
+        let mut generator_done = false;
+        let mut drain_deadline: Option<Instant> = None;
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                generator_done = true;
+            }
+            let mut wait = MAX_POLL;
+            if !generator_done {
+                if let Some(worker) = self.free_worker() {
+                    let context = Context {
+                        time_ns: self.history.now_ns(),
+                        free_workers: self.concurrency() - self.in_flight(),
+                        in_flight: self.in_flight(),
+                    };
+                    match generator.next(&context) {
+                        Step::Op(invocation) => {
+                            self.invoke(worker, invocation)?;
+                            continue;
+                        }
+                        Step::Pending { wake_at_ns } => {
+                            if let Some(wake_at_ns) = wake_at_ns {
+                                let until = wake_at_ns.saturating_sub(self.history.now_ns());
+                                wait = wait.min(Duration::from_nanos(until));
+                            }
+                        }
+                        Step::Done => generator_done = true,
+                    }
+                }
+            }
+            if generator_done && self.in_flight() == 0 {
+                return Ok(());
+            }
+            if generator_done {
+                let deadline = *drain_deadline.get_or_insert(Instant::now() + self.op_deadline);
+                if Instant::now() >= deadline {
+                    self.give_up_on_running()?;
+                    return Ok(());
+                }
+            }
+            match self.finished.recv_timeout(wait) {
+                Ok(finished) => self.complete(finished)?,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => bail!("every client worker died"),
+            }
+        }
+    }
+
+    fn invoke(&mut self, worker: usize, invocation: Invocation) -> Result<()> {
+        self.history.op(
+            self.history.now_ns(),
+            self.process_of[worker],
+            OpType::Invoke,
+            &invocation.f,
+            invocation.key.clone(),
+            invocation.value.clone(),
+            None,
+        )?;
+        self.running[worker] = Some(invocation.clone());
+        if self.to_workers[worker].send(Task { invocation }).is_err() {
+            bail!("client worker {worker} died");
+        }
+        Ok(())
+    }
+
+    fn complete(&mut self, finished: Finished) -> Result<()> {
+        let worker = finished.worker;
+        let Some(invocation) = self.running[worker].take() else {
+            // A late answer from a worker we gave up on: its info record is already written.
+            return Ok(());
+        };
+        let process = self.process_of[worker];
+        let (op_type, value, error) = match finished.completion {
+            Completion::Ok(value) => (OpType::Ok, value, None),
+            Completion::Fail(error) => (OpType::Fail, invocation.value.clone(), Some(error)),
+            Completion::Info(error) => (OpType::Info, invocation.value.clone(), Some(error)),
+        };
+        if op_type == OpType::Info {
+            self.process_of[worker] += self.concurrency() as u64;
+        }
+        self.history.op(
+            finished.time_ns,
+            process,
+            op_type,
+            &invocation.f,
+            invocation.key,
+            value,
+            error,
+        )
+    }
+
+    /// Records every still-running op as `info` and retires its worker.
+    fn give_up_on_running(&mut self) -> Result<()> {
+        for worker in 0..self.concurrency() {
+            if let Some(invocation) = self.running[worker].take() {
+                self.lost[worker] = true;
+                self.history.op(
+                    self.history.now_ns(),
+                    self.process_of[worker],
+                    OpType::Info,
+                    &invocation.f,
+                    invocation.key,
+                    invocation.value,
+                    Some("harness gave up waiting".to_string()),
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_worker(
+    worker: usize,
+    node: NodeId,
+    cluster: &Cluster,
+    db: &dyn Db,
+    history_start: Instant,
+    tasks: Receiver<Task>,
+    finished: Sender<Finished>,
+    ready: Sender<Result<()>>,
+) {
+    if let Err(e) = cluster.enter_client_namespace() {
+        let _ = ready.send(Err(e));
+        return;
+    }
+    let mut client = db.new_client(cluster);
+    // A node that is down at start is not a harness failure: the client retries on each op.
+    let mut opened = client.open(node).is_ok();
+    let _ = ready.send(Ok(()));
+    while let Ok(task) = tasks.recv() {
+        if !opened {
+            opened = client.open(node).is_ok();
+        }
+        let completion = if opened {
+            client.invoke(&task.invocation)
+        } else {
+            Completion::Fail(format!("could not connect to n{node}"))
+        };
+        let time_ns = history_start.elapsed().as_nanos() as u64;
+        if let Completion::Info(_) = completion {
+            // The next op belongs to a new process: start it on a fresh connection.
+            client.close();
+            opened = client.open(node).is_ok();
+        }
+        if finished
+            .send(Finished {
+                worker,
+                time_ns,
+                completion,
+            })
+            .is_err()
+        {
+            break;
+        }
+    }
+    client.close();
+    let _ = worker;
+}

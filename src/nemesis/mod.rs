@@ -1,0 +1,637 @@
+//! The nemesis: a seeded schedule of fault windows (pure, see `plan`), and an executor that applies
+//! them to a cluster and records each start and stop in the history.
+//!
+//! **Invariant:** a fault's targets are recorded before the fault is applied, and its stop is
+//! recorded only after it is fully healed, so the history's fault windows cover the real ones.
+//! Every action is idempotent (healing twice, killing a dead node, resuming a running one).
+
+pub mod grudge;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use faultline_checker::history::FaultPhase;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+use crate::cluster::{node_name, Cluster, NodeId};
+use crate::db::Db;
+use crate::run_store::{HistoryLog, RunLog};
+use grudge::{Grudge, Loss, Shape};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    Partition,
+    Kill,
+    Pause,
+    Loss,
+}
+
+impl Family {
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Partition => "partition",
+            Family::Kill => "kill",
+            Family::Pause => "pause",
+            Family::Loss => "loss",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Family> {
+        [Family::Partition, Family::Kill, Family::Pause, Family::Loss]
+            .into_iter()
+            .find(|f| f.name() == text)
+    }
+}
+
+/// Which nodes a kill, pause or loss acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TargetSpec {
+    One,
+    Minority,
+    Majority,
+    All,
+    Leader,
+}
+
+impl TargetSpec {
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetSpec::One => "one",
+            TargetSpec::Minority => "minority",
+            TargetSpec::Majority => "majority",
+            TargetSpec::All => "all",
+            TargetSpec::Leader => "leader",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TargetSpec> {
+        [
+            TargetSpec::One,
+            TargetSpec::Minority,
+            TargetSpec::Majority,
+            TargetSpec::All,
+            TargetSpec::Leader,
+        ]
+        .into_iter()
+        .find(|t| t.name() == text)
+    }
+}
+
+/// Resolves a target spec to concrete nodes. Pure: `leader` is looked up by the caller.
+pub fn resolve_targets(
+    spec: TargetSpec,
+    nodes: &[NodeId],
+    leader: Option<NodeId>,
+    rng: &mut impl Rng,
+) -> Vec<NodeId> {
+    let mut shuffled = nodes.to_vec();
+    shuffled.shuffle(rng);
+    let n = nodes.len();
+    let count = match spec {
+        TargetSpec::One => 1,
+        // A random non-empty subset smaller than a majority (at least one node even for n <= 2).
+        TargetSpec::Minority => rng.gen_range(1..=((n - 1) / 2).max(1)),
+        TargetSpec::Majority => n / 2 + 1,
+        TargetSpec::All => n,
+        TargetSpec::Leader => {
+            return vec![leader.unwrap_or(shuffled[0])];
+        }
+    };
+    let mut targets: Vec<NodeId> = shuffled.into_iter().take(count.min(n)).collect();
+    targets.sort();
+    targets
+}
+
+/// One planned edge of a fault window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedEvent {
+    pub at: Duration,
+    pub family: Family,
+    pub phase: FaultPhase,
+}
+
+/// A seeded schedule: each family runs its own cycle of `wait, fault, wait, ...`, every wait and
+/// every fault lasting a random 0.5..1.5 x `interval`; so families overlap and mix. Every window
+/// closes before `duration`. Pure.
+pub fn plan(
+    seed: u64,
+    families: &[Family],
+    interval: Duration,
+    duration: Duration,
+) -> Vec<PlannedEvent> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut events = Vec::new();
+    let interval_ms = interval.as_millis().max(1) as u64;
+    let duration_ms = duration.as_millis() as u64;
+    let draw = |rng: &mut StdRng| rng.gen_range(interval_ms / 2..=interval_ms * 3 / 2).max(1);
+    for family in families {
+        let mut t = draw(&mut rng) / 2;
+        loop {
+            let start = t;
+            let stop = start + draw(&mut rng);
+            if stop >= duration_ms {
+                break;
+            }
+            events.push(PlannedEvent {
+                at: Duration::from_millis(start),
+                family: *family,
+                phase: FaultPhase::Start,
+            });
+            events.push(PlannedEvent {
+                at: Duration::from_millis(stop),
+                family: *family,
+                phase: FaultPhase::Stop,
+            });
+            t = stop + draw(&mut rng);
+        }
+    }
+    events.sort_by_key(|e| (e.at, e.family, e.phase == FaultPhase::Start));
+    events
+}
+
+#[derive(Debug, Clone)]
+pub struct NemesisOptions {
+    pub targets: Vec<TargetSpec>,
+    pub shapes: Vec<Shape>,
+}
+
+/// What is currently broken.
+#[derive(Debug, Default)]
+struct Active {
+    partition: Option<(Shape, Grudge)>,
+    loss: Option<Loss>,
+    killed: BTreeSet<NodeId>,
+    paused: BTreeSet<NodeId>,
+}
+
+pub struct Nemesis<'a> {
+    cluster: &'a Cluster,
+    db: &'a dyn Db,
+    history: &'a HistoryLog,
+    log: &'a RunLog,
+    options: NemesisOptions,
+    rng: Mutex<StdRng>,
+    active: Mutex<Active>,
+}
+
+impl<'a> Nemesis<'a> {
+    pub fn new(
+        cluster: &'a Cluster,
+        db: &'a dyn Db,
+        history: &'a HistoryLog,
+        log: &'a RunLog,
+        options: NemesisOptions,
+        seed: u64,
+    ) -> Nemesis<'a> {
+        Nemesis {
+            cluster,
+            db,
+            history,
+            log,
+            options,
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            active: Mutex::new(Active::default()),
+        }
+    }
+
+    /// A short description of the faults in force, for the progress line.
+    pub fn describe_active(&self) -> String {
+        let active = self.active.lock().unwrap();
+        let mut parts = Vec::new();
+        if let Some((shape, _)) = &active.partition {
+            parts.push(format!("partition({})", shape.name()));
+        }
+        if active.loss.is_some() {
+            parts.push("loss".to_string());
+        }
+        if !active.killed.is_empty() {
+            parts.push(format!("kill{:?}", active.killed));
+        }
+        if !active.paused.is_empty() {
+            parts.push(format!("pause{:?}", active.paused));
+        }
+        if parts.is_empty() {
+            "none".to_string()
+        } else {
+            parts.join(" ")
+        }
+    }
+
+    /// Runs the plan from `run_start` until it ends or `stop` is set; then heals everything.
+    /// Must be called on a thread inside the client namespace (for leader discovery).
+    pub fn run(
+        &self,
+        events: &[PlannedEvent],
+        run_start: Instant,
+        stop: &AtomicBool,
+    ) -> Result<()> {
+        let result = self.run_events(events, run_start, stop);
+        let healed = self.heal_all();
+        result.and(healed)
+    }
+
+    fn run_events(
+        &self,
+        events: &[PlannedEvent],
+        run_start: Instant,
+        stop: &AtomicBool,
+    ) -> Result<()> {
+        for event in events {
+            loop {
+                if stop.load(Ordering::SeqCst) {
+                    return Ok(());
+                }
+                let now = run_start.elapsed();
+                if now >= event.at {
+                    break;
+                }
+                std::thread::sleep((event.at - now).min(Duration::from_millis(50)));
+            }
+            match event.phase {
+                FaultPhase::Start => self.start(event.family)?,
+                FaultPhase::Stop => self.stop(event.family)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn pick_targets(&self) -> (TargetSpec, Vec<NodeId>) {
+        let spec = *self
+            .options
+            .targets
+            .choose(&mut *self.rng.lock().unwrap())
+            .unwrap_or(&TargetSpec::One);
+        let leader = if spec == TargetSpec::Leader {
+            self.db.leader(self.cluster)
+        } else {
+            None
+        };
+        let targets = resolve_targets(
+            spec,
+            &self.cluster.node_ids(),
+            leader,
+            &mut *self.rng.lock().unwrap(),
+        );
+        (spec, targets)
+    }
+
+    pub fn start(&self, family: Family) -> Result<()> {
+        let nodes = self.cluster.node_ids();
+        match family {
+            Family::Partition => {
+                let shape = *self
+                    .options
+                    .shapes
+                    .choose(&mut *self.rng.lock().unwrap())
+                    .unwrap_or(&Shape::RandomHalves);
+                let leader = if shape == Shape::IsolateLeader {
+                    self.db.leader(self.cluster)
+                } else {
+                    None
+                };
+                let grudge = grudge::build(shape, &nodes, leader, &mut *self.rng.lock().unwrap());
+                let targets = names(grudge::grudge_nodes(&grudge));
+                self.history.fault(
+                    family.name(),
+                    FaultPhase::Start,
+                    targets,
+                    Some(grudge::named_grudge(&grudge)),
+                    Some(json!({"shape": shape.name(), "leader": leader.map(node_name)})),
+                )?;
+                self.log
+                    .log(format!("partition {} {:?}", shape.name(), grudge));
+                self.active.lock().unwrap().partition = Some((shape, grudge));
+                self.apply_rules()?;
+            }
+            Family::Loss => {
+                let (spec, targets) = self.pick_targets();
+                let rest: Vec<NodeId> = nodes
+                    .iter()
+                    .copied()
+                    .filter(|n| !targets.contains(n))
+                    .collect();
+                // With every node targeted, lose packets among them all.
+                let others = if rest.is_empty() {
+                    targets.clone()
+                } else {
+                    rest
+                };
+                let probability = [0.1, 0.2, 0.3, 0.5][self.rng.lock().unwrap().gen_range(0..4)];
+                let loss = grudge::loss_between(&targets, &others, probability);
+                self.history.fault(
+                    family.name(),
+                    FaultPhase::Start,
+                    names(targets.iter().copied()),
+                    None,
+                    Some(json!({"targets": spec.name(), "probability": probability,
+                                "peers": names(others.iter().copied())})),
+                )?;
+                self.log.log(format!(
+                    "loss {probability} between {targets:?} and {others:?}"
+                ));
+                self.active.lock().unwrap().loss = Some(loss);
+                self.apply_rules()?;
+            }
+            Family::Kill => {
+                let (spec, targets) = self.pick_targets();
+                self.history.fault(
+                    family.name(),
+                    FaultPhase::Start,
+                    names(targets.iter().copied()),
+                    None,
+                    Some(json!({"targets": spec.name()})),
+                )?;
+                self.log.log(format!("kill {targets:?}"));
+                for node in &targets {
+                    self.active.lock().unwrap().killed.insert(*node);
+                    self.db
+                        .kill(self.cluster, *node)
+                        .with_context(|| format!("killing {}", node_name(*node)))?;
+                }
+            }
+            Family::Pause => {
+                let (spec, targets) = self.pick_targets();
+                self.history.fault(
+                    family.name(),
+                    FaultPhase::Start,
+                    names(targets.iter().copied()),
+                    None,
+                    Some(json!({"targets": spec.name()})),
+                )?;
+                self.log.log(format!("pause {targets:?}"));
+                for node in &targets {
+                    self.active.lock().unwrap().paused.insert(*node);
+                    self.db
+                        .pause(self.cluster, *node)
+                        .with_context(|| format!("pausing {}", node_name(*node)))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn stop(&self, family: Family) -> Result<()> {
+        match family {
+            Family::Partition => {
+                let Some((_, grudge)) = self.active.lock().unwrap().partition.take() else {
+                    return Ok(());
+                };
+                self.apply_rules()?;
+                self.history.fault(
+                    family.name(),
+                    FaultPhase::Stop,
+                    names(grudge::grudge_nodes(&grudge)),
+                    None,
+                    None,
+                )?;
+                self.log.log("partition healed");
+            }
+            Family::Loss => {
+                let Some(loss) = self.active.lock().unwrap().loss.take() else {
+                    return Ok(());
+                };
+                self.apply_rules()?;
+                self.history.fault(
+                    family.name(),
+                    FaultPhase::Stop,
+                    names(loss.keys().copied()),
+                    None,
+                    None,
+                )?;
+                self.log.log("loss healed");
+            }
+            Family::Kill => {
+                let killed = std::mem::take(&mut self.active.lock().unwrap().killed);
+                if killed.is_empty() {
+                    return Ok(());
+                }
+                for node in &killed {
+                    self.restart(*node)?;
+                }
+                self.history.fault(
+                    family.name(),
+                    FaultPhase::Stop,
+                    names(killed.iter().copied()),
+                    None,
+                    None,
+                )?;
+                self.log.log(format!("restarted {killed:?}"));
+            }
+            Family::Pause => {
+                let paused = std::mem::take(&mut self.active.lock().unwrap().paused);
+                if paused.is_empty() {
+                    return Ok(());
+                }
+                for node in &paused {
+                    self.db
+                        .resume(self.cluster, *node)
+                        .with_context(|| format!("resuming {}", node_name(*node)))?;
+                }
+                self.history.fault(
+                    family.name(),
+                    FaultPhase::Stop,
+                    names(paused.iter().copied()),
+                    None,
+                    None,
+                )?;
+                self.log.log(format!("resumed {paused:?}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn restart(&self, node: NodeId) -> Result<()> {
+        if !self.cluster.node_running(node) {
+            self.db
+                .start(self.cluster, node)
+                .with_context(|| format!("restarting {}", node_name(node)))?;
+        }
+        Ok(())
+    }
+
+    /// Heals every fault: flushes every node's rules, resumes and restarts every node. Safe to
+    /// call at any time and more than once.
+    pub fn heal_all(&self) -> Result<()> {
+        for family in [Family::Partition, Family::Loss, Family::Pause, Family::Kill] {
+            self.stop(family)?;
+        }
+        // Belt and braces: whatever the bookkeeping says, leave no rule, no stopped or dead node.
+        for node in self.cluster.node_ids() {
+            self.cluster.set_fault_rules(node, &[])?;
+            self.db.resume(self.cluster, node)?;
+            self.restart(node)?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites every node's FAULTLINE chain from the active partition and loss.
+    fn apply_rules(&self) -> Result<()> {
+        let (grudge, loss) = {
+            let active = self.active.lock().unwrap();
+            (
+                active
+                    .partition
+                    .as_ref()
+                    .map(|(_, g)| g.clone())
+                    .unwrap_or_default(),
+                active.loss.clone().unwrap_or_default(),
+            )
+        };
+        let cluster = self.cluster;
+        std::thread::scope(|scope| -> Result<()> {
+            let handles: Vec<_> = cluster
+                .node_ids()
+                .into_iter()
+                .map(|node| {
+                    let rules =
+                        grudge::rules_for_node(node, &grudge, &loss, |n| cluster.node_address(n));
+                    scope.spawn(move || cluster.set_fault_rules(node, &rules))
+                })
+                .collect();
+            for handle in handles {
+                match handle.join() {
+                    Ok(result) => result?,
+                    Err(_) => bail!("a rule-setting thread panicked"),
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+fn names(nodes: impl IntoIterator<Item = NodeId>) -> Vec<String> {
+    nodes.into_iter().map(node_name).collect()
+}
+
+/// Parses a comma-separated list with `parse`, naming the bad item and the valid ones.
+pub fn parse_list<T>(
+    text: &str,
+    what: &str,
+    valid: &[&str],
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<T>> {
+    let mut items = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match parse(item) {
+            Some(value) => items.push(value),
+            None => bail!("unknown {what} `{item}`; known: {}", valid.join(", ")),
+        }
+    }
+    Ok(items)
+}
+
+/// Counts of planned fault windows per family, for test.json and the summary.
+pub fn plan_summary(events: &[PlannedEvent]) -> BTreeMap<&'static str, usize> {
+    let mut counts = BTreeMap::new();
+    for event in events.iter().filter(|e| e.phase == FaultPhase::Start) {
+        *counts.entry(event.family.name()).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plan_is_seeded_balanced_and_ends_in_time() {
+        let families = [Family::Partition, Family::Kill, Family::Pause];
+        let a = plan(
+            9,
+            &families,
+            Duration::from_secs(10),
+            Duration::from_secs(120),
+        );
+        let b = plan(
+            9,
+            &families,
+            Duration::from_secs(10),
+            Duration::from_secs(120),
+        );
+        assert_eq!(a, b);
+        assert_ne!(
+            a,
+            plan(
+                10,
+                &families,
+                Duration::from_secs(10),
+                Duration::from_secs(120)
+            )
+        );
+        for family in families {
+            let mine: Vec<&PlannedEvent> = a.iter().filter(|e| e.family == family).collect();
+            assert!(
+                mine.len() >= 4,
+                "{family:?} fired only {} edges",
+                mine.len()
+            );
+            // Strictly alternating start/stop, each window closed before the end.
+            for (i, event) in mine.iter().enumerate() {
+                let expected = if i % 2 == 0 {
+                    FaultPhase::Start
+                } else {
+                    FaultPhase::Stop
+                };
+                assert_eq!(event.phase, expected);
+                assert!(event.at < Duration::from_secs(120));
+            }
+            assert_eq!(mine.len() % 2, 0);
+        }
+        assert!(a.windows(2).all(|w| w[0].at <= w[1].at));
+    }
+
+    #[test]
+    fn a_short_run_gets_at_least_one_fault_with_a_short_interval() {
+        let events = plan(
+            1,
+            &[Family::Kill],
+            Duration::from_secs(2),
+            Duration::from_secs(20),
+        );
+        assert!(plan_summary(&events)["kill"] >= 2);
+    }
+
+    #[test]
+    fn targets_have_the_promised_sizes() {
+        let nodes = [1, 2, 3, 4, 5];
+        let mut rng = StdRng::seed_from_u64(5);
+        for _ in 0..100 {
+            assert_eq!(
+                resolve_targets(TargetSpec::One, &nodes, None, &mut rng).len(),
+                1
+            );
+            let minority = resolve_targets(TargetSpec::Minority, &nodes, None, &mut rng);
+            assert!((1..=2).contains(&minority.len()));
+            assert_eq!(
+                resolve_targets(TargetSpec::Majority, &nodes, None, &mut rng).len(),
+                3
+            );
+            assert_eq!(
+                resolve_targets(TargetSpec::All, &nodes, None, &mut rng),
+                nodes.to_vec()
+            );
+            assert_eq!(
+                resolve_targets(TargetSpec::Leader, &nodes, Some(4), &mut rng),
+                vec![4]
+            );
+        }
+    }
+
+    #[test]
+    fn lists_parse_and_reject_unknown_names() {
+        let families = parse_list("partition, kill,pause", "nemesis", &[], Family::parse).unwrap();
+        assert_eq!(
+            families,
+            vec![Family::Partition, Family::Kill, Family::Pause]
+        );
+        let error =
+            parse_list("partition,flood", "nemesis", &["partition"], Family::parse).unwrap_err();
+        assert!(error.to_string().contains("flood"));
+    }
+}

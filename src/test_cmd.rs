@@ -1,0 +1,576 @@
+//! `faultline test`: build a cluster in network namespaces, run client workers and a nemesis
+//! against it, store the history as it goes, heal, recover, read every key, check, clean up.
+//!
+//! Exit codes: 0 valid, 1 invalid, 2 unknown, 3 vacuous (nothing was really tested), 4 harness
+//! failure or interrupted. A harness failure is never reported as a finding about the system.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use faultline_checker::history::{OpType, Record};
+use nix::sys::signal::{SigSet, Signal};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::cluster::{fnv1a, Cluster};
+use crate::db::{self, Db, FaultlineNodeDb, ToyDb};
+use crate::generator::{self, CasRegister, Rate, ReadEachKey, TimeLimit};
+use crate::interpreter::Interpreter;
+use crate::nemesis::grudge::Shape;
+use crate::nemesis::{self, Family, Nemesis, NemesisOptions, TargetSpec};
+use crate::run_store::{self, HistoryLog, RunLog};
+
+pub const EXIT_VALID: i32 = 0;
+pub const EXIT_INVALID: i32 = 1;
+pub const EXIT_UNKNOWN: i32 = 2;
+pub const EXIT_VACUOUS: i32 = 3;
+pub const EXIT_HARNESS_FAILURE: i32 = 4;
+
+/// Set by SIGINT/SIGTERM/SIGHUP: stop issuing ops, heal, clean up, exit.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+#[derive(clap::Args, Debug, Clone, Serialize)]
+pub struct TestArgs {
+    /// Name of the test; the run is stored under <store>/<name>/<timestamp>/.
+    #[arg(long, default_value = "register")]
+    pub name: String,
+    /// The system under test: faultline-node, or toy (a single-copy Python register, for testing
+    /// the harness itself).
+    #[arg(long, default_value = "faultline-node")]
+    pub db: String,
+    /// Path of the faultline-node binary (default: next to this faultline binary, then PATH).
+    #[arg(long)]
+    pub node_bin: Option<PathBuf>,
+    /// Start every node with this planted bug (e.g. stale-read, ack-before-commit).
+    #[arg(long)]
+    pub bug: Option<String>,
+    /// Number of nodes.
+    #[arg(long, default_value_t = 5)]
+    pub nodes: usize,
+    /// Client workers (default: 2 x nodes).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Total operations per second over all workers.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Seconds of load before the final heal, recovery and reads.
+    #[arg(long, default_value_t = 60)]
+    pub time_limit: u64,
+    /// Fault families, comma-separated: partition, kill, pause, loss; or "none".
+    #[arg(long, default_value = "partition,kill,pause")]
+    pub nemesis: String,
+    /// Mean seconds between fault edges.
+    #[arg(long, default_value_t = 10.0)]
+    pub nemesis_interval: f64,
+    /// Targets for kill, pause and loss: one, minority, majority, all, leader.
+    #[arg(long, default_value = "one,minority,majority,leader")]
+    pub nemesis_targets: String,
+    /// Partition shapes: halves, random-halves, majorities-ring, bridge, isolate-one,
+    /// isolate-leader, one-way.
+    #[arg(
+        long,
+        default_value = "halves,random-halves,majorities-ring,bridge,isolate-one,isolate-leader,one-way"
+    )]
+    pub partition_shapes: String,
+    /// Seed for the workload, the nemesis schedule and its targets (default: random).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Number of registers (keys).
+    #[arg(long, default_value_t = 5)]
+    pub keys: u64,
+    /// Client timeout per operation, in milliseconds; a timeout is recorded as info.
+    #[arg(long, default_value_t = 1000)]
+    pub op_timeout_ms: u64,
+    /// Seconds to let the cluster recover after the final heal, before the final reads.
+    #[arg(long, default_value_t = 5)]
+    pub recovery: u64,
+    /// Directory holding the runs.
+    #[arg(long, default_value = "store")]
+    pub store: PathBuf,
+}
+
+/// What a finished run found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Valid,
+    Invalid,
+    Unknown,
+}
+
+pub fn run(args: TestArgs) -> i32 {
+    match run_test(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("faultline test: harness failure: {e:#}");
+            EXIT_HARNESS_FAILURE
+        }
+    }
+}
+
+/// Blocks the termination signals in this thread (and so in every thread it starts) and turns
+/// them into the INTERRUPTED flag, so that a Ctrl-C or SIGTERM ends the run through the normal
+/// heal-and-clean-up path.
+fn install_signal_thread() -> Result<()> {
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGHUP);
+    signals
+        .thread_block()
+        .context("blocking termination signals")?;
+    std::thread::Builder::new()
+        .name("signals".to_string())
+        .spawn(move || loop {
+            if let Ok(signal) = signals.wait() {
+                eprintln!("\nfaultline: {signal} received: stopping, healing and cleaning up");
+                INTERRUPTED.store(true, Ordering::SeqCst);
+            }
+        })
+        .context("spawning the signal thread")?;
+    Ok(())
+}
+
+fn make_run_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let mut hash = fnv1a(format!("{}-{nanos}", std::process::id()).as_bytes());
+    let alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut id = String::new();
+    for _ in 0..6 {
+        id.push(alphabet[(hash % 36) as usize] as char);
+        hash /= 36;
+    }
+    id
+}
+
+fn build_db(args: &TestArgs) -> Result<Box<dyn Db>> {
+    let op_timeout = Duration::from_millis(args.op_timeout_ms);
+    match args.db.as_str() {
+        "faultline-node" => {
+            let binary = args
+                .node_bin
+                .clone()
+                .unwrap_or_else(|| db::sibling_binary("faultline-node"));
+            let resolved = if binary.components().count() > 1 {
+                binary.clone()
+            } else {
+                std::env::var_os("PATH")
+                    .and_then(|paths| {
+                        std::env::split_paths(&paths)
+                            .map(|dir| dir.join(&binary))
+                            .find(|p| db::is_executable(p))
+                    })
+                    .unwrap_or(binary.clone())
+            };
+            if !db::is_executable(&resolved) {
+                bail!(
+                    "faultline-node binary not found at {}: build it with `cargo build -p faultline-node` \
+                     or pass --node-bin",
+                    resolved.display()
+                );
+            }
+            let binary = resolved.canonicalize().unwrap_or(resolved);
+            Ok(Box::new(FaultlineNodeDb {
+                binary,
+                bug: args.bug.clone(),
+                op_timeout,
+            }))
+        }
+        "toy" => {
+            let python = PathBuf::from("python3");
+            if !crate::netns::program_exists("python3") {
+                bail!("--db toy needs python3");
+            }
+            Ok(Box::new(ToyDb {
+                python,
+                bug: args.bug.clone(),
+                op_timeout,
+            }))
+        }
+        other => bail!("unknown --db `{other}`; known: faultline-node, toy"),
+    }
+}
+
+struct Parsed {
+    families: Vec<Family>,
+    targets: Vec<TargetSpec>,
+    shapes: Vec<Shape>,
+}
+
+fn parse_options(args: &TestArgs) -> Result<Parsed> {
+    let families = if args.nemesis.trim() == "none" {
+        Vec::new()
+    } else {
+        nemesis::parse_list(
+            &args.nemesis,
+            "nemesis",
+            &["partition", "kill", "pause", "loss", "none"],
+            Family::parse,
+        )?
+    };
+    let targets = nemesis::parse_list(
+        &args.nemesis_targets,
+        "nemesis target",
+        &["one", "minority", "majority", "all", "leader"],
+        TargetSpec::parse,
+    )?;
+    let shape_names: Vec<&str> = Shape::ALL.iter().map(|s| s.name()).collect();
+    let shapes = nemesis::parse_list(
+        &args.partition_shapes,
+        "partition shape",
+        &shape_names,
+        Shape::parse,
+    )?;
+    if targets.is_empty() || shapes.is_empty() {
+        bail!("--nemesis-targets and --partition-shapes need at least one entry");
+    }
+    if args.nodes == 0 || args.nodes > crate::cluster::MAX_NODES {
+        bail!("--nodes must be 1..={}", crate::cluster::MAX_NODES);
+    }
+    if args.rate <= 0.0 || args.nemesis_interval <= 0.0 || args.keys == 0 {
+        bail!("--rate, --nemesis-interval and --keys must be positive");
+    }
+    Ok(Parsed {
+        families,
+        targets,
+        shapes,
+    })
+}
+
+/// The command line that re-runs this test with the same seed.
+fn rerun_command(seed: u64) -> String {
+    let mut argv: Vec<String> = std::env::args().collect();
+    let mut i = 0;
+    while i < argv.len() {
+        if argv[i] == "--seed" {
+            argv.drain(i..(i + 2).min(argv.len()));
+        } else if argv[i].starts_with("--seed=") {
+            argv.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+    argv.push("--seed".to_string());
+    argv.push(seed.to_string());
+    argv.join(" ")
+}
+
+fn run_test(args: TestArgs) -> Result<i32> {
+    crate::netns::check_prerequisites()?;
+    let parsed = parse_options(&args)?;
+    let db = build_db(&args)?;
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let concurrency = args.concurrency.unwrap_or(2 * args.nodes).max(1);
+    let time_limit = Duration::from_secs(args.time_limit);
+    let interval = Duration::from_secs_f64(args.nemesis_interval);
+    let events = nemesis::plan(seed, &parsed.families, interval, time_limit);
+
+    install_signal_thread()?;
+    let run_dir = run_store::create_run_dir(&args.store, &args.name)?;
+    let start = Instant::now();
+    let interactive = std::io::stderr().is_terminal();
+    let log = RunLog::create(&run_dir.join("faultline.log"), start, false)?;
+    let run_id = make_run_id();
+    let test_json = json!({
+        "name": args.name,
+        "run_id": run_id,
+        "seed": seed,
+        "options": args,
+        "concurrency": concurrency,
+        "argv": std::env::args().collect::<Vec<_>>(),
+        "git_revision": run_store::git_revision(),
+        "versions": {"faultline": env!("CARGO_PKG_VERSION"), "db": db.name()},
+        "started_at": run_store::utc_timestamp(SystemTime::now()),
+        "planned_faults": nemesis::plan_summary(&events),
+    });
+    std::fs::write(
+        run_dir.join("test.json"),
+        serde_json::to_string_pretty(&test_json)?,
+    )?;
+    eprintln!(
+        "faultline test {}: run {run_id}, seed {seed}, {} nodes, {concurrency} workers, {}s; store {}",
+        args.name,
+        args.nodes,
+        args.time_limit,
+        run_dir.display()
+    );
+    log.log(format!(
+        "run {run_id} seed {seed} dir {}",
+        run_dir.display()
+    ));
+
+    let history = HistoryLog::create(&run_dir.join("history.jsonl"), start)?;
+    let setup_started = Instant::now();
+    let cluster = Cluster::create(&run_id, args.nodes, &run_dir)?;
+    let setup_ms = setup_started.elapsed().as_secs_f64() * 1000.0;
+    log.log(format!(
+        "cluster up in {setup_ms:.1} ms: subnet 10.77.{}.0/24, namespaces {:?}",
+        cluster.subnet_octet,
+        cluster.namespaces()
+    ));
+
+    let outcome = drive(
+        &args,
+        &parsed,
+        &events,
+        seed,
+        concurrency,
+        db.as_ref(),
+        &cluster,
+        &history,
+        &log,
+    );
+    let cluster_logs: Vec<PathBuf> = cluster
+        .node_ids()
+        .into_iter()
+        .flat_map(|node| db.log_paths(&cluster, node))
+        .collect();
+    // Tear down whatever happened: the cluster must not outlive the run.
+    let teardown = db.teardown(&cluster).and_then(|_| cluster.destroy());
+    log.log(format!("teardown: {teardown:?}"));
+    if interactive {
+        eprint!("\r\x1b[K");
+    }
+    outcome?;
+    teardown?;
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        eprintln!(
+            "faultline test: interrupted; the partial history is in {}",
+            run_dir.display()
+        );
+        return Ok(EXIT_HARNESS_FAILURE);
+    }
+
+    let records = history.records();
+    let (verdict, checker_report) = check(&records);
+    let counts = count_ops(&records);
+    let faults_started = history.counters.faults_started.load(Ordering::Relaxed);
+    let mut vacuous_reasons = Vec::new();
+    if faults_started == 0 {
+        vacuous_reasons.push("no fault fired".to_string());
+    }
+    if counts.ok < 20 || counts.ok * 20 < counts.invoked {
+        vacuous_reasons.push(format!(
+            "only {} of {} ops succeeded",
+            counts.ok, counts.invoked
+        ));
+    }
+    let vacuous = !vacuous_reasons.is_empty();
+    let results = json!({
+        "verdict": verdict,
+        "vacuous": vacuous,
+        "vacuous_reasons": vacuous_reasons,
+        "ops": {"invoked": counts.invoked, "ok": counts.ok, "fail": counts.fail, "info": counts.info},
+        "faults_started": faults_started,
+        "setup_ms": setup_ms,
+        "duration_s": start.elapsed().as_secs_f64(),
+        "checker": checker_report,
+    });
+    std::fs::write(
+        run_dir.join("results.json"),
+        serde_json::to_string_pretty(&results)?,
+    )?;
+    let shown = match (verdict, vacuous) {
+        (Verdict::Valid, true) => "VACUOUS (valid, but nothing was really tested)".to_string(),
+        (Verdict::Valid, false) => "VALID".to_string(),
+        (Verdict::Invalid, _) => "INVALID".to_string(),
+        (Verdict::Unknown, _) => "UNKNOWN".to_string(),
+    };
+    eprintln!("\n== faultline test {}: {shown}", args.name);
+    eprintln!(
+        "   ops: {} invoked, {} ok, {} fail, {} info; faults fired: {faults_started}",
+        counts.invoked, counts.ok, counts.fail, counts.info
+    );
+    if vacuous {
+        eprintln!("   vacuous: {}", vacuous_reasons.join("; "));
+    }
+    eprintln!("   report: {}", run_dir.join("results.json").display());
+    let node_logs: Vec<String> = cluster_logs
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    eprintln!("   node logs: {}", node_logs.join(" "));
+    eprintln!("   re-run: {}", rerun_command(seed));
+    Ok(match (verdict, vacuous) {
+        (Verdict::Invalid, _) => EXIT_INVALID,
+        (Verdict::Unknown, _) => EXIT_UNKNOWN,
+        (Verdict::Valid, true) => EXIT_VACUOUS,
+        (Verdict::Valid, false) => EXIT_VALID,
+    })
+}
+
+/// Starts the nodes, runs load and nemesis, heals, recovers, reads every key.
+#[allow(clippy::too_many_arguments)]
+fn drive(
+    args: &TestArgs,
+    parsed: &Parsed,
+    events: &[nemesis::PlannedEvent],
+    seed: u64,
+    concurrency: usize,
+    db: &dyn Db,
+    cluster: &Cluster,
+    history: &HistoryLog,
+    log: &RunLog,
+) -> Result<()> {
+    db.setup(cluster).context("setting up the db")?;
+    for node in cluster.node_ids() {
+        db.start(cluster, node)?;
+    }
+    log.log("nodes started");
+    wait_for_leader(db, cluster, log)?;
+    let nemesis = Nemesis::new(
+        cluster,
+        db,
+        history,
+        log,
+        NemesisOptions {
+            targets: parsed.targets.clone(),
+            shapes: parsed.shapes.clone(),
+        },
+        seed ^ 0x6e656d65,
+    );
+    let op_deadline = Duration::from_millis(args.op_timeout_ms) * 3 + Duration::from_secs(2);
+    let nemesis_stop = AtomicBool::new(false);
+    let progress_stop = AtomicBool::new(false);
+    std::thread::scope(|scope| -> Result<()> {
+        let mut interpreter =
+            Interpreter::start(scope, cluster, db, history, concurrency, op_deadline)?;
+        let load_start = Instant::now();
+        let nemesis_ref = &nemesis;
+        let nemesis_stop_ref = &nemesis_stop;
+        let nemesis_thread = std::thread::Builder::new()
+            .name("nemesis".to_string())
+            .spawn_scoped(scope, move || -> Result<()> {
+                cluster.enter_client_namespace()?;
+                nemesis_ref.run(events, load_start, nemesis_stop_ref)
+            })?;
+        let progress_stop_ref = &progress_stop;
+        scope.spawn(move || progress(history, nemesis_ref, load_start, progress_stop_ref));
+
+        let mut load = TimeLimit::new(
+            args.time_limit * 1_000_000_000,
+            Rate::new(
+                args.rate,
+                seed ^ 0x72617465,
+                CasRegister::new(args.keys, seed),
+            ),
+        );
+        let load_result = interpreter.run(&mut load, &INTERRUPTED);
+        log.log(format!("load phase over: {load_result:?}"));
+        nemesis_stop.store(true, Ordering::SeqCst);
+        let nemesis_result = nemesis_thread
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the nemesis thread panicked")));
+        log.log(format!("final heal: {nemesis_result:?}"));
+        load_result?;
+        nemesis_result?;
+
+        if !INTERRUPTED.load(Ordering::SeqCst) {
+            log.log(format!("recovery window {} s", args.recovery));
+            let recovery_end = Instant::now() + Duration::from_secs(args.recovery);
+            while Instant::now() < recovery_end && !INTERRUPTED.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            // Every key is read twice, by different workers and so through different nodes.
+            let keys: Vec<_> = (0..args.keys).map(generator::register_key).collect();
+            let mut final_reads =
+                ReadEachKey::new(keys.iter().chain(keys.iter()).cloned().collect());
+            interpreter.run(&mut final_reads, &INTERRUPTED)?;
+            log.log("final reads done");
+        }
+        progress_stop.store(true, Ordering::SeqCst);
+        drop(interpreter);
+        Ok(())
+    })
+}
+
+/// Waits (bounded) until the db reports a leader, if it can; a db without leaders just gets a
+/// moment to open its ports.
+fn wait_for_leader(db: &dyn Db, cluster: &Cluster, log: &RunLog) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> Result<()> {
+                cluster.enter_client_namespace()?;
+                loop {
+                    if let Some(leader) = db.leader(cluster) {
+                        log.log(format!("leader: n{leader}"));
+                        return Ok(());
+                    }
+                    if Instant::now() >= deadline || INTERRUPTED.load(Ordering::SeqCst) {
+                        log.log("no leader reported at start; going on");
+                        return Ok(());
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("leader wait panicked")))
+    })?;
+    std::thread::sleep(Duration::from_millis(200));
+    Ok(())
+}
+
+/// A live progress line on a terminal; a plain line every 10 s otherwise.
+fn progress(history: &HistoryLog, nemesis: &Nemesis, start: Instant, stop: &AtomicBool) {
+    let interactive = std::io::stderr().is_terminal();
+    let period = if interactive {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(10)
+    };
+    let mut next = Instant::now() + period;
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+        if Instant::now() < next {
+            continue;
+        }
+        next += period;
+        let counters = &history.counters;
+        let line = format!(
+            "{:5.0}s  ok {}  fail {}  info {}  faults {}",
+            start.elapsed().as_secs_f64(),
+            counters.ok.load(Ordering::Relaxed),
+            counters.fail.load(Ordering::Relaxed),
+            counters.info.load(Ordering::Relaxed),
+            nemesis.describe_active()
+        );
+        if interactive {
+            eprint!("\r\x1b[K{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct OpCounts {
+    invoked: u64,
+    ok: u64,
+    fail: u64,
+    info: u64,
+}
+
+fn count_ops(records: &[Record]) -> OpCounts {
+    let mut counts = OpCounts::default();
+    for op in records.iter().filter_map(Record::as_op) {
+        match op.op_type {
+            OpType::Invoke => counts.invoked += 1,
+            OpType::Ok => counts.ok += 1,
+            OpType::Fail => counts.fail += 1,
+            OpType::Info => counts.info += 1,
+        }
+    }
+    counts
+}
+
+/// Runs the linearizability checker over the history.
+fn check(records: &[Record]) -> (Verdict, serde_json::Value) {
+    crate::checking::check(records)
+}
