@@ -92,6 +92,9 @@ pub struct SimStats {
     pub ops_info: u64,
     pub max_term: u64,
     pub snapshots_installed: u64,
+    /// Terms in which more than one node campaigned.
+    pub split_elections: u64,
+    pub leaders_elected: u64,
 }
 
 /// What a run found.
@@ -171,6 +174,7 @@ struct Sim {
     stats: SimStats,
     violations: Vec<String>,
     leaders_by_term: BTreeMap<u64, NodeId>,
+    candidates_by_term: BTreeMap<u64, BTreeSet<NodeId>>,
     /// (index, term) -> (payload hash, previous entry's term).
     log_entries: BTreeMap<(u64, u64), (u64, Option<u64>)>,
     /// index -> (term, payload hash) of every applied entry.
@@ -266,6 +270,7 @@ impl Sim {
             stats: SimStats::default(),
             violations: Vec::new(),
             leaders_by_term: BTreeMap::new(),
+            candidates_by_term: BTreeMap::new(),
             log_entries: BTreeMap::new(),
             applied: BTreeMap::new(),
             faults_on: true,
@@ -333,19 +338,13 @@ impl Sim {
         let n = self.config.n_nodes;
         if self.rng.chance(self.config.crash_per_mille, 1000) {
             let id = 1 + self.rng.below(n);
-            if self.node(id).replica.is_some() {
-                self.stats.crashes += 1;
-                // Short crashes land inside an election; long ones outlast it.
-                let down = self.now
-                    + if self.rng.chance(1, 2) {
-                        1 + self.rng.below(3)
-                    } else {
-                        5 + self.rng.below(40)
-                    };
-                let node = self.node(id);
-                node.replica = None;
-                node.down_until = down;
-            }
+            // Short crashes land inside an election; long ones outlast it.
+            let down_ticks = if self.rng.chance(1, 2) {
+                1 + self.rng.below(3)
+            } else {
+                5 + self.rng.below(40)
+            };
+            self.crash(id, down_ticks);
         }
         for id in self.node_ids().collect::<Vec<_>>() {
             let node = self.node(id);
@@ -372,6 +371,16 @@ impl Sim {
                 }
             }
             self.partition_until = self.now + 10 + self.rng.below(60);
+        }
+    }
+
+    fn crash(&mut self, id: NodeId, down_ticks: u64) {
+        let until = self.now + down_ticks;
+        let node = self.node(id);
+        if node.replica.is_some() {
+            node.replica = None;
+            node.down_until = until;
+            self.stats.crashes += 1;
         }
     }
 
@@ -430,6 +439,12 @@ impl Sim {
             self.step_in_tick += 1;
             if self.rng.chance(1, 2) {
                 self.process_ready(to);
+                if self.faults_on && self.rng.chance(self.config.crash_per_mille, 4000) {
+                    // Crash right after a persist and send: the window in which a
+                    // lost vote or an unacknowledged write matters most.
+                    let down_ticks = 1 + self.rng.below(3);
+                    self.crash(to, down_ticks);
+                }
             }
             self.check_safety();
             if !self.violations.is_empty() {
@@ -532,6 +547,12 @@ impl Sim {
             };
             let raft = replica.raft();
             self.stats.max_term = self.stats.max_term.max(raft.term());
+            if raft.role() == Role::Candidate {
+                let set = self.candidates_by_term.entry(raft.term()).or_default();
+                if set.insert(id) && set.len() == 2 {
+                    self.stats.split_elections += 1;
+                }
+            }
             if raft.role() != Role::Leader {
                 continue;
             }
@@ -545,6 +566,7 @@ impl Sim {
                 }
                 Some(_) => {}
                 None => {
+                    self.stats.leaders_elected += 1;
                     self.leaders_by_term.insert(term, id);
                 }
             }

@@ -84,9 +84,10 @@ fn replay_seed() -> Option<u64> {
         .and_then(|s| s.parse().ok())
 }
 
-fn sweep(n_nodes: u64, default_seeds: u64, base: u64) {
+fn sweep(n_nodes: u64, default_seeds: u64, base: u64, tweak: impl Fn(&mut SimConfig)) {
     if let Some(seed) = replay_seed() {
-        let config = SimConfig::new(seed, n_nodes);
+        let mut config = SimConfig::new(seed, n_nodes);
+        tweak(&mut config);
         let outcome = run(&config);
         for e in &outcome.history {
             eprintln!("{e:?}");
@@ -99,7 +100,8 @@ fn sweep(n_nodes: u64, default_seeds: u64, base: u64) {
     let seeds = seeds_from_env(default_seeds);
     let mut total = SimStats::default();
     for seed in base..base + seeds {
-        let config = SimConfig::new(seed, n_nodes);
+        let mut config = SimConfig::new(seed, n_nodes);
+        tweak(&mut config);
         match run_seed(&config) {
             Ok(stats) => {
                 total.crashes += stats.crashes;
@@ -131,19 +133,44 @@ fn sweep(n_nodes: u64, default_seeds: u64, base: u64) {
 
 #[test]
 fn sim_3_nodes() {
-    sweep(3, 150, 0);
+    sweep(3, 1000, 0, |_| {});
 }
 
 #[test]
 fn sim_5_nodes() {
-    sweep(5, 100, 1_000_000);
+    sweep(5, 500, 1_000_000, |_| {});
+}
+
+/// Crashes every few ticks (often right after a persist) and frequent partitions:
+/// the schedule that the vote and commit bugs need, so it must pass without them.
+fn heavy_faults(c: &mut SimConfig) {
+    c.crash_per_mille = 100;
+    c.partition_per_mille = 50;
+    c.fault_ticks = 1000;
+}
+
+#[test]
+fn sim_5_nodes_heavy_faults() {
+    sweep(5, 300, 2_000_000, heavy_faults);
 }
 
 /// Runs seeds with `bug` planted until one fails; the checks must have teeth.
 fn bug_is_caught(bug: Bug, n_nodes: u64, budget: u64) {
+    bug_is_caught_with(bug, n_nodes, budget, |_| {});
+}
+
+fn bug_is_caught_with(bug: Bug, n_nodes: u64, budget: u64, tweak: impl Fn(&mut SimConfig)) {
+    let budget = std::env::var("FAULTLINE_BUG_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(budget);
     for seed in 0..budget {
         let mut config = SimConfig::new(seed, n_nodes);
         config.bugs = Bugs::one(bug);
+        tweak(&mut config);
+        if std::env::var("FAULTLINE_SIM_DEBUG").is_ok() {
+            eprintln!("{:?}", run(&config).stats);
+        }
         if let Err(why) = run_seed(&config) {
             eprintln!("bug {bug} caught by seed {seed}: {why}");
             return;
@@ -169,12 +196,13 @@ fn bug_ack_before_commit_is_caught() {
 
 #[test]
 fn bug_no_vote_persist_is_caught() {
-    bug_is_caught(Bug::NoVotePersist, 3, 300);
+    // Crash often, so that a voter restarts inside an election.
+    bug_is_caught_with(Bug::NoVotePersist, 5, 1000, heavy_faults);
 }
 
 #[test]
 fn bug_commit_old_term_is_caught() {
-    bug_is_caught(Bug::CommitOldTerm, 5, 300);
+    bug_is_caught_with(Bug::CommitOldTerm, 5, 1000, heavy_faults);
 }
 
 #[test]

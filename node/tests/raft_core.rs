@@ -1,0 +1,561 @@
+//! Unit tests of the pure Raft core, named after the sections of the Raft paper
+//! (Ongaro & Ousterhout 2014) and Ongaro's dissertation they check.
+
+use faultline_node::raft::{
+    Config, Entry, EntryPayload, HardState, Membership, Message, MessageBody, NodeId, Persisted,
+    Raft, Ready, Role,
+};
+
+fn config(id: NodeId) -> Config {
+    let mut c = Config::new(id);
+    c.election_timeout_ticks = 10;
+    c.heartbeat_interval_ticks = 2;
+    c
+}
+
+fn fresh(id: NodeId, n: u64) -> Raft {
+    Raft::new(
+        config(id),
+        Persisted {
+            initial_membership: Membership::with_voters(1..=n),
+            ..Persisted::default()
+        },
+        7,
+    )
+}
+
+fn with_log(id: NodeId, n: u64, term: u64, terms: &[u64]) -> Raft {
+    let entries = terms
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Entry {
+            term: *t,
+            index: i as u64 + 1,
+            payload: EntryPayload::Noop,
+        })
+        .collect();
+    let persisted = Persisted {
+        hard_state: HardState {
+            term,
+            vote: None,
+            commit: 0,
+        },
+        snapshot: None,
+        initial_membership: Membership::with_voters(1..=n),
+        entries,
+    };
+    Raft::new(config(id), persisted, 7)
+}
+
+/// Does the shell's work for a ready: reports everything persisted, returns the messages.
+fn drain(r: &mut Raft) -> (Ready, Vec<Message>) {
+    let mut ready = r.ready();
+    if let Some(last) = ready.entries.last() {
+        r.on_persisted(last.index, last.term);
+    }
+    let messages = std::mem::take(&mut ready.messages);
+    (ready, messages)
+}
+
+fn msg(from: NodeId, to: NodeId, term: u64, body: MessageBody) -> Message {
+    Message {
+        from,
+        to,
+        term,
+        body,
+    }
+}
+
+/// Delivers messages among `nodes` until quiet (no loss), processing readies.
+fn settle(nodes: &mut [Raft]) {
+    for _ in 0..100 {
+        let mut all = Vec::new();
+        for n in nodes.iter_mut() {
+            let (_, m) = drain(n);
+            all.extend(m);
+        }
+        if all.is_empty() {
+            return;
+        }
+        for m in all {
+            let to = m.to as usize - 1;
+            nodes[to].step(m);
+        }
+    }
+    panic!("did not settle");
+}
+
+fn elect(nodes: &mut [Raft], leader: usize) {
+    for _ in 0..40 {
+        nodes[leader].tick();
+        if nodes[leader].role() != Role::Follower {
+            break;
+        }
+    }
+    settle(nodes);
+    assert!(
+        nodes[leader].is_leader(),
+        "node {} not elected: {:?}",
+        leader + 1,
+        nodes[leader]
+    );
+}
+
+#[test]
+fn raft_5_2_a_single_node_elects_itself_and_commits_its_noop() {
+    let mut r = fresh(1, 1);
+    for _ in 0..20 {
+        r.tick();
+    }
+    assert!(r.is_leader());
+    let (ready, _) = drain(&mut r);
+    assert_eq!(
+        ready.hard_state.map(|h| (h.term, h.vote)),
+        Some((1, Some(1))),
+        "term and vote are persisted with the campaign"
+    );
+    assert_eq!(r.commit_index(), 1, "the no-op commits once persisted");
+}
+
+#[test]
+fn raft_5_2_three_nodes_elect_one_leader_and_replicate() {
+    let mut nodes: Vec<Raft> = (1..=3).map(|id| fresh(id, 3)).collect();
+    elect(&mut nodes, 0);
+    let (index, _) = nodes[0].propose(b"x".to_vec()).unwrap();
+    settle(&mut nodes);
+    assert_eq!(nodes[0].commit_index(), index);
+    for n in &nodes[1..] {
+        assert_eq!(n.role(), Role::Follower);
+        assert_eq!(n.leader_id(), Some(1));
+        assert_eq!(
+            n.entry(index).map(|e| e.payload.clone()),
+            Some(EntryPayload::Command(b"x".to_vec()))
+        );
+    }
+}
+
+#[test]
+fn raft_5_2_a_node_votes_at_most_once_per_term() {
+    let mut r = fresh(3, 3);
+    r.step(msg(
+        1,
+        3,
+        1,
+        MessageBody::RequestVote {
+            last_log_index: 0,
+            last_log_term: 0,
+            transfer: false,
+        },
+    ));
+    r.step(msg(
+        2,
+        3,
+        1,
+        MessageBody::RequestVote {
+            last_log_index: 0,
+            last_log_term: 0,
+            transfer: false,
+        },
+    ));
+    let (_, out) = drain(&mut r);
+    let grants: Vec<(NodeId, bool)> = out
+        .iter()
+        .filter_map(|m| match m.body {
+            MessageBody::RequestVoteResponse { granted } => Some((m.to, granted)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(grants, vec![(1, true), (2, false)]);
+    assert_eq!(r.vote(), Some(1));
+}
+
+#[test]
+fn raft_5_4_1_vote_only_for_up_to_date_log() {
+    // Our log ends in term 2; a candidate whose log ends in term 1 is refused even if longer.
+    let mut r = with_log(3, 3, 2, &[1, 2]);
+    r.step(msg(
+        1,
+        3,
+        3,
+        MessageBody::RequestVote {
+            last_log_index: 5,
+            last_log_term: 1,
+            transfer: false,
+        },
+    ));
+    r.step(msg(
+        2,
+        3,
+        3,
+        MessageBody::RequestVote {
+            last_log_index: 2,
+            last_log_term: 2,
+            transfer: false,
+        },
+    ));
+    let (_, out) = drain(&mut r);
+    let grants: Vec<(NodeId, bool)> = out
+        .iter()
+        .filter_map(|m| match m.body {
+            MessageBody::RequestVoteResponse { granted } => Some((m.to, granted)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(grants, vec![(1, false), (2, true)]);
+}
+
+#[test]
+fn dissertation_9_6_prevote_does_not_disturb_the_term() {
+    let mut nodes: Vec<Raft> = (1..=3).map(|id| fresh(id, 3)).collect();
+    elect(&mut nodes, 0);
+    let term = nodes[0].term();
+    // Node 3 is cut off and times out repeatedly: with PreVote its term stays put.
+    for _ in 0..100 {
+        nodes[2].tick();
+        let _ = drain(&mut nodes[2]);
+    }
+    assert_eq!(
+        nodes[2].term(),
+        term,
+        "pre-candidates do not bump their term"
+    );
+    settle(&mut nodes);
+    assert!(nodes[0].is_leader(), "the leader survives the rejoin");
+}
+
+#[test]
+fn dissertation_6_2_check_quorum_leader_steps_down_when_cut_off() {
+    let mut nodes: Vec<Raft> = (1..=3).map(|id| fresh(id, 3)).collect();
+    elect(&mut nodes, 0);
+    for _ in 0..30 {
+        nodes[0].tick();
+        let _ = drain(&mut nodes[0]); // every message is lost
+    }
+    assert_eq!(nodes[0].role(), Role::Follower);
+}
+
+#[test]
+fn dissertation_4_2_3_followers_in_lease_ignore_disruptive_votes() {
+    let mut nodes: Vec<Raft> = (1..=3).map(|id| fresh(id, 3)).collect();
+    elect(&mut nodes, 0);
+    let term = nodes[1].term();
+    nodes[1].step(msg(
+        3,
+        2,
+        term + 5,
+        MessageBody::RequestVote {
+            last_log_index: 99,
+            last_log_term: 99,
+            transfer: false,
+        },
+    ));
+    assert_eq!(
+        nodes[1].term(),
+        term,
+        "a follower that hears from its leader ignores the vote"
+    );
+    assert_eq!(nodes[1].leader_id(), Some(1));
+}
+
+#[test]
+fn raft_5_3_truncate_only_at_first_conflict_and_never_on_stale_messages() {
+    let mut r = with_log(2, 3, 3, &[1, 1, 2, 2]);
+    // A stale AppendEntries that matches a prefix must not shorten the log.
+    r.step(msg(
+        1,
+        2,
+        3,
+        MessageBody::AppendEntries {
+            prev_log_index: 1,
+            prev_log_term: 1,
+            entries: vec![Entry {
+                term: 1,
+                index: 2,
+                payload: EntryPayload::Noop,
+            }],
+            leader_commit: 0,
+        },
+    ));
+    assert_eq!(r.last_index(), 4);
+    // A conflicting entry at index 3 truncates from there.
+    r.step(msg(
+        1,
+        2,
+        3,
+        MessageBody::AppendEntries {
+            prev_log_index: 2,
+            prev_log_term: 1,
+            entries: vec![Entry {
+                term: 3,
+                index: 3,
+                payload: EntryPayload::Noop,
+            }],
+            leader_commit: 0,
+        },
+    ));
+    assert_eq!((r.last_index(), r.last_term()), (3, 3));
+}
+
+#[test]
+fn raft_5_3_fast_backtracking_hints_skip_a_whole_term() {
+    let mut r = with_log(2, 3, 5, &[1, 4, 4, 4, 4]);
+    r.step(msg(
+        1,
+        2,
+        5,
+        MessageBody::AppendEntries {
+            prev_log_index: 5,
+            prev_log_term: 5,
+            entries: vec![],
+            leader_commit: 0,
+        },
+    ));
+    let (_, out) = drain(&mut r);
+    match &out[0].body {
+        MessageBody::AppendEntriesResponse {
+            success: false,
+            index: 5,
+            conflict_term: Some(4),
+            conflict_index: 2,
+        } => {}
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn raft_5_4_2_never_commit_a_previous_term_entry_by_counting_replicas() {
+    // Node 1 leads term 3 with an entry of term 2 at index 2 that node 2 also holds.
+    let mut leader = with_log(1, 3, 2, &[1, 2]);
+    for _ in 0..40 {
+        leader.tick();
+        let (_, out) = drain(&mut leader);
+        for m in out {
+            if let MessageBody::PreVote { .. } = m.body {
+                leader.step(msg(
+                    m.to,
+                    1,
+                    m.term,
+                    MessageBody::PreVoteResponse { granted: true },
+                ));
+            }
+            if let MessageBody::RequestVote { .. } = m.body {
+                leader.step(msg(
+                    m.to,
+                    1,
+                    m.term,
+                    MessageBody::RequestVoteResponse { granted: true },
+                ));
+            }
+        }
+        if leader.is_leader() {
+            break;
+        }
+    }
+    assert!(leader.is_leader());
+    let term = leader.term();
+    let _ = drain(&mut leader);
+    // Node 2 acknowledges index 2 only (not the new term's no-op at 3).
+    leader.step(msg(
+        2,
+        1,
+        term,
+        MessageBody::AppendEntriesResponse {
+            success: true,
+            index: 2,
+            conflict_term: None,
+            conflict_index: 0,
+        },
+    ));
+    assert_eq!(
+        leader.commit_index(),
+        0,
+        "index 2 is from term 2: counting replicas must not commit it"
+    );
+    leader.step(msg(
+        2,
+        1,
+        term,
+        MessageBody::AppendEntriesResponse {
+            success: true,
+            index: 3,
+            conflict_term: None,
+            conflict_index: 0,
+        },
+    ));
+    assert_eq!(
+        leader.commit_index(),
+        3,
+        "the no-op of the current term commits everything before it"
+    );
+}
+
+#[test]
+fn dissertation_10_2_1_leader_counts_itself_only_after_its_own_persist() {
+    let mut r = fresh(1, 1);
+    for _ in 0..20 {
+        r.tick();
+    }
+    assert!(r.is_leader());
+    let ready = r.ready();
+    assert_eq!(
+        r.commit_index(),
+        0,
+        "nothing is committed before the leader's fsync"
+    );
+    let last = ready.entries.last().unwrap();
+    r.on_persisted(last.index, last.term);
+    assert_eq!(r.commit_index(), 1);
+}
+
+#[test]
+fn dissertation_6_4_read_index_waits_for_a_quorum_heartbeat_round() {
+    let mut nodes: Vec<Raft> = (1..=3).map(|id| fresh(id, 3)).collect();
+    elect(&mut nodes, 0);
+    nodes[0].read_index(42).unwrap();
+    let (ready, out) = drain(&mut nodes[0]);
+    assert!(
+        ready.read_states.is_empty(),
+        "no answer before the quorum round"
+    );
+    let rounds: Vec<&Message> = out
+        .iter()
+        .filter(|m| matches!(m.body, MessageBody::Heartbeat { .. }))
+        .collect();
+    assert_eq!(rounds.len(), 2);
+    let reply = {
+        let m = rounds[0];
+        let MessageBody::Heartbeat { read_round, .. } = m.body else {
+            unreachable!()
+        };
+        msg(
+            m.to,
+            1,
+            m.term,
+            MessageBody::HeartbeatResponse { read_round },
+        )
+    };
+    nodes[0].step(reply);
+    let (ready, _) = drain(&mut nodes[0]);
+    assert_eq!(ready.read_states.len(), 1);
+    assert_eq!(ready.read_states[0].id, 42);
+    assert_eq!(ready.read_states[0].index, Some(nodes[0].commit_index()));
+}
+
+#[test]
+fn dissertation_6_4_followers_forward_read_index_to_the_leader() {
+    let mut nodes: Vec<Raft> = (1..=3).map(|id| fresh(id, 3)).collect();
+    elect(&mut nodes, 0);
+    nodes[1].read_index(7).unwrap();
+    let (_, out) = drain(&mut nodes[1]);
+    assert!(out
+        .iter()
+        .any(|m| m.to == 1 && matches!(m.body, MessageBody::ReadIndexRequest { id: 7 })));
+    nodes[0].step(out.into_iter().find(|m| m.to == 1).unwrap());
+    // Deliver everything; the follower's ReadState appears in one of its readies.
+    let mut found = None;
+    for _ in 0..20 {
+        let mut all = Vec::new();
+        for (i, n) in nodes.iter_mut().enumerate() {
+            let (ready, m) = drain(n);
+            if i == 1 && !ready.read_states.is_empty() {
+                found = Some(ready.read_states[0]);
+            }
+            all.extend(m);
+        }
+        for m in all {
+            let to = m.to as usize - 1;
+            nodes[to].step(m);
+        }
+    }
+    let state = found.expect("the follower got a read index");
+    assert_eq!(state.id, 7);
+    assert!(state.index.is_some());
+}
+
+#[test]
+fn raft_5_2_restarted_node_remembers_its_vote() {
+    let mut r = fresh(3, 3);
+    r.step(msg(
+        1,
+        3,
+        1,
+        MessageBody::RequestVote {
+            last_log_index: 0,
+            last_log_term: 0,
+            transfer: false,
+        },
+    ));
+    let (ready, _) = drain(&mut r);
+    let hs = ready.hard_state.unwrap();
+    let mut restarted = Raft::new(
+        config(3),
+        Persisted {
+            hard_state: hs,
+            initial_membership: Membership::with_voters(1..=3),
+            ..Persisted::default()
+        },
+        8,
+    );
+    restarted.step(msg(
+        2,
+        3,
+        1,
+        MessageBody::RequestVote {
+            last_log_index: 0,
+            last_log_term: 0,
+            transfer: false,
+        },
+    ));
+    let (_, out) = drain(&mut restarted);
+    assert!(matches!(
+        out[0].body,
+        MessageBody::RequestVoteResponse { granted: false }
+    ));
+}
+
+#[test]
+fn dissertation_3_10_leadership_transfer() {
+    let mut nodes: Vec<Raft> = (1..=3).map(|id| fresh(id, 3)).collect();
+    elect(&mut nodes, 0);
+    nodes[0].transfer_leadership(2).unwrap();
+    settle(&mut nodes);
+    assert!(nodes[1].is_leader(), "{:?}", nodes[1]);
+    assert!(!nodes[0].is_leader());
+}
+
+#[test]
+fn raft_6_joint_consensus_adds_a_learner_then_a_voter() {
+    let mut nodes: Vec<Raft> = (1..=3).map(|id| fresh(id, 3)).collect();
+    nodes.push(Raft::new(
+        config(4),
+        Persisted {
+            initial_membership: Membership::default(),
+            ..Persisted::default()
+        },
+        7,
+    ));
+    elect(&mut nodes[..3], 0);
+    // Add node 4 as a learner, then promote it through a joint configuration.
+    let mut learner = nodes[0].membership().clone();
+    learner.learners.insert(4);
+    nodes[0].propose_membership(learner).unwrap();
+    settle(&mut nodes);
+    assert_eq!(
+        nodes[3].commit_index(),
+        nodes[0].commit_index(),
+        "the learner caught up"
+    );
+    let mut joint = nodes[0].membership().clone();
+    joint.voters_outgoing = joint.voters.clone();
+    joint.voters.insert(4);
+    joint.learners.remove(&4);
+    nodes[0].propose_membership(joint).unwrap();
+    settle(&mut nodes);
+    let m = nodes[0].membership().clone();
+    assert!(
+        !m.is_joint(),
+        "the leader left the joint configuration: {m:?}"
+    );
+    assert_eq!(m.voters.len(), 4);
+    assert_eq!(nodes[3].membership(), &m);
+}
