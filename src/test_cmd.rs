@@ -439,6 +439,9 @@ fn drive(
     let nemesis_stop = AtomicBool::new(false);
     let progress_stop = AtomicBool::new(false);
     std::thread::scope(|scope| -> Result<()> {
+        // However this closure ends (error or panic), the nemesis and progress threads must stop,
+        // or the scope would wait for them before the cluster can be torn down.
+        let _stop_helpers = SetOnDrop(&[&nemesis_stop, &progress_stop]);
         let mut interpreter =
             Interpreter::start(scope, cluster, db, history, concurrency, op_deadline)?;
         let load_start = Instant::now();
@@ -461,6 +464,11 @@ fn drive(
                 CasRegister::new(args.keys, seed),
             ),
         );
+        if std::env::var("FAULTLINE_FAILPOINT").as_deref() == Ok("panic-during-load") {
+            // For the tests of cleanup after a harness panic.
+            std::thread::sleep(Duration::from_secs(2));
+            panic!("failpoint panic-during-load");
+        }
         let load_result = interpreter.run(&mut load, &INTERRUPTED);
         log.log(format!("load phase over: {load_result:?}"));
         nemesis_stop.store(true, Ordering::SeqCst);
@@ -488,6 +496,17 @@ fn drive(
         drop(interpreter);
         Ok(())
     })
+}
+
+/// Sets every flag when dropped.
+struct SetOnDrop<'a>(&'a [&'a AtomicBool]);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        for flag in self.0 {
+            flag.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 /// Waits (bounded) until the db reports a leader, if it can; a db without leaders just gets a

@@ -102,6 +102,29 @@ fn sigterm_mid_run_heals_and_cleans_up() {
 }
 
 #[test]
+fn a_harness_panic_still_cleans_up() {
+    if !environment_ok() {
+        return;
+    }
+    let store = temp_store("panic");
+    let started = Instant::now();
+    let output = faultline()
+        .args(toy_args(&store, 60))
+        .env("FAULTLINE_FAILPOINT", "panic-during-load")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("failpoint panic-during-load"), "{stderr}");
+    assert_ne!(output.status.code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the panic did not end the run promptly"
+    );
+    assert_nothing_left(&run_id_of(&latest_run(&store)));
+    let _ = std::fs::remove_dir_all(&store);
+}
+
+#[test]
 fn cleanup_removes_everything_a_killed_harness_left() {
     if !environment_ok() {
         return;
