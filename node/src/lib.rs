@@ -9,3 +9,4 @@ pub mod raft;
 pub mod replica;
 pub mod sim;
 pub mod store;
+pub mod wal;
