@@ -66,7 +66,8 @@ fn a_planted_bug_is_reported_invalid_with_exit_code_1() {
             "--nemesis",
             "kill",
             "--nemesis-targets",
-            "one",
+            // The toy serves only from n1, which it reports as its leader.
+            "leader",
             "--bug",
             "lose-writes",
             "--seed",
