@@ -1,36 +1,323 @@
-//! The client for faultline-node, speaking the protocol of docs/node-protocol.md.
+//! A blocking client for faultline-node's client protocol (docs/node-protocol.md): JSON requests and
+//! responses in `[u32 big-endian length][payload]` frames over TCP; requests carry `id`,
+//! `client_id`, `seq` and an `op`; responses are `{"status":"ok","value":..}` or
+//! `{"status":"error","error":name,"definite":bool,"leader_id":..}`.
+//!
+//! The harness speaks the wire format itself (a few dozen lines) instead of linking the node's
+//! tokio client, so the runner's worker threads stay plain threads and the runner does not depend
+//! on the system under test's crate.
+//!
+//! **Invariant:** an error is `fail` only when the node said `definite: true` or nothing was sent;
+//! a lost connection or timeout after sending is `info`. Retries (leader redirects, unreachable
+//! nodes) happen only after definite errors, within one operation's deadline.
 
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
 
 use crate::cluster::{Cluster, NodeId};
-use crate::db::{Client, Completion, Invocation};
+use crate::db::{connect, Client, Completion, Invocation, NODE_PORT};
+
+/// Frames larger than this from a node are a protocol error (the node's own limit is 1 MiB).
+const MAX_FRAME_BYTES: u32 = 4 << 20;
+/// How many times one operation may follow a leader hint or move to another node.
+const MAX_REDIRECTS: usize = 5;
 
 pub struct NodeClient {
-    _op_timeout: Duration,
+    addresses: Vec<SocketAddr>,
+    op_timeout: Duration,
+    /// The node we are (or will be) connected to, 1-based.
+    node: NodeId,
+    connection: Option<TcpStream>,
+    client_id: u64,
+    next_seq: u64,
+    next_request_id: u64,
 }
 
 impl NodeClient {
-    pub fn new(_cluster: &Cluster, op_timeout: Duration) -> NodeClient {
+    pub fn new(cluster: &Cluster, op_timeout: Duration) -> NodeClient {
         NodeClient {
-            _op_timeout: op_timeout,
+            addresses: node_addresses(cluster),
+            op_timeout,
+            node: 1,
+            connection: None,
+            client_id: 0,
+            next_seq: 1,
+            next_request_id: 1,
+        }
+    }
+
+    fn ensure_connected(&mut self, deadline: Instant) -> std::io::Result<()> {
+        if self.connection.is_none() {
+            let timeout = remaining(deadline).max(Duration::from_millis(1));
+            let stream = connect(self.addresses[self.node - 1], timeout.min(self.op_timeout))?;
+            self.connection = Some(stream);
+        }
+        Ok(())
+    }
+
+    fn move_to(&mut self, node: NodeId) {
+        if node != self.node || self.connection.is_none() {
+            self.connection = None;
+            self.node = node;
+        }
+    }
+
+    fn next_node(&mut self) {
+        let next = self.node % self.addresses.len() + 1;
+        self.connection = None;
+        self.node = next;
+    }
+}
+
+/// The node addresses of a cluster, index = node id - 1.
+fn node_addresses(cluster: &Cluster) -> Vec<SocketAddr> {
+    cluster
+        .node_ids()
+        .into_iter()
+        .map(|node| SocketAddr::from((cluster.node_address(node), NODE_PORT)))
+        .collect()
+}
+
+fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+/// Sends one frame and reads frames until the response with `request_id` arrives.
+fn round_trip(
+    stream: &mut TcpStream,
+    request: &Value,
+    request_id: u64,
+    deadline: Instant,
+) -> std::io::Result<Value> {
+    let payload = serde_json::to_vec(request).expect("a JSON value serialises");
+    let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&payload);
+    stream.write_all(&frame)?;
+    loop {
+        let timeout = remaining(deadline);
+        if timeout.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "operation deadline",
+            ));
+        }
+        stream.set_read_timeout(Some(timeout))?;
+        let mut length = [0u8; 4];
+        stream.read_exact(&mut length)?;
+        let length = u32::from_be_bytes(length);
+        if length > MAX_FRAME_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("frame of {length} bytes"),
+            ));
+        }
+        let mut body = vec![0u8; length as usize];
+        stream.read_exact(&mut body)?;
+        let response: Value = serde_json::from_slice(&body)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        // An answer to an earlier request on this connection is skipped.
+        if response["id"].as_u64() == Some(request_id) {
+            return Ok(response);
         }
     }
 }
 
-impl Client for NodeClient {
-    fn open(&mut self, _node: NodeId) -> Result<()> {
-        bail!("the faultline-node client protocol is not implemented yet")
-    }
-
-    fn invoke(&mut self, _invocation: &Invocation) -> Completion {
-        Completion::Fail("not implemented".to_string())
-    }
-
-    fn close(&mut self) {}
+/// The request body for an invocation, or None for an f the node does not know.
+fn request_body(invocation: &Invocation) -> Option<Value> {
+    let key = invocation.key.as_ref()?.as_str()?.to_string();
+    Some(match invocation.f.as_str() {
+        "read" => json!({"op": "read", "key": key}),
+        "write" => json!({"op": "write", "key": key, "value": invocation.value}),
+        "cas" => {
+            let pair = invocation.value.as_array()?;
+            json!({"op": "cas", "key": key, "from": pair.first()?, "to": pair.get(1)?})
+        }
+        _ => return None,
+    })
 }
 
-pub fn find_leader(_cluster: &Cluster, _timeout: Duration) -> Option<NodeId> {
-    None
+impl Client for NodeClient {
+    fn open(&mut self, node: NodeId) -> Result<()> {
+        if node == 0 || node > self.addresses.len() {
+            bail!("no node n{node}");
+        }
+        // A fresh session per (Jepsen) process: a write left in doubt by the previous process
+        // must not be deduplicated against this one's.
+        self.client_id = rand::random::<u64>() >> 1;
+        self.next_seq = 1;
+        self.node = node;
+        self.connection = None;
+        let deadline = Instant::now() + self.op_timeout;
+        // Connecting now is only a hint of health; a failure here is retried on the first op.
+        let _ = self.ensure_connected(deadline);
+        Ok(())
+    }
+
+    fn invoke(&mut self, invocation: &Invocation) -> Completion {
+        let Some(mut body) = request_body(invocation) else {
+            return Completion::Fail(format!("unsupported operation {}", invocation.f));
+        };
+        let is_write = invocation.f != "read";
+        let seq = if is_write { self.next_seq } else { 0 };
+        if is_write {
+            self.next_seq += 1;
+        }
+        body["client_id"] = json!(self.client_id);
+        body["seq"] = json!(seq);
+        let deadline = Instant::now() + self.op_timeout;
+        let mut last_definite_error = String::from("no node answered");
+        for _ in 0..=MAX_REDIRECTS {
+            if remaining(deadline).is_zero() {
+                break;
+            }
+            if let Err(e) = self.ensure_connected(deadline) {
+                // Nothing was sent: try another node.
+                last_definite_error = format!("connect n{}: {}", self.node, e.kind());
+                self.next_node();
+                continue;
+            }
+            let request_id = self.next_request_id;
+            self.next_request_id += 1;
+            body["id"] = json!(request_id);
+            let stream = self.connection.as_mut().expect("connected above");
+            let response = match round_trip(stream, &body, request_id, deadline) {
+                Ok(response) => response,
+                Err(e) => {
+                    // The request may have reached the node: indefinite.
+                    self.connection = None;
+                    let what = if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) {
+                        "timeout".to_string()
+                    } else {
+                        format!("connection lost: {}", e.kind())
+                    };
+                    return Completion::Info(what);
+                }
+            };
+            match response["status"].as_str() {
+                Some("ok") => {
+                    return if invocation.f == "read" {
+                        Completion::Ok(response["value"].clone())
+                    } else {
+                        Completion::Ok(invocation.value.clone())
+                    };
+                }
+                Some("error") => {
+                    let error = response["error"].as_str().unwrap_or("error").to_string();
+                    let definite = response["definite"].as_bool().unwrap_or(false);
+                    if !definite {
+                        return Completion::Info(error);
+                    }
+                    if error == "not-leader" {
+                        match response["leader_id"].as_u64() {
+                            Some(leader)
+                                if leader >= 1 && (leader as usize) <= self.addresses.len() =>
+                            {
+                                self.move_to(leader as usize)
+                            }
+                            // No leader known yet: give the election a moment, then try elsewhere.
+                            _ => {
+                                std::thread::sleep(
+                                    Duration::from_millis(50).min(remaining(deadline)),
+                                );
+                                self.next_node();
+                            }
+                        }
+                        last_definite_error = error;
+                        continue;
+                    }
+                    return Completion::Fail(error);
+                }
+                _ => {
+                    self.connection = None;
+                    return Completion::Info(format!("unexpected response: {response}"));
+                }
+            }
+        }
+        Completion::Fail(last_definite_error)
+    }
+
+    fn close(&mut self) {
+        self.connection = None;
+    }
+}
+
+/// Asks every node for its status; returns the leader named by the answer with the highest term.
+/// Must run on a thread inside the client namespace.
+pub fn find_leader(cluster: &Cluster, timeout: Duration) -> Option<NodeId> {
+    let addresses = node_addresses(cluster);
+    let per_node_timeout = timeout.min(Duration::from_millis(300));
+    let mut best: Option<(u64, NodeId)> = None;
+    for (index, address) in addresses.iter().enumerate() {
+        let Ok(status) = node_status(*address, per_node_timeout) else {
+            continue;
+        };
+        let term = status["term"].as_u64().unwrap_or(0);
+        let leader = if status["role"].as_str() == Some("leader") {
+            Some(index + 1)
+        } else {
+            status["leader"]
+                .as_u64()
+                .or_else(|| status["leader_id"].as_u64())
+                .map(|l| l as usize)
+        };
+        if let Some(leader) = leader.filter(|l| *l >= 1 && *l <= addresses.len()) {
+            if best.is_none_or(|(best_term, _)| term > best_term) {
+                best = Some((term, leader));
+            }
+        }
+    }
+    best.map(|(_, leader)| leader)
+}
+
+/// One `status` request to one node.
+pub fn node_status(address: SocketAddr, timeout: Duration) -> Result<Value> {
+    let deadline = Instant::now() + timeout;
+    let mut stream =
+        connect(address, timeout).with_context(|| format!("connecting to {address}"))?;
+    let response = round_trip(&mut stream, &json!({"id": 1, "op": "status"}), 1, deadline)
+        .with_context(|| format!("status of {address}"))?;
+    if response["status"].as_str() != Some("ok") {
+        bail!("status of {address}: {response}");
+    }
+    Ok(response["value"].clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invocations_map_to_the_node_protocol() {
+        let cas = Invocation {
+            f: "cas".into(),
+            key: Some(json!("k1")),
+            value: json!([1, 2]),
+        };
+        assert_eq!(
+            request_body(&cas),
+            Some(json!({"op": "cas", "key": "k1", "from": 1, "to": 2}))
+        );
+        let read = Invocation {
+            f: "read".into(),
+            key: Some(json!("k0")),
+            value: Value::Null,
+        };
+        assert_eq!(
+            request_body(&read),
+            Some(json!({"op": "read", "key": "k0"}))
+        );
+        let unknown = Invocation {
+            f: "append".into(),
+            key: Some(json!("k0")),
+            value: Value::Null,
+        };
+        assert_eq!(request_body(&unknown), None);
+    }
 }
