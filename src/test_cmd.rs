@@ -337,7 +337,7 @@ fn run_test(args: TestArgs) -> Result<i32> {
     if interactive {
         eprint!("\r\x1b[K");
     }
-    outcome?;
+    let unexpected_exits = outcome?;
     teardown?;
     if INTERRUPTED.load(Ordering::SeqCst) {
         eprintln!(
@@ -368,6 +368,7 @@ fn run_test(args: TestArgs) -> Result<i32> {
         "vacuous_reasons": vacuous_reasons,
         "ops": {"invoked": counts.invoked, "ok": counts.ok, "fail": counts.fail, "info": counts.info},
         "faults_started": faults_started,
+        "unexpected_node_exits": unexpected_exits,
         "setup_ms": setup_ms,
         "duration_s": start.elapsed().as_secs_f64(),
         "checker": checker_report,
@@ -390,12 +391,24 @@ fn run_test(args: TestArgs) -> Result<i32> {
     if vacuous {
         eprintln!("   vacuous: {}", vacuous_reasons.join("; "));
     }
+    if !unexpected_exits.is_empty() {
+        eprintln!(
+            "   nodes that exited on their own (see their logs): {}",
+            unexpected_exits.join(", ")
+        );
+    }
     eprintln!("   report: {}", run_dir.join("results.json").display());
     let node_logs: Vec<String> = cluster_logs
         .iter()
-        .map(|p| p.display().to_string())
+        .map(|p| match p.strip_prefix(&run_dir) {
+            Ok(relative) => relative.display().to_string(),
+            Err(_) => p.display().to_string(),
+        })
         .collect();
-    eprintln!("   node logs: {}", node_logs.join(" "));
+    eprintln!(
+        "   logs (in the run directory): faultline.log {}",
+        node_logs.join(" ")
+    );
     eprintln!("   re-run: {}", rerun_command(seed));
     Ok(match (verdict, vacuous) {
         (Verdict::Invalid, _) => EXIT_INVALID,
@@ -417,7 +430,7 @@ fn drive(
     cluster: &Cluster,
     history: &HistoryLog,
     log: &RunLog,
-) -> Result<()> {
+) -> Result<Vec<String>> {
     db.setup(cluster).context("setting up the db")?;
     for node in cluster.node_ids() {
         db.start(cluster, node)?;
@@ -495,7 +508,13 @@ fn drive(
         progress_stop.store(true, Ordering::SeqCst);
         drop(interpreter);
         Ok(())
-    })
+    })?;
+    let mut unexpected_exits = nemesis.unexpected_exits();
+    for (node, status) in cluster.take_unexpected_exits() {
+        log.log(format!("n{node} exited on its own: {status}"));
+        unexpected_exits.push(format!("n{node}: {status}"));
+    }
+    Ok(unexpected_exits)
 }
 
 /// Sets every flag when dropped.

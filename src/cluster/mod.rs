@@ -344,6 +344,22 @@ impl Cluster {
             .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
+    /// Nodes whose process exited without being killed by us (a crash, an assertion, a refusal to
+    /// start), with how they ended. Each exit is reported once.
+    pub fn take_unexpected_exits(&self) -> Vec<(NodeId, String)> {
+        let mut processes = self.processes.lock().unwrap();
+        let mut exits = Vec::new();
+        for (node, child) in processes.iter_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                exits.push((*node, status.to_string()));
+            }
+        }
+        for (node, _) in &exits {
+            processes.remove(node);
+        }
+        exits
+    }
+
     /// Kills every process, deletes every namespace (and so every veth, the bridge and every
     /// rule), removes the state file. Idempotent; also run by Drop.
     pub fn destroy(&self) -> Result<()> {

@@ -178,7 +178,11 @@ pub struct Nemesis<'a> {
     options: NemesisOptions,
     rng: Mutex<StdRng>,
     active: Mutex<Active>,
+    unexpected_exits: Mutex<Vec<String>>,
 }
+
+/// How often the nemesis looks for nodes that died on their own.
+const CRASH_CHECK_PERIOD: Duration = Duration::from_secs(1);
 
 impl<'a> Nemesis<'a> {
     pub fn new(
@@ -197,6 +201,7 @@ impl<'a> Nemesis<'a> {
             options,
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             active: Mutex::new(Active::default()),
+            unexpected_exits: Mutex::new(Vec::new()),
         }
     }
 
@@ -242,23 +247,47 @@ impl<'a> Nemesis<'a> {
         run_start: Instant,
         stop: &AtomicBool,
     ) -> Result<()> {
-        for event in events {
-            loop {
-                if stop.load(Ordering::SeqCst) {
-                    return Ok(());
-                }
-                let now = run_start.elapsed();
-                if now >= event.at {
-                    break;
-                }
-                std::thread::sleep((event.at - now).min(Duration::from_millis(50)));
+        let mut next_crash_check = Instant::now();
+        let mut events = events.iter().peekable();
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                return Ok(());
             }
-            match event.phase {
-                FaultPhase::Start => self.start(event.family)?,
-                FaultPhase::Stop => self.stop(event.family)?,
+            if Instant::now() >= next_crash_check {
+                self.note_unexpected_exits();
+                next_crash_check += CRASH_CHECK_PERIOD;
+            }
+            let now = run_start.elapsed();
+            match events.peek() {
+                Some(event) if now >= event.at => {
+                    match event.phase {
+                        FaultPhase::Start => self.start(event.family)?,
+                        FaultPhase::Stop => self.stop(event.family)?,
+                    }
+                    events.next();
+                }
+                Some(event) => std::thread::sleep((event.at - now).min(Duration::from_millis(50))),
+                // The plan is over; keep watching for crashes until the load ends.
+                None => std::thread::sleep(Duration::from_millis(50)),
             }
         }
-        Ok(())
+    }
+
+    /// Logs nodes that died on their own; they stay down until the next restart or the final heal.
+    fn note_unexpected_exits(&self) {
+        for (node, status) in self.cluster.take_unexpected_exits() {
+            self.log
+                .log(format!("{} exited on its own: {status}", node_name(node)));
+            self.unexpected_exits
+                .lock()
+                .unwrap()
+                .push(format!("{}: {status}", node_name(node)));
+        }
+    }
+
+    /// Every node exit the nemesis did not cause, as "nN: exit status".
+    pub fn unexpected_exits(&self) -> Vec<String> {
+        self.unexpected_exits.lock().unwrap().clone()
     }
 
     fn pick_targets(&self) -> (TargetSpec, Vec<NodeId>) {
@@ -458,6 +487,7 @@ impl<'a> Nemesis<'a> {
     /// Heals every fault: flushes every node's rules, resumes and restarts every node. Safe to
     /// call at any time and more than once.
     pub fn heal_all(&self) -> Result<()> {
+        self.note_unexpected_exits();
         for family in [Family::Partition, Family::Loss, Family::Pause, Family::Kill] {
             self.stop(family)?;
         }
