@@ -56,8 +56,8 @@ impl Bug {
                  so two leaders can be elected in the same term (election safety, then divergent state)"
             }
             Bug::CommitOldTerm => {
-                "the leader commits entries of earlier terms by counting replicas (Raft Figure 8); \
-                 a committed entry can later be overwritten (lost write)"
+                "the leader commits entries of earlier terms by counting replicas and skips the no-op at the start \
+                 of its term (Raft Figure 8); a committed entry can later be overwritten (lost write)"
             }
             Bug::NoDedup => {
                 "client sessions are ignored, so a retried write or cas applies twice; \

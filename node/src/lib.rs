@@ -5,8 +5,11 @@
 //! simulation ([`sim`]) and the tokio shell drive the same way.
 
 pub mod bugs;
+pub mod client;
+pub mod protocol;
 pub mod raft;
 pub mod replica;
+pub mod server;
 pub mod sim;
 pub mod store;
 pub mod wal;

@@ -1,0 +1,687 @@
+//! The IO shell around a [`Replica`]: TCP for peers and clients, the write-ahead
+//! log, the clock.
+//!
+//! One event loop, on its own thread, owns the replica and the log and handles a
+//! closed set of [`Event`]s. Per batch it does the IO in the fixed order persist
+//! (fsync) → send → apply → reply. Events that arrive during an fsync are
+//! handled together afterwards, so one fsync covers many client writes (group
+//! commit). Network tasks run on tokio and only move frames.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::{json, Value};
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::bugs::Bugs;
+use crate::protocol::{
+    self, error_names, FrameError, PeerHello, Request, RequestBody, Response, ResponseResult,
+};
+use crate::raft::{HardState, Membership, Message, NodeId, Persisted, Role};
+use crate::replica::{ClientRequest, Replica, ReplicaConfig, ReplyError, Token};
+use crate::wal::Wal;
+
+/// Everything `faultline-node` is started with.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    pub id: NodeId,
+    pub listen: SocketAddr,
+    /// Every other node: id -> address (clients and peers share the port).
+    pub peers: BTreeMap<NodeId, String>,
+    pub data_dir: PathBuf,
+    pub bugs: Bugs,
+    pub lease_reads: bool,
+    pub tick: Duration,
+    pub election_timeout_ticks: u64,
+    pub heartbeat_interval_ticks: u64,
+    pub fsync: bool,
+    /// How long a client request may wait inside the node before a `timeout` reply.
+    pub request_timeout: Duration,
+    pub snapshot_every_entries: u64,
+}
+
+impl NodeOptions {
+    pub fn new(
+        id: NodeId,
+        listen: SocketAddr,
+        peers: BTreeMap<NodeId, String>,
+        data_dir: PathBuf,
+    ) -> NodeOptions {
+        NodeOptions {
+            id,
+            listen,
+            peers,
+            data_dir,
+            bugs: Bugs::none(),
+            lease_reads: false,
+            tick: Duration::from_millis(10),
+            election_timeout_ticks: 30,
+            heartbeat_interval_ticks: 5,
+            fsync: true,
+            request_timeout: Duration::from_secs(5),
+            snapshot_every_entries: 50_000,
+        }
+    }
+}
+
+/// The closed set of things the event loop reacts to.
+enum Event {
+    Peer(Message),
+    Client {
+        request: Request,
+        reply: mpsc::UnboundedSender<Response>,
+    },
+    Shutdown,
+}
+
+/// Bound on events queued for the loop; past it, peer messages are dropped and clients told `overloaded`.
+const MAX_QUEUED_EVENTS: usize = 65_536;
+/// Bound on messages queued for one peer; past it, messages are dropped (Raft retries).
+const MAX_QUEUED_PEER_MESSAGES: usize = 16_384;
+const PEER_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+const PEER_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+const PEER_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// Kept short so that a healed partition reconnects within a fraction of an election timeout.
+const PEER_BACKOFF_MAX: Duration = Duration::from_millis(200);
+
+/// Runs a node until `shutdown` resolves (SIGTERM in the binary), then stops cleanly.
+pub async fn run(
+    options: NodeOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (wal, recovered) = Wal::open(&options.data_dir)
+        .with_context(|| format!("opening the log in {}", options.data_dir.display()))?;
+    if recovered.torn_tail_bytes > 0 {
+        warn!(
+            bytes = recovered.torn_tail_bytes,
+            "cut a torn tail off the write-ahead log"
+        );
+    }
+    let mut voters: Vec<NodeId> = options.peers.keys().copied().collect();
+    voters.push(options.id);
+    let persisted = Persisted {
+        hard_state: recovered.hard_state,
+        snapshot: recovered.snapshot,
+        initial_membership: Membership::with_voters(voters),
+        entries: recovered.entries,
+    };
+    info!(
+        id = options.id,
+        term = persisted.hard_state.term,
+        entries = persisted.entries.len(),
+        snapshot = persisted.snapshot.as_ref().map_or(0, |s| s.index),
+        "recovered"
+    );
+    let mut config = ReplicaConfig::new(options.id).with_bugs(options.bugs.clone());
+    config.raft.election_timeout_ticks = options.election_timeout_ticks;
+    config.raft.heartbeat_interval_ticks = options.heartbeat_interval_ticks;
+    config.raft.lease_reads = options.lease_reads;
+    config.snapshot_every_entries = options.snapshot_every_entries;
+    let seed = rand::random::<u64>();
+    let replica = Replica::new(config, persisted, seed)
+        .context("restoring the state machine from the snapshot")?;
+
+    let listener = TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("binding {}", options.listen))?;
+    info!(id = options.id, listen = %options.listen, bugs = ?options.bugs, "listening");
+    let (events_tx, events_rx) = std::sync::mpsc::sync_channel::<Event>(MAX_QUEUED_EVENTS);
+
+    let mut peer_senders = BTreeMap::new();
+    for (&peer, addr) in &options.peers {
+        let (tx, rx) = mpsc::channel(MAX_QUEUED_PEER_MESSAGES);
+        tokio::spawn(peer_sender(options.id, peer, addr.clone(), rx));
+        peer_senders.insert(peer, tx);
+    }
+    let accept_events = events_tx.clone();
+    let acceptor = tokio::spawn(accept_loop(listener, accept_events));
+
+    let mut event_loop = EventLoop {
+        replica,
+        wal,
+        options: options.clone(),
+        peers: peer_senders,
+        waiting: HashMap::new(),
+        deadlines: BTreeSet::new(),
+        next_token: 1,
+        persisted_hard_state: recovered.hard_state,
+    };
+    event_loop.wal.fsync = options.fsync;
+    let loop_thread = std::thread::Builder::new()
+        .name("raft-loop".into())
+        .spawn(move || event_loop.run(events_rx))
+        .context("spawning the event loop thread")?;
+
+    shutdown.await;
+    info!("shutting down");
+    let _ = events_tx.send(Event::Shutdown);
+    let result = tokio::task::spawn_blocking(move || loop_thread.join())
+        .await
+        .context("joining the event loop")?;
+    acceptor.abort();
+    match result {
+        Ok(outcome) => outcome,
+        Err(_) => anyhow::bail!("the event loop panicked"),
+    }
+}
+
+struct Waiting {
+    reply: mpsc::UnboundedSender<Response>,
+    request_id: u64,
+    is_read: bool,
+    deadline: Instant,
+}
+
+struct EventLoop {
+    replica: Replica,
+    wal: Wal,
+    options: NodeOptions,
+    peers: BTreeMap<NodeId, mpsc::Sender<Message>>,
+    waiting: HashMap<Token, Waiting>,
+    deadlines: BTreeSet<(Instant, Token)>,
+    next_token: Token,
+    persisted_hard_state: HardState,
+}
+
+impl EventLoop {
+    fn run(&mut self, events: Receiver<Event>) -> anyhow::Result<()> {
+        let tick = self.options.tick;
+        let mut next_tick = Instant::now() + tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            let mut shutting_down = false;
+            match events.recv_timeout(wait) {
+                Ok(event) => shutting_down |= self.handle(event),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => shutting_down = true,
+            }
+            // Take everything that queued up meanwhile: one persist for all of it.
+            for _ in 0..MAX_QUEUED_EVENTS {
+                match events.try_recv() {
+                    Ok(event) => shutting_down |= self.handle(event),
+                    Err(_) => break,
+                }
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.replica.tick();
+                next_tick += tick;
+                if next_tick < now {
+                    next_tick = now + tick; // fell behind (a long fsync): do not burst ticks
+                }
+                self.expire(now);
+            }
+            self.process_ready()?;
+            if shutting_down {
+                self.fail_all_waiting(error_names::SHUTTING_DOWN, "the node is shutting down");
+                info!("event loop stopped");
+                return Ok(());
+            }
+        }
+    }
+
+    /// Returns true on shutdown.
+    fn handle(&mut self, event: Event) -> bool {
+        match event {
+            Event::Peer(message) => {
+                if message.to == self.options.id {
+                    self.replica.step(message);
+                }
+            }
+            Event::Client { request, reply } => self.client(request, reply),
+            Event::Shutdown => return true,
+        }
+        false
+    }
+
+    fn client(&mut self, request: Request, reply: mpsc::UnboundedSender<Response>) {
+        let id = request.id;
+        match request.body {
+            RequestBody::Status => {
+                let raft = self.replica.raft();
+                let role = match raft.role() {
+                    Role::Leader => "leader",
+                    Role::Candidate => "candidate",
+                    Role::PreCandidate => "pre-candidate",
+                    Role::Follower => "follower",
+                };
+                let leader = raft.leader_id();
+                let value = json!({
+                    "id": self.options.id,
+                    "role": role,
+                    "term": raft.term(),
+                    "leader_id": leader,
+                    "leader_hint": leader.and_then(|l| self.address_of(l)),
+                    "commit_index": raft.commit_index(),
+                    "applied_index": self.replica.applied_index(),
+                    "last_index": raft.last_index(),
+                    "snapshot_index": raft.snapshot_index(),
+                    "voters": raft.membership().voters,
+                    "bugs": self.options.bugs.iter().map(|b| b.name()).collect::<Vec<_>>(),
+                    "wal_syncs": self.wal.syncs,
+                });
+                let _ = reply.send(Response {
+                    id,
+                    result: ResponseResult::Ok { value },
+                });
+            }
+            RequestBody::TransferLeader { node_id } => {
+                let result = match self.replica.transfer_leadership(node_id) {
+                    Ok(()) => ResponseResult::Ok { value: Value::Null },
+                    Err(_) => self.error_result(&ReplyError::NotLeader {
+                        leader_hint: self.replica.raft().leader_id(),
+                    }),
+                };
+                let _ = reply.send(Response { id, result });
+            }
+            body => {
+                let op = body.into_op().expect("data operations convert");
+                let is_read = op.is_read();
+                if !is_read && (request.client_id == 0 || request.seq == 0) {
+                    let result = ResponseResult::Error {
+                        error: error_names::BAD_REQUEST.into(),
+                        definite: true,
+                        message: "writes need a non-zero client_id and seq".into(),
+                        leader_hint: None,
+                        leader_id: None,
+                    };
+                    let _ = reply.send(Response { id, result });
+                    return;
+                }
+                let token = self.next_token;
+                self.next_token += 1;
+                let deadline = Instant::now() + self.options.request_timeout;
+                self.waiting.insert(
+                    token,
+                    Waiting {
+                        reply,
+                        request_id: id,
+                        is_read,
+                        deadline,
+                    },
+                );
+                self.deadlines.insert((deadline, token));
+                self.replica.client_request(
+                    token,
+                    ClientRequest {
+                        client_id: request.client_id,
+                        seq: request.seq,
+                        op,
+                    },
+                );
+                self.deliver_replies();
+            }
+        }
+    }
+
+    fn address_of(&self, node: NodeId) -> Option<String> {
+        if node == self.options.id {
+            return Some(self.options.listen.to_string());
+        }
+        self.options.peers.get(&node).cloned()
+    }
+
+    fn error_result(&self, error: &ReplyError) -> ResponseResult {
+        let leader_id = match error {
+            ReplyError::NotLeader { leader_hint } => *leader_hint,
+            _ => None,
+        };
+        ResponseResult::Error {
+            error: error.name().into(),
+            definite: error.is_definite(),
+            message: error.to_string(),
+            leader_hint: leader_id.and_then(|l| self.address_of(l)),
+            leader_id,
+        }
+    }
+
+    fn deliver_replies(&mut self) {
+        for (token, reply) in self.replica.take_replies() {
+            let Some(waiting) = self.waiting.remove(&token) else {
+                continue;
+            };
+            self.deadlines.remove(&(waiting.deadline, token));
+            let result = match reply {
+                Ok(value) => ResponseResult::Ok { value },
+                Err(error) => self.error_result(&error),
+            };
+            let _ = waiting.reply.send(Response {
+                id: waiting.request_id,
+                result,
+            });
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(deadline, token)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            self.replica.cancel(token);
+            if let Some(waiting) = self.waiting.remove(&token) {
+                let result = ResponseResult::Error {
+                    error: error_names::TIMEOUT.into(),
+                    definite: waiting.is_read,
+                    message: "no answer within the node's request timeout".into(),
+                    leader_hint: None,
+                    leader_id: None,
+                };
+                let _ = waiting.reply.send(Response {
+                    id: waiting.request_id,
+                    result,
+                });
+            }
+        }
+    }
+
+    fn fail_all_waiting(&mut self, error: &str, message: &str) {
+        for (_, waiting) in self.waiting.drain() {
+            let result = ResponseResult::Error {
+                error: error.into(),
+                definite: waiting.is_read,
+                message: message.into(),
+                leader_hint: None,
+                leader_id: None,
+            };
+            let _ = waiting.reply.send(Response {
+                id: waiting.request_id,
+                result,
+            });
+        }
+        self.deadlines.clear();
+    }
+
+    /// Persist (fsync) → send → apply → reply, for every pending batch.
+    fn process_ready(&mut self) -> anyhow::Result<()> {
+        for _ in 0..64 {
+            let Some(mut ready) = self.replica.ready() else {
+                break;
+            };
+            if let Some(snapshot) = &ready.snapshot {
+                let hs = ready.hard_state.unwrap_or(self.persisted_hard_state);
+                self.wal
+                    .save_snapshot(snapshot, &hs, &[])
+                    .context("installing a snapshot from the leader")?;
+            }
+            let vote_changed = ready.hard_state.is_some_and(|h| {
+                h.term != self.persisted_hard_state.term || h.vote != self.persisted_hard_state.vote
+            });
+            let must_sync = vote_changed || !ready.entries.is_empty();
+            self.wal
+                .append(ready.hard_state.as_ref(), &ready.entries, must_sync)
+                .context("appending to the write-ahead log")?;
+            if let Some(hs) = ready.hard_state {
+                self.persisted_hard_state = hs;
+            }
+            for message in std::mem::take(&mut ready.messages) {
+                let Some(tx) = self.peers.get(&message.to) else {
+                    debug!(to = message.to, "message to an unknown peer dropped");
+                    continue;
+                };
+                if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(message) {
+                    debug!("peer queue full; message dropped");
+                }
+            }
+            let advanced = self.replica.advance(ready);
+            if let Some(snapshot) = advanced.new_snapshot {
+                let after: Vec<_> = self
+                    .replica
+                    .raft()
+                    .entries_from(snapshot.index + 1)
+                    .to_vec();
+                self.wal
+                    .save_snapshot(&snapshot, &self.persisted_hard_state, &after)
+                    .context("saving a snapshot")?;
+                debug!(index = snapshot.index, "snapshot saved, log compacted");
+            }
+            self.deliver_replies();
+        }
+        Ok(())
+    }
+}
+
+async fn accept_loop(listener: TcpListener, events: SyncSender<Event>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer_addr)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(connection(stream, peer_addr, events.clone()));
+            }
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Tells peers from clients by the first frame, then serves either.
+async fn connection(stream: TcpStream, remote: SocketAddr, events: SyncSender<Event>) {
+    let (mut reader, writer) = stream.into_split();
+    let first = match protocol::read_frame(&mut reader, protocol::MAX_CLIENT_FRAME_BYTES).await {
+        Ok(frame) => frame,
+        Err(e) => {
+            debug!(%remote, error = %e, "connection closed before its first frame");
+            return close_with_error(writer, 0, &e.to_string()).await;
+        }
+    };
+    if let Ok(hello) = serde_json::from_slice::<PeerHello>(&first) {
+        debug!(%remote, peer = hello.peer_hello, "peer connected");
+        return peer_receiver(reader, events).await;
+    }
+    let (reply_tx, reply_rx) = mpsc::unbounded_channel::<Response>();
+    let writer_task = tokio::spawn(client_writer(writer, reply_rx));
+    let mut frame = first;
+    loop {
+        let request: Request = match serde_json::from_slice(&frame) {
+            Ok(r) => r,
+            Err(e) => {
+                debug!(%remote, error = %e, "malformed client frame; closing");
+                let _ = reply_tx.send(bad_request(0, &format!("malformed request: {e}")));
+                break;
+            }
+        };
+        let id = request.id;
+        match events.try_send(Event::Client {
+            request,
+            reply: reply_tx.clone(),
+        }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                let result = ResponseResult::Error {
+                    error: error_names::OVERLOADED.into(),
+                    definite: true,
+                    message: "the node's queue is full".into(),
+                    leader_hint: None,
+                    leader_id: None,
+                };
+                let _ = reply_tx.send(Response { id, result });
+            }
+            Err(TrySendError::Disconnected(_)) => break,
+        }
+        frame = match protocol::read_frame(&mut reader, protocol::MAX_CLIENT_FRAME_BYTES).await {
+            Ok(f) => f,
+            Err(FrameError::Closed) => break,
+            Err(e) => {
+                debug!(%remote, error = %e, "bad client frame; closing");
+                let _ = reply_tx.send(bad_request(0, &e.to_string()));
+                break;
+            }
+        };
+    }
+    drop(reply_tx);
+    // Let the writer flush what is queued (including the final error), bounded in time.
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer_task).await;
+}
+
+fn bad_request(id: u64, message: &str) -> Response {
+    Response {
+        id,
+        result: ResponseResult::Error {
+            error: error_names::BAD_REQUEST.into(),
+            definite: true,
+            message: message.into(),
+            leader_hint: None,
+            leader_id: None,
+        },
+    }
+}
+
+async fn close_with_error(mut writer: tokio::net::tcp::OwnedWriteHalf, id: u64, message: &str) {
+    if let Ok(payload) = serde_json::to_vec(&bad_request(id, message)) {
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            protocol::write_frame(&mut writer, &payload),
+        )
+        .await;
+    }
+    let _ = writer.shutdown().await;
+}
+
+/// Writes responses as they come, flushing when the queue is momentarily empty.
+/// The task ends once every sender is gone, or the client stops reading for too long.
+async fn client_writer(
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    mut replies: mpsc::UnboundedReceiver<Response>,
+) {
+    let mut writer = BufWriter::new(writer);
+    while let Some(response) = replies.recv().await {
+        let mut batch = vec![response];
+        while let Ok(more) = replies.try_recv() {
+            batch.push(more);
+            if batch.len() >= 1024 {
+                break;
+            }
+        }
+        let write = async {
+            for response in &batch {
+                let payload = serde_json::to_vec(response).expect("responses serialise");
+                protocol::write_frame(&mut writer, &payload).await?;
+            }
+            writer.flush().await
+        };
+        match tokio::time::timeout(Duration::from_secs(10), write).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+async fn peer_receiver(mut reader: tokio::net::tcp::OwnedReadHalf, events: SyncSender<Event>) {
+    loop {
+        let frame = match tokio::time::timeout(
+            PEER_IDLE_TIMEOUT,
+            protocol::read_frame(&mut reader, protocol::MAX_PEER_FRAME_BYTES),
+        )
+        .await
+        {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(e)) => {
+                debug!(error = %e, "peer connection closed");
+                return;
+            }
+            Err(_) => {
+                debug!("peer connection idle; closing");
+                return;
+            }
+        };
+        let message: Message = match bincode::deserialize(&frame) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(error = %e, "undecodable peer message; closing the connection");
+                return;
+            }
+        };
+        match events.try_send(Event::Peer(message)) {
+            Ok(()) | Err(TrySendError::Full(_)) => {}
+            Err(TrySendError::Disconnected(_)) => return,
+        }
+    }
+}
+
+/// Owns the outbound connection to one peer: connects with bounded exponential
+/// backoff, drops queued messages while the peer is unreachable (Raft resends),
+/// and batches writes.
+async fn peer_sender(me: NodeId, peer: NodeId, addr: String, mut outbox: mpsc::Receiver<Message>) {
+    let mut backoff = PEER_BACKOFF_MIN;
+    let hello = serde_json::to_vec(&PeerHello { peer_hello: me }).expect("hello serialises");
+    loop {
+        let stream =
+            match tokio::time::timeout(PEER_CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
+                Ok(Ok(stream)) => stream,
+                _ => {
+                    while outbox.try_recv().is_ok() {}
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(PEER_BACKOFF_MAX);
+                    if outbox.is_closed() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+        let _ = stream.set_nodelay(true);
+        backoff = PEER_BACKOFF_MIN;
+        debug!(peer, %addr, "connected to peer");
+        let mut writer = BufWriter::with_capacity(256 << 10, stream);
+        if protocol::write_frame(&mut writer, &hello).await.is_err() {
+            continue;
+        }
+        loop {
+            let Some(first) = outbox.recv().await else {
+                return;
+            };
+            let write = async {
+                let payload = bincode::serialize(&first).expect("messages serialise");
+                protocol::write_frame(&mut writer, &payload).await?;
+                for _ in 0..1024 {
+                    let Ok(more) = outbox.try_recv() else { break };
+                    let payload = bincode::serialize(&more).expect("messages serialise");
+                    protocol::write_frame(&mut writer, &payload).await?;
+                }
+                writer.flush().await
+            };
+            match tokio::time::timeout(PEER_WRITE_TIMEOUT, write).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    debug!(peer, error = %e, "peer write failed; reconnecting");
+                    break;
+                }
+                Err(_) => {
+                    debug!(peer, "peer write timed out; reconnecting");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+/// Parses `--peers id=addr,id=addr`.
+pub fn parse_peers(text: &str) -> anyhow::Result<BTreeMap<NodeId, String>> {
+    let mut peers = BTreeMap::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .with_context(|| format!("peer {part:?} is not id=addr"))?;
+        let id: NodeId = id
+            .trim()
+            .parse()
+            .with_context(|| format!("peer id {id:?} is not a number"))?;
+        anyhow::ensure!(id != 0, "node id 0 is reserved");
+        anyhow::ensure!(
+            peers.insert(id, addr.trim().to_string()).is_none(),
+            "peer {id} listed twice"
+        );
+    }
+    Ok(peers)
+}

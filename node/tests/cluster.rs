@@ -1,0 +1,368 @@
+//! Real 3-node clusters of the `faultline-node` binary on loopback.
+//!
+//! Every process is killed when the test ends, pass or panic ([`Cluster`]'s Drop).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use faultline_node::client::{Client, ClientOptions, Outcome};
+use faultline_node::store::Op;
+use serde_json::{json, Value};
+
+struct Cluster {
+    addrs: Vec<String>,
+    dirs: Vec<PathBuf>,
+    children: Vec<Option<Child>>,
+    root: PathBuf,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Cluster {
+    fn start(name: &str, n: usize, extra_args: &[&str]) -> Cluster {
+        let root =
+            std::env::temp_dir().join(format!("faultline-cluster-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let addrs: Vec<String> = (0..n)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let dirs = (0..n).map(|i| root.join(format!("n{}", i + 1))).collect();
+        let mut cluster = Cluster {
+            addrs,
+            dirs,
+            children: (0..n).map(|_| None).collect(),
+            root,
+        };
+        for i in 0..n {
+            cluster.spawn(i, extra_args);
+        }
+        cluster
+    }
+
+    fn peers(&self) -> String {
+        self.addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}={a}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn spawn(&mut self, i: usize, extra_args: &[&str]) {
+        std::fs::create_dir_all(&self.root).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.join(format!("n{}.log", i + 1)))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_faultline-node"))
+            .args([
+                "--id",
+                &(i + 1).to_string(),
+                "--listen",
+                &self.addrs[i],
+                "--peers",
+                &self.peers(),
+                "--data-dir",
+            ])
+            .arg(&self.dirs[i])
+            .args(extra_args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn faultline-node");
+        self.children[i] = Some(child);
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    fn kill9(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn sigterm(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        let mut child = self.children[i].take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    /// The index of the node every live node agrees leads, within `timeout`.
+    async fn leader(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            for (i, addr) in self.addrs.iter().enumerate() {
+                if self.children[i].is_none() {
+                    continue;
+                }
+                if let Ok(status) = Client::status(addr, Duration::from_millis(300)).await {
+                    if status["role"] == "leader" {
+                        return i;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no leader within {timeout:?}");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill9(i);
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.root);
+        } else {
+            eprintln!("node logs kept in {}", self.root.display());
+        }
+    }
+}
+
+fn client(cluster: &Cluster, client_id: u64) -> Client {
+    let mut options = ClientOptions::new(cluster.addrs.clone(), client_id);
+    options.op_timeout = Duration::from_secs(10);
+    Client::new(options)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_serve_kv_and_streams_with_redirects_and_follower_reads() {
+    let cluster = Cluster::start("basic", 3, &[]);
+    let leader = cluster.leader(Duration::from_secs(15)).await;
+    let mut c = client(&cluster, 1);
+    assert_eq!(
+        c.execute(Op::Read { key: "k".into() }).await,
+        Outcome::Ok(Value::Null)
+    );
+    assert_eq!(
+        c.execute(Op::Write {
+            key: "k".into(),
+            value: json!(1)
+        })
+        .await,
+        Outcome::Ok(Value::Null)
+    );
+    assert_eq!(
+        c.execute(Op::Cas {
+            key: "k".into(),
+            from: json!(2),
+            to: json!(3)
+        })
+        .await,
+        Outcome::Fail("cas-mismatch".into())
+    );
+    assert_eq!(
+        c.execute(Op::Cas {
+            key: "k".into(),
+            from: json!(1),
+            to: json!(3)
+        })
+        .await,
+        Outcome::Ok(Value::Null)
+    );
+    assert_eq!(
+        c.execute(Op::Append {
+            stream: "s".into(),
+            event: json!("a"),
+            expected_version: Some(0)
+        })
+        .await,
+        Outcome::Ok(json!(1))
+    );
+    assert_eq!(
+        c.execute(Op::Append {
+            stream: "s".into(),
+            event: json!("b"),
+            expected_version: Some(0)
+        })
+        .await,
+        Outcome::Fail("wrong-expected-version".into())
+    );
+    // A client that only knows a follower is redirected, and the follower serves a ReadIndex read.
+    let follower = (leader + 1) % 3;
+    let mut f = Client::new(ClientOptions::new(vec![cluster.addrs[follower].clone()], 2));
+    assert_eq!(
+        f.execute(Op::Read { key: "k".into() }).await,
+        Outcome::Ok(json!(3))
+    );
+    assert_eq!(
+        f.execute(Op::ReadStream {
+            stream: "s".into(),
+            from_version: 0
+        })
+        .await,
+        Outcome::Ok(json!(["a"]))
+    );
+    assert_eq!(
+        f.execute(Op::Delete { key: "k".into() }).await,
+        Outcome::Ok(Value::Null)
+    );
+    assert_eq!(
+        c.execute(Op::Read { key: "k".into() }).await,
+        Outcome::Ok(Value::Null)
+    );
+}
+
+fn raw_exchange(addr: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out); // the node closes the connection
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_frames_close_the_connection_not_the_node() {
+    let mut cluster = Cluster::start("frames", 1, &[]);
+    cluster.leader(Duration::from_secs(15)).await;
+    let addr = cluster.addrs[0].clone();
+    let oversized = raw_exchange(&addr, &u32::MAX.to_be_bytes());
+    assert!(
+        String::from_utf8_lossy(&oversized).contains("bad-request"),
+        "{oversized:?}"
+    );
+    let mut garbage = 5u32.to_be_bytes().to_vec();
+    garbage.extend_from_slice(b"{nope");
+    let malformed = raw_exchange(&addr, &garbage);
+    assert!(String::from_utf8_lossy(&malformed).contains("bad-request"));
+    let truncated = raw_exchange(&addr, &[0, 0]);
+    assert!(truncated.is_empty() || String::from_utf8_lossy(&truncated).contains("bad-request"));
+    let status = Client::status(&addr, Duration::from_secs(2))
+        .await
+        .expect("node still serves");
+    assert_eq!(status["role"], "leader");
+    // Graceful SIGTERM exits 0.
+    let exit = cluster.sigterm(0).expect("exited after SIGTERM");
+    assert!(exit.success(), "{exit:?}");
+}
+
+/// Raft §5.4 and §8 end to end: kill -9 the leader in the middle of a write load,
+/// restart it, and check that every acknowledged append is in its stream, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_leader_mid_load_loses_no_acknowledged_write() {
+    let mut cluster = Cluster::start("kill9", 3, &[]);
+    let leader = cluster.leader(Duration::from_secs(15)).await;
+    let n_clients = 8u64;
+    let acked: Arc<Mutex<BTreeMap<u64, Vec<u64>>>> = Arc::default();
+    let maybe: Arc<Mutex<BTreeMap<u64, Vec<u64>>>> = Arc::default();
+    let stop_at = Instant::now() + Duration::from_secs(5);
+    let mut tasks = Vec::new();
+    for c in 1..=n_clients {
+        let (acked, maybe) = (acked.clone(), maybe.clone());
+        let mut client = client(&cluster, 100 + c);
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < stop_at {
+                n += 1;
+                let op = Op::Append {
+                    stream: format!("s{c}"),
+                    event: json!(n),
+                    expected_version: None,
+                };
+                match client.execute(op).await {
+                    Outcome::Ok(_) => acked.lock().unwrap().entry(c).or_default().push(n),
+                    Outcome::Info(_) => maybe.lock().unwrap().entry(c).or_default().push(n),
+                    Outcome::Fail(why) => panic!("append failed definitely: {why}"),
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cluster.kill9(leader);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    cluster.spawn(leader, &[]);
+    for t in tasks {
+        t.await.expect("client task");
+    }
+    cluster.leader(Duration::from_secs(15)).await;
+    let acked = acked.lock().unwrap().clone();
+    let maybe = maybe.lock().unwrap().clone();
+    let total: usize = acked.values().map(Vec::len).sum();
+    assert!(
+        total > 50,
+        "too few writes acknowledged to mean anything: {total}"
+    );
+    let mut reader = client(&cluster, 999);
+    for c in 1..=n_clients {
+        let Outcome::Ok(Value::Array(events)) = reader
+            .execute(Op::ReadStream {
+                stream: format!("s{c}"),
+                from_version: 0,
+            })
+            .await
+        else {
+            panic!("could not read stream s{c}");
+        };
+        let events: Vec<u64> = events.iter().map(|v| v.as_u64().unwrap()).collect();
+        let mut sorted = events.clone();
+        sorted.dedup();
+        assert_eq!(
+            sorted.len(),
+            events.len(),
+            "stream s{c} has a duplicate: exactly-once broken: {events:?}"
+        );
+        for n in acked.get(&c).into_iter().flatten() {
+            assert!(
+                events.contains(n),
+                "acknowledged append {n} lost from s{c}: {events:?}"
+            );
+        }
+        for n in &events {
+            let known = acked.get(&c).is_some_and(|v| v.contains(n))
+                || maybe.get(&c).is_some_and(|v| v.contains(n));
+            assert!(known, "s{c} holds {n}, which no client reported");
+        }
+        assert!(
+            events.windows(2).all(|w| w[0] < w[1]),
+            "s{c} out of order: {events:?}"
+        );
+    }
+    // The restarted node catches up with the others.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut applied = Vec::new();
+        for addr in &cluster.addrs {
+            applied.push(
+                Client::status(addr, Duration::from_secs(1))
+                    .await
+                    .ok()
+                    .and_then(|s| s["applied_index"].as_u64()),
+            );
+        }
+        if applied.iter().all(|a| a.is_some() && *a == applied[0]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nodes did not converge: {applied:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("acknowledged {total} appends across the leader crash");
+}
