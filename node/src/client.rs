@@ -166,25 +166,35 @@ impl Client {
 
     /// Asks one node for its status (role, term, leader, indexes).
     pub async fn status(addr: &str, timeout: Duration) -> anyhow::Result<Value> {
+        match Client::request_once(addr, RequestBody::Status, timeout).await? {
+            ResponseResult::Ok { value } => Ok(value),
+            ResponseResult::Error { message, .. } => anyhow::bail!("status failed: {message}"),
+        }
+    }
+
+    /// Sends one request to one node, without retries (admin commands:
+    /// `AddLearner`, `Promote`, `RemoveNode`, `TransferLeader`, `Status`).
+    pub async fn request_once(
+        addr: &str,
+        body: RequestBody,
+        timeout: Duration,
+    ) -> anyhow::Result<ResponseResult> {
         let work = async {
             let mut stream = TcpStream::connect(addr).await?;
             let request = Request {
                 id: 1,
                 client_id: 0,
                 seq: 0,
-                body: RequestBody::Status,
+                body,
             };
             protocol::write_frame(&mut stream, &serde_json::to_vec(&request)?).await?;
             let frame = protocol::read_frame(&mut stream, protocol::MAX_CLIENT_FRAME_BYTES).await?;
             let response: Response = serde_json::from_slice(&frame)?;
-            match response.result {
-                ResponseResult::Ok { value } => Ok(value),
-                ResponseResult::Error { message, .. } => anyhow::bail!("status failed: {message}"),
-            }
+            anyhow::Ok(response.result)
         };
         tokio::time::timeout(timeout, work)
             .await
-            .map_err(|_| anyhow::anyhow!("status of {addr} timed out"))?
+            .map_err(|_| anyhow::anyhow!("request to {addr} timed out"))?
     }
 
     fn pick_node(&mut self) -> String {

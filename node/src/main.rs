@@ -27,6 +27,11 @@ struct Cli {
     /// The other nodes as id=addr,id=addr (this node may be listed too).
     #[arg(long, default_value = "")]
     peers: String,
+    /// The initial voters as id,id,... (default: this node and every peer). A node
+    /// listed in --peers but not here starts outside the cluster, to be added with
+    /// add_learner and promote.
+    #[arg(long)]
+    voters: Option<String>,
     /// Directory for the write-ahead log and snapshots.
     #[arg(long, required_unless_present = "list_bugs")]
     data_dir: Option<PathBuf>,
@@ -117,7 +122,21 @@ fn options_from(cli: &Cli) -> anyhow::Result<NodeOptions> {
         cli.heartbeat_ticks < cli.election_ticks,
         "--heartbeat-ticks must be below --election-ticks"
     );
+    let voters = match &cli.voters {
+        Some(text) => Some(
+            text.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(|t| {
+                    t.parse::<u64>()
+                        .with_context(|| format!("voter id {t:?} is not a number"))
+                })
+                .collect::<anyhow::Result<Vec<u64>>>()?,
+        ),
+        None => None,
+    };
     let mut options = NodeOptions::new(id, listen, peers, data_dir);
+    options.voters = voters;
     options.bugs = Bugs::from_list(bugs);
     options.lease_reads = cli.lease_reads;
     options.tick = Duration::from_millis(cli.tick_ms.max(1));

@@ -57,6 +57,18 @@ pub enum RequestBody {
     },
     /// This node's view: id, role, term, leader, commit and applied indexes.
     Status,
+    /// Add `node_id` (already in every node's --peers) as a non-voting learner.
+    AddLearner {
+        node_id: u64,
+    },
+    /// Make learner `node_id` a voter (joint consensus).
+    Promote {
+        node_id: u64,
+    },
+    /// Remove `node_id` from the cluster (joint consensus for a voter).
+    RemoveNode {
+        node_id: u64,
+    },
     /// Ask the leader to hand leadership to `node_id`.
     TransferLeader {
         node_id: u64,
@@ -86,7 +98,11 @@ impl RequestBody {
                 stream,
                 from_version,
             },
-            RequestBody::Status | RequestBody::TransferLeader { .. } => return None,
+            RequestBody::Status
+            | RequestBody::TransferLeader { .. }
+            | RequestBody::AddLearner { .. }
+            | RequestBody::Promote { .. }
+            | RequestBody::RemoveNode { .. } => return None,
         })
     }
 
@@ -157,6 +173,7 @@ pub mod error_names {
     pub const TIMEOUT: &str = "timeout";
     pub const BAD_REQUEST: &str = "bad-request";
     pub const SHUTTING_DOWN: &str = "shutting-down";
+    pub const CHANGE_IN_PROGRESS: &str = "change-in-progress";
 }
 
 /// The first frame on a peer connection (JSON), so the listener can tell peers from clients.

@@ -112,6 +112,27 @@ struct PendingWrite {
     is_plain_write: bool,
 }
 
+/// One step of a configuration change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MembershipChange {
+    AddLearner(NodeId),
+    /// Learner to voter, through a joint configuration.
+    Promote(NodeId),
+    /// Learner or voter out, through a joint configuration for a voter.
+    Remove(NodeId),
+}
+
+/// Why an admin command was refused. All definite.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum AdminError {
+    #[error("not the leader")]
+    NotLeader { leader_hint: Option<NodeId> },
+    #[error("a configuration change is already under way")]
+    ChangeInProgress,
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// What [`Replica::advance`] asks the shell to do besides replying.
 #[derive(Debug, Default)]
 pub struct Advanced {
@@ -291,12 +312,54 @@ impl Replica {
         self.reads_waiting_apply.retain(|_, (t, _)| *t != token);
     }
 
-    /// Membership and leadership commands for the admin interface.
-    pub fn propose_membership(&mut self, membership: Membership) -> Result<u64, NotLeader> {
+    /// Starts a configuration change (Raft §6): a learner is added directly; a
+    /// voter is added or removed through a joint configuration, which the leader
+    /// leaves by itself once it commits. Returns the index of the new entry.
+    pub fn change_membership(&mut self, change: MembershipChange) -> Result<u64, AdminError> {
+        let raft = &self.raft;
+        if !raft.is_leader() {
+            return Err(AdminError::NotLeader {
+                leader_hint: raft.leader_id(),
+            });
+        }
+        if raft.membership_change_pending() {
+            return Err(AdminError::ChangeInProgress);
+        }
+        let mut next = raft.membership().clone();
+        match change {
+            MembershipChange::AddLearner(id) => {
+                if next.is_voter(id) || !next.learners.insert(id) {
+                    return Err(AdminError::Invalid(format!(
+                        "node {id} is already a member"
+                    )));
+                }
+            }
+            MembershipChange::Promote(id) => {
+                if !next.learners.remove(&id) {
+                    return Err(AdminError::Invalid(format!("node {id} is not a learner")));
+                }
+                next.voters_outgoing = next.voters.clone();
+                next.voters.insert(id);
+            }
+            MembershipChange::Remove(id) => {
+                let was_learner = next.learners.remove(&id);
+                if !was_learner {
+                    if !next.voters.contains(&id) {
+                        return Err(AdminError::Invalid(format!("node {id} is not a member")));
+                    }
+                    if next.voters.len() == 1 {
+                        return Err(AdminError::Invalid("cannot remove the last voter".into()));
+                    }
+                    next.voters_outgoing = next.voters.clone();
+                    next.voters.remove(&id);
+                }
+            }
+        }
         let result = self
             .raft
-            .propose_membership(membership)
-            .map(|(index, _)| index);
+            .propose_membership(next)
+            .map(|(index, _)| index)
+            .map_err(|_| AdminError::ChangeInProgress);
         self.after_input();
         result
     }

@@ -25,7 +25,9 @@ use crate::protocol::{
     self, error_names, FrameError, PeerHello, Request, RequestBody, Response, ResponseResult,
 };
 use crate::raft::{HardState, Membership, Message, NodeId, Persisted, Role};
-use crate::replica::{ClientRequest, Replica, ReplicaConfig, ReplyError, Token};
+use crate::replica::{
+    AdminError, ClientRequest, MembershipChange, Replica, ReplicaConfig, ReplyError, Token,
+};
 use crate::wal::Wal;
 
 /// Everything `faultline-node` is started with.
@@ -35,6 +37,8 @@ pub struct NodeOptions {
     pub listen: SocketAddr,
     /// Every other node: id -> address (clients and peers share the port).
     pub peers: BTreeMap<NodeId, String>,
+    /// The initial voters; `None`: this node and every peer.
+    pub voters: Option<Vec<NodeId>>,
     pub data_dir: PathBuf,
     pub bugs: Bugs,
     pub lease_reads: bool,
@@ -58,6 +62,7 @@ impl NodeOptions {
             id,
             listen,
             peers,
+            voters: None,
             data_dir,
             bugs: Bugs::none(),
             lease_reads: false,
@@ -105,8 +110,10 @@ pub async fn run(
             "cut a torn tail off the write-ahead log"
         );
     }
-    let mut voters: Vec<NodeId> = options.peers.keys().copied().collect();
-    voters.push(options.id);
+    let voters: Vec<NodeId> = match &options.voters {
+        Some(v) => v.clone(),
+        None => options.peers.keys().copied().chain([options.id]).collect(),
+    };
     let persisted = Persisted {
         hard_state: recovered.hard_state,
         snapshot: recovered.snapshot,
@@ -273,6 +280,15 @@ impl EventLoop {
                     result: ResponseResult::Ok { value },
                 });
             }
+            RequestBody::AddLearner { node_id } => {
+                self.membership(id, MembershipChange::AddLearner(node_id), reply)
+            }
+            RequestBody::Promote { node_id } => {
+                self.membership(id, MembershipChange::Promote(node_id), reply)
+            }
+            RequestBody::RemoveNode { node_id } => {
+                self.membership(id, MembershipChange::Remove(node_id), reply)
+            }
             RequestBody::TransferLeader { node_id } => {
                 let result = match self.replica.transfer_leadership(node_id) {
                     Ok(()) => ResponseResult::Ok { value: Value::Null },
@@ -320,6 +336,37 @@ impl EventLoop {
                 self.deliver_replies();
             }
         }
+    }
+
+    fn membership(
+        &mut self,
+        id: u64,
+        change: MembershipChange,
+        reply: mpsc::UnboundedSender<Response>,
+    ) {
+        let result = match self.replica.change_membership(change) {
+            Ok(index) => ResponseResult::Ok {
+                value: json!({ "index": index }),
+            },
+            Err(AdminError::NotLeader { leader_hint }) => {
+                self.error_result(&ReplyError::NotLeader { leader_hint })
+            }
+            Err(e @ AdminError::ChangeInProgress) => ResponseResult::Error {
+                error: error_names::CHANGE_IN_PROGRESS.into(),
+                definite: true,
+                message: e.to_string(),
+                leader_hint: None,
+                leader_id: None,
+            },
+            Err(e @ AdminError::Invalid(_)) => ResponseResult::Error {
+                error: error_names::BAD_REQUEST.into(),
+                definite: true,
+                message: e.to_string(),
+                leader_hint: None,
+                leader_id: None,
+            },
+        };
+        let _ = reply.send(Response { id, result });
     }
 
     fn address_of(&self, node: NodeId) -> Option<String> {

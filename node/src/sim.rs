@@ -42,6 +42,8 @@ pub struct SimConfig {
     pub partition_per_mille: u64,
     pub snapshot_every_entries: u64,
     pub request_timeout_ticks: u64,
+    /// Serve leader reads from the lease (`--lease-reads`).
+    pub lease_reads: bool,
 }
 
 impl SimConfig {
@@ -61,6 +63,7 @@ impl SimConfig {
             partition_per_mille: 20,
             snapshot_every_entries: 30,
             request_timeout_ticks: 30,
+            lease_reads: false,
         }
     }
 }
@@ -284,6 +287,7 @@ impl Sim {
         rc.raft.max_entries_per_append = 8;
         rc.raft.max_inflight_appends = 4;
         rc.snapshot_every_entries = config.snapshot_every_entries;
+        rc.raft.lease_reads = config.lease_reads;
         rc
     }
 

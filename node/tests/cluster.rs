@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use faultline_node::client::{Client, ClientOptions, Outcome};
+use faultline_node::protocol::{RequestBody, ResponseResult};
 use faultline_node::store::Op;
 use serde_json::{json, Value};
 
@@ -365,4 +366,121 @@ async fn kill_9_leader_mid_load_loses_no_acknowledged_write() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     eprintln!("acknowledged {total} appends across the leader crash");
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn admin(addr: &str, body: RequestBody) -> ResponseResult {
+    Client::request_once(addr, body, Duration::from_secs(2))
+        .await
+        .expect("admin request answered")
+}
+
+/// Raft §6 end to end: a fourth node joins as a learner, is promoted through a
+/// joint configuration, takes over leadership, and an original node is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_6_add_learner_promote_transfer_and_remove() {
+    let mut cluster = Cluster::start("membership", 4, &["--voters", "1,2,3"]);
+    let leader = cluster.leader(Duration::from_secs(15)).await;
+    assert!(leader < 3, "node 4 is not a voter and must not lead");
+    let mut c = client(&cluster, 1);
+    assert_eq!(
+        c.execute(Op::Write {
+            key: "k".into(),
+            value: json!("before")
+        })
+        .await,
+        Outcome::Ok(Value::Null)
+    );
+    let leader_addr = cluster.addrs[leader].clone();
+    assert!(matches!(
+        admin(&leader_addr, RequestBody::AddLearner { node_id: 4 }).await,
+        ResponseResult::Ok { .. }
+    ));
+    let node4 = cluster.addrs[3].clone();
+    wait_for(
+        "the learner to catch up",
+        Duration::from_secs(10),
+        async || {
+            let l = Client::status(&leader_addr, Duration::from_secs(1))
+                .await
+                .ok();
+            let n = Client::status(&node4, Duration::from_secs(1)).await.ok();
+            matches!((l, n), (Some(l), Some(n)) if l["commit_index"] == n["applied_index"])
+        },
+    )
+    .await;
+    match admin(&leader_addr, RequestBody::Promote { node_id: 4 }).await {
+        ResponseResult::Ok { .. } => {}
+        other => panic!("promote refused: {other:?}"),
+    }
+    wait_for(
+        "node 4 to become a voter",
+        Duration::from_secs(10),
+        async || {
+            Client::status(&leader_addr, Duration::from_secs(1))
+                .await
+                .is_ok_and(|s| s["voters"] == json!([1, 2, 3, 4]))
+        },
+    )
+    .await;
+    assert!(matches!(
+        admin(&leader_addr, RequestBody::TransferLeader { node_id: 4 }).await,
+        ResponseResult::Ok { .. }
+    ));
+    wait_for("node 4 to lead", Duration::from_secs(10), async || {
+        Client::status(&node4, Duration::from_secs(1))
+            .await
+            .is_ok_and(|s| s["role"] == "leader")
+    })
+    .await;
+    let old = leader as u64 + 1;
+    // A new leader refuses changes until it has committed an entry of its term.
+    wait_for(
+        "the removal to be accepted",
+        Duration::from_secs(10),
+        async || match admin(&node4, RequestBody::RemoveNode { node_id: old }).await {
+            ResponseResult::Ok { .. } => true,
+            ResponseResult::Error { error, .. } if error == "change-in-progress" => false,
+            other => panic!("remove refused: {other:?}"),
+        },
+    )
+    .await;
+    let expected: Vec<u64> = (1..=4).filter(|id| *id != old).collect();
+    wait_for(
+        "the removal to commit",
+        Duration::from_secs(10),
+        async || {
+            Client::status(&node4, Duration::from_secs(1))
+                .await
+                .is_ok_and(|s| s["voters"] == json!(expected))
+        },
+    )
+    .await;
+    cluster.kill9(leader);
+    assert_eq!(
+        c.execute(Op::Read { key: "k".into() }).await,
+        Outcome::Ok(json!("before"))
+    );
+    assert_eq!(
+        c.execute(Op::Write {
+            key: "k".into(),
+            value: json!("after")
+        })
+        .await,
+        Outcome::Ok(Value::Null)
+    );
+    assert_eq!(
+        c.execute(Op::Read { key: "k".into() }).await,
+        Outcome::Ok(json!("after"))
+    );
 }

@@ -559,3 +559,51 @@ fn raft_6_joint_consensus_adds_a_learner_then_a_voter() {
     assert_eq!(m.voters.len(), 4);
     assert_eq!(nodes[3].membership(), &m);
 }
+
+#[test]
+fn dissertation_6_4_1_lease_reads_skip_the_round_only_while_the_lease_holds() {
+    let mut nodes: Vec<Raft> = (1..=3)
+        .map(|id| {
+            let mut c = config(id);
+            c.lease_reads = true;
+            Raft::new(
+                c,
+                Persisted {
+                    initial_membership: Membership::with_voters(1..=3),
+                    ..Persisted::default()
+                },
+                7,
+            )
+        })
+        .collect();
+    // With lease reads a starting node waits out one election timeout before voting.
+    for n in nodes.iter_mut().skip(1) {
+        for _ in 0..10 {
+            n.tick();
+        }
+    }
+    elect(&mut nodes, 0);
+    // One heartbeat round acknowledged by everyone gives the leader its lease.
+    for _ in 0..2 {
+        nodes[0].tick();
+    }
+    settle(&mut nodes);
+    nodes[0].read_index(1).unwrap();
+    let (ready, _) = drain(&mut nodes[0]);
+    assert_eq!(
+        ready.read_states.len(),
+        1,
+        "answered from the lease, without a round"
+    );
+    // Cut off (every message lost) for most of an election timeout: the lease lapses.
+    for _ in 0..9 {
+        nodes[0].tick();
+        let _ = drain(&mut nodes[0]);
+    }
+    nodes[0].read_index(2).unwrap();
+    let (ready, _) = drain(&mut nodes[0]);
+    assert!(
+        ready.read_states.is_empty(),
+        "an expired lease needs a quorum round"
+    );
+}

@@ -150,6 +150,11 @@ fn heavy_faults(c: &mut SimConfig) {
 }
 
 #[test]
+fn sim_3_nodes_lease_reads() {
+    sweep(3, 300, 3_000_000, |c| c.lease_reads = true);
+}
+
+#[test]
 fn sim_5_nodes_heavy_faults() {
     sweep(5, 300, 2_000_000, heavy_faults);
 }

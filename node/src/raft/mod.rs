@@ -116,6 +116,8 @@ struct Progress {
     /// Heartbeat responses in a row that saw no progress while the follower lagged.
     stalled_heartbeats: u32,
     match_at_last_heartbeat: u64,
+    /// Send time (leader ticks) of the latest heartbeat round this follower acknowledged.
+    acked_round_sent_at: Option<u64>,
 }
 
 impl Progress {
@@ -129,6 +131,7 @@ impl Progress {
             recent_active: true,
             stalled_heartbeats: 0,
             match_at_last_heartbeat: 0,
+            acked_round_sent_at: None,
         }
     }
 
@@ -159,6 +162,9 @@ struct PendingRead {
 /// A follower that lags without progress for this many heartbeat responses is probed afresh.
 const STALLED_HEARTBEATS_BEFORE_PROBE: u32 = 3;
 
+/// How many heartbeat rounds' send times the leader remembers.
+const MAX_TRACKED_ROUNDS: usize = 256;
+
 /// Bound on reads waiting for confirmation at the leader; more are refused.
 const MAX_PENDING_READS: usize = 65_536;
 
@@ -185,8 +191,14 @@ pub struct Raft {
     transfer_elapsed: u64,
     /// The newest snapshot the shell gave us, sent to followers that fell behind it.
     snapshot: Option<Snapshot>,
+    /// Every heartbeat broadcast gets the next round number; a response to round
+    /// `r` proves the follower still followed us when round `r` was sent.
     read_round: u64,
     read_round_requested: bool,
+    /// When (in our ticks) each recent round was sent, for leader leases.
+    round_sent_at: VecDeque<(u64, u64)>,
+    /// Ticks since this node started.
+    ticks: u64,
     pending_reads: VecDeque<PendingRead>,
     reads_waiting_for_commit: Vec<ReadContext>,
     append_requested: bool,
@@ -251,6 +263,8 @@ impl Raft {
             snapshot: persisted.snapshot,
             read_round: 0,
             read_round_requested: false,
+            round_sent_at: VecDeque::new(),
+            ticks: 0,
             pending_reads: VecDeque::new(),
             reads_waiting_for_commit: Vec::new(),
             append_requested: false,
@@ -335,6 +349,7 @@ impl Raft {
 
     /// Advances logical time by one tick.
     pub fn tick(&mut self) {
+        self.ticks += 1;
         match self.role {
             Role::Leader => self.tick_leader(),
             _ => {
@@ -441,7 +456,7 @@ impl Raft {
 
     /// Proposes a configuration change. Only one change may be uncommitted at a time.
     pub fn propose_membership(&mut self, membership: Membership) -> Result<(u64, u64), NotLeader> {
-        if self.membership_index > self.log.commit() {
+        if self.membership_change_pending() {
             return Err(self.not_leader());
         }
         assert!(
@@ -449,6 +464,11 @@ impl Raft {
             "a configuration needs voters"
         );
         self.propose_payload(EntryPayload::Membership(membership))
+    }
+
+    /// Whether a configuration change is still under way (uncommitted, or joint).
+    pub fn membership_change_pending(&self) -> bool {
+        self.membership_index > self.log.commit() || self.membership.is_joint()
     }
 
     /// Hands leadership to `target` once its log is current (dissertation §3.10).
@@ -697,8 +717,6 @@ impl Raft {
                 }
             }
             if self.read_round_requested {
-                self.read_round_requested = false;
-                self.read_round += 1;
                 self.broadcast_heartbeat();
             }
         }
@@ -727,9 +745,12 @@ impl Raft {
     // ---- elections -------------------------------------------------------
 
     fn in_lease(&self) -> bool {
-        self.config.check_quorum
-            && self.leader_id.is_some()
-            && self.election_elapsed < self.config.election_timeout_ticks
+        // With lease reads, a node that just started may have promised a lease
+        // before it crashed: it waits one election timeout before voting.
+        let starting = self.config.lease_reads && self.ticks < self.config.election_timeout_ticks;
+        let heard_from_leader =
+            self.leader_id.is_some() && self.election_elapsed < self.config.election_timeout_ticks;
+        starting || (self.config.check_quorum && heard_from_leader)
     }
 
     fn reset_election_timer(&mut self) {
@@ -879,7 +900,7 @@ impl Raft {
         self.election_elapsed = 0;
         self.progress.clear();
         self.add_missing_progress();
-        self.read_round = 0;
+        self.round_sent_at.clear();
         // Raft §8: a no-op at the start of the term commits everything before it,
         // and tells the leader the commit index it must wait for before reads.
         // The planted bug skips it, which is what makes Figure 8 reachable.
@@ -1209,7 +1230,13 @@ impl Raft {
     }
 
     fn broadcast_heartbeat(&mut self) {
+        self.read_round += 1;
+        self.read_round_requested = false;
         let round = self.read_round;
+        self.round_sent_at.push_back((round, self.ticks));
+        while self.round_sent_at.len() > MAX_TRACKED_ROUNDS {
+            self.round_sent_at.pop_front();
+        }
         let commit = self.log.commit();
         let peers: Vec<(NodeId, u64)> = self
             .progress
@@ -1251,6 +1278,10 @@ impl Raft {
         if p.match_index < last {
             self.send_append(from, true);
         }
+        if let Some(&(_, sent_at)) = self.round_sent_at.iter().find(|(r, _)| *r == round) {
+            let p = self.progress.get_mut(&from).expect("progress exists");
+            p.acked_round_sent_at = Some(p.acked_round_sent_at.map_or(sent_at, |t| t.max(sent_at)));
+        }
         for read in self.pending_reads.iter_mut() {
             if read.round <= round {
                 read.acks.insert(from);
@@ -1288,15 +1319,26 @@ impl Raft {
         self.read_round_requested = true;
     }
 
-    /// The lease is approximated by CheckQuorum's window: followers refuse votes
-    /// for an election timeout after hearing from us. Off unless `lease_reads`.
+    /// Leader lease (dissertation §6.4.1): a follower that acknowledged a heartbeat
+    /// sent at tick `t` refuses votes until at least `t + election_timeout` (its
+    /// in-lease rule, also right after a restart), so while a quorum has
+    /// acknowledged heartbeats sent less than `election_timeout - margin` ticks
+    /// ago, no other leader can exist. Assumes ticks run at the same rate
+    /// everywhere; hence off unless `lease_reads`.
     fn lease_valid(&self) -> bool {
         let me = self.id();
+        let now = self.ticks;
+        let margin = self.config.heartbeat_interval_ticks.max(2);
+        let lease_ticks = self.config.election_timeout_ticks.saturating_sub(margin);
         let progress = &self.progress;
-        self.config.check_quorum
-            && self
-                .membership
-                .has_quorum(&|id| id == me || progress.get(&id).is_some_and(|p| p.recent_active))
+        let fresh = |id: NodeId| {
+            id == me
+                || progress
+                    .get(&id)
+                    .and_then(|p| p.acked_round_sent_at)
+                    .is_some_and(|sent| sent + lease_ticks > now)
+        };
+        self.config.check_quorum && self.membership.has_quorum(&fresh)
     }
 
     fn release_confirmed_reads(&mut self) {
