@@ -20,7 +20,7 @@ use crate::raft::rng::SplitMix64;
 use crate::raft::{
     Entry, EntryPayload, HardState, Membership, Message, NodeId, Persisted, Role, Snapshot,
 };
-use crate::replica::{ClientRequest, Replica, ReplicaConfig, ReplyError, Token};
+use crate::replica::{ClientRequest, MembershipChange, Replica, ReplicaConfig, ReplyError, Token};
 use crate::store::{Op, OpError};
 
 /// The knobs of one simulated run.
@@ -44,6 +44,10 @@ pub struct SimConfig {
     pub request_timeout_ticks: u64,
     /// Serve leader reads from the lease (`--lease-reads`).
     pub lease_reads: bool,
+    /// Nodes 1..=initial_voters start as voters; the rest start outside the cluster.
+    pub initial_voters: u64,
+    /// Per mille per tick: the leader starts a membership change or a leadership transfer.
+    pub admin_per_mille: u64,
 }
 
 impl SimConfig {
@@ -64,6 +68,8 @@ impl SimConfig {
             snapshot_every_entries: 30,
             request_timeout_ticks: 30,
             lease_reads: false,
+            initial_voters: n_nodes,
+            admin_per_mille: 0,
         }
     }
 }
@@ -98,6 +104,8 @@ pub struct SimStats {
     /// Terms in which more than one node campaigned.
     pub split_elections: u64,
     pub leaders_elected: u64,
+    pub membership_changes: u64,
+    pub leadership_transfers: u64,
 }
 
 /// What a run found.
@@ -227,7 +235,7 @@ pub fn run(config: &SimConfig) -> SimOutcome {
 impl Sim {
     fn new(config: SimConfig) -> Sim {
         let mut rng = SplitMix64::new(config.seed);
-        let members = Membership::with_voters(1..=config.n_nodes);
+        let members = Membership::with_voters(1..=config.initial_voters);
         let nodes = (1..=config.n_nodes)
             .map(|id| {
                 let disk = Disk::default();
@@ -321,6 +329,7 @@ impl Sim {
     fn run_tick(&mut self) {
         if self.faults_on {
             self.inject_faults();
+            self.maybe_admin();
         }
         for id in self.node_ids().collect::<Vec<_>>() {
             if let Some(r) = self.node(id).replica.as_mut() {
@@ -378,6 +387,46 @@ impl Sim {
         }
     }
 
+    /// Membership changes and leadership transfers, started at the current leader.
+    fn maybe_admin(&mut self) {
+        if !self.rng.chance(self.config.admin_per_mille, 1000) {
+            return;
+        }
+        let leader = self
+            .nodes
+            .iter()
+            .position(|n| n.replica.as_ref().is_some_and(|r| r.raft().is_leader()));
+        let Some(leader) = leader else { return };
+        let leader_id = leader as u64 + 1;
+        let n = self.config.n_nodes;
+        let action = self.rng.below(4);
+        let target = 1 + self.rng.below(n);
+        let replica = self.nodes[leader].replica.as_mut().expect("alive");
+        let m = replica.raft().membership().clone();
+        let voters = m.voters.len();
+        let result = match action {
+            0 if m.voters.contains(&target) && target != leader_id => {
+                if replica.transfer_leadership(target).is_ok() {
+                    self.stats.leadership_transfers += 1;
+                }
+                return;
+            }
+            1 if !m.members().contains(&target) => {
+                replica.change_membership(MembershipChange::AddLearner(target))
+            }
+            2 if m.learners.contains(&target) => {
+                replica.change_membership(MembershipChange::Promote(target))
+            }
+            3 if m.learners.contains(&target) || (m.voters.contains(&target) && voters > 3) => {
+                replica.change_membership(MembershipChange::Remove(target))
+            }
+            _ => return,
+        };
+        if result.is_ok() {
+            self.stats.membership_changes += 1;
+        }
+    }
+
     fn crash(&mut self, id: NodeId, down_ticks: u64) {
         let until = self.now + down_ticks;
         let node = self.node(id);
@@ -389,7 +438,7 @@ impl Sim {
     }
 
     fn restart(&mut self, id: NodeId) {
-        let members = Membership::with_voters(1..=self.config.n_nodes);
+        let members = Membership::with_voters(1..=self.config.initial_voters);
         let config = Self::replica_config(&self.config, id);
         let node = &mut self.nodes[(id - 1) as usize];
         node.restarts += 1;
@@ -626,7 +675,11 @@ impl Sim {
             ));
         }
         let leader_view = format!("{:?}", leader_raft);
+        let members = leader_raft.membership().members();
         for (i, node) in self.nodes.iter().enumerate() {
+            if !members.contains(&(i as u64 + 1)) {
+                continue; // removed or never added: it need not follow
+            }
             let applied = node.replica.as_ref().map_or(0, |r| r.applied_index());
             if applied != commit {
                 let state = node

@@ -149,6 +149,40 @@ fn heavy_faults(c: &mut SimConfig) {
     c.fault_ticks = 1000;
 }
 
+/// Raft §6 under faults: five node slots, three voters at first; the leader adds
+/// learners, promotes them through joint configurations, removes voters and
+/// hands leadership over, while nodes crash and the network partitions.
+#[test]
+fn raft_6_sim_membership_changes_and_transfers() {
+    let seeds = seeds_from_env(300);
+    let mut total = SimStats::default();
+    for seed in 4_000_000..4_000_000 + seeds {
+        let mut config = SimConfig::new(seed, 5);
+        config.initial_voters = 3;
+        config.admin_per_mille = 60;
+        if seed % 2 == 1 {
+            heavy_faults(&mut config);
+        }
+        match run_seed(&config) {
+            Ok(stats) => {
+                total.membership_changes += stats.membership_changes;
+                total.leadership_transfers += stats.leadership_transfers;
+                total.ops_ok += stats.ops_ok;
+            }
+            Err(why) => panic!("seed {seed} failed: {why}"),
+        }
+    }
+    eprintln!("membership sim, {seeds} seeds: {total:?}");
+    assert!(
+        total.membership_changes > seeds,
+        "too few membership changes: {total:?}"
+    );
+    assert!(
+        total.leadership_transfers > seeds / 2,
+        "too few transfers: {total:?}"
+    );
+}
+
 #[test]
 fn sim_3_nodes_lease_reads() {
     sweep(3, 300, 3_000_000, |c| c.lease_reads = true);
