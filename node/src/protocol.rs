@@ -164,7 +164,7 @@ pub enum ResponseResult {
 pub mod error_names {
     pub const NOT_LEADER: &str = "not-leader";
     pub const CAS_MISMATCH: &str = "cas-mismatch";
-    pub const WRONG_EXPECTED_VERSION: &str = "wrong-expected-version";
+    pub const WRONG_EXPECTED_VERSION: &str = "version-mismatch";
     pub const STALE_SEQ: &str = "stale-seq";
     pub const LEADERSHIP_LOST: &str = "leadership-lost";
     pub const PROPOSAL_DROPPED: &str = "proposal-dropped";

@@ -34,6 +34,8 @@ pub struct SimConfig {
     pub heal_ticks: u64,
     pub n_clients: usize,
     pub n_keys: usize,
+    /// Event streams, checked with the stream model (0: none).
+    pub n_streams: usize,
     pub loss_percent: u64,
     pub duplicate_percent: u64,
     pub max_delay_ticks: u64,
@@ -60,6 +62,7 @@ impl SimConfig {
             heal_ticks: 300,
             n_clients: 4,
             n_keys: 3,
+            n_streams: 1,
             loss_percent: 5,
             duplicate_percent: 3,
             max_delay_ticks: 3,
@@ -137,6 +140,18 @@ enum OpKind {
     Read,
     Write,
     Cas,
+    Append,
+    ReadStream,
+}
+
+impl OpKind {
+    fn is_read(self) -> bool {
+        matches!(self, OpKind::Read | OpKind::ReadStream)
+    }
+
+    fn is_stream(self) -> bool {
+        matches!(self, OpKind::Append | OpKind::ReadStream)
+    }
 }
 
 struct PendingOp {
@@ -191,6 +206,8 @@ struct Sim {
     /// index -> (term, payload hash) of every applied entry.
     applied: BTreeMap<u64, (u64, u64)>,
     faults_on: bool,
+    /// The highest version of each stream any client saw, to aim expected versions.
+    stream_versions: Vec<u64>,
 }
 
 fn payload_hash(entry: &Entry) -> u64 {
@@ -235,6 +252,7 @@ pub fn run(config: &SimConfig) -> SimOutcome {
 impl Sim {
     fn new(config: SimConfig) -> Sim {
         let mut rng = SplitMix64::new(config.seed);
+        let n_streams = config.n_streams;
         let members = Membership::with_voters(1..=config.initial_voters);
         let nodes = (1..=config.n_nodes)
             .map(|id| {
@@ -285,6 +303,7 @@ impl Sim {
             log_entries: BTreeMap::new(),
             applied: BTreeMap::new(),
             faults_on: true,
+            stream_versions: vec![0; n_streams],
         }
     }
 
@@ -716,10 +735,16 @@ impl Sim {
         error: Option<String>,
     ) {
         self.step_in_tick += 1;
+        let key = if f.is_stream() {
+            format!("s{key}")
+        } else {
+            format!("k{key}")
+        };
         let f = match f {
-            OpKind::Read => "read",
+            OpKind::Read | OpKind::ReadStream => "read",
             OpKind::Write => "write",
             OpKind::Cas => "cas",
+            OpKind::Append => "append",
         };
         let index = self.history.len() as u64;
         self.history.push(HistoryEvent {
@@ -747,7 +772,7 @@ impl Sim {
                         r.cancel(token);
                     }
                     let op = self.clients[c].pending.as_mut().expect("pending");
-                    if kind != OpKind::Read {
+                    if !kind.is_read() {
                         op.any_indefinite = true;
                     }
                     self.clients[c].leader_guess = None;
@@ -759,14 +784,27 @@ impl Sim {
     }
 
     fn invoke(&mut self, c: usize) {
-        let key = self.rng.below(self.config.n_keys as u64) as usize;
-        let kind = match self.rng.below(10) {
-            0..=3 => OpKind::Read,
-            4..=6 => OpKind::Write,
-            _ => OpKind::Cas,
+        let kind = match self.rng.below(20) {
+            0..=5 => OpKind::Read,
+            6..=9 => OpKind::Write,
+            10..=13 => OpKind::Cas,
+            _ if self.config.n_streams == 0 => OpKind::Read,
+            14..=17 => OpKind::Append,
+            _ => OpKind::ReadStream,
+        };
+        let key = if kind.is_stream() {
+            self.rng.below(self.config.n_streams as u64) as usize
+        } else {
+            self.rng.below(self.config.n_keys as u64) as usize
         };
         let value = match kind {
-            OpKind::Read => Value::Null,
+            OpKind::Read | OpKind::ReadStream => Value::Null,
+            OpKind::Append => {
+                self.next_value += 1;
+                // Half the appends are optimistic: they expect the last version seen.
+                let expected = self.rng.chance(1, 2).then(|| self.stream_versions[key]);
+                json!({"event": self.next_value, "expected_version": expected})
+            }
             OpKind::Write => {
                 self.next_value += 1;
                 json!(self.next_value)
@@ -779,7 +817,7 @@ impl Sim {
             }
         };
         let client = &mut self.clients[c];
-        if kind != OpKind::Read {
+        if !kind.is_read() {
             client.seq += 1;
         }
         let process = client.process;
@@ -816,11 +854,21 @@ impl Sim {
         op.node = node;
         op.deadline = now + timeout;
         let key = format!("k{}", op.key);
+        let stream = format!("s{}", op.key);
         let request = ClientRequest {
             client_id: client.client_id,
             seq: op.seq,
             op: match op.kind {
                 OpKind::Read => Op::Read { key },
+                OpKind::ReadStream => Op::ReadStream {
+                    stream,
+                    from_version: 0,
+                },
+                OpKind::Append => Op::Append {
+                    stream,
+                    event: op.value["event"].clone(),
+                    expected_version: op.value["expected_version"].as_u64(),
+                },
                 OpKind::Write => Op::Write {
                     key,
                     value: op.value.clone(),
@@ -861,7 +909,7 @@ impl Sim {
     fn give_up(&mut self, c: usize) {
         let op = self.clients[c].pending.take().expect("pending");
         let process = self.clients[c].process;
-        if op.kind != OpKind::Read && op.any_indefinite {
+        if !op.kind.is_read() && op.any_indefinite {
             self.stats.ops_info += 1;
             self.record(
                 process,
@@ -903,24 +951,36 @@ impl Sim {
             Ok(value) => {
                 let op = self.clients[c].pending.take().expect("pending");
                 self.clients[c].leader_guess = Some(op.node);
-                let value = if op.kind == OpKind::Read {
-                    value
-                } else {
-                    op.value
-                };
+                match op.kind {
+                    OpKind::Append => {
+                        let version = value.as_u64().unwrap_or(0);
+                        self.stream_versions[op.key] = self.stream_versions[op.key].max(version);
+                    }
+                    OpKind::ReadStream => {
+                        let len = value.as_array().map_or(0, |a| a.len() as u64);
+                        self.stream_versions[op.key] = self.stream_versions[op.key].max(len);
+                    }
+                    _ => {}
+                }
+                let value = if op.kind.is_read() { value } else { op.value };
                 self.stats.ops_ok += 1;
                 self.record(process, "ok", op.kind, op.key, value, None);
             }
-            Err(ReplyError::Op(OpError::CasMismatch { .. })) => {
+            Err(ReplyError::Op(
+                e @ (OpError::CasMismatch { .. } | OpError::WrongExpectedVersion { .. }),
+            )) => {
                 let op = self.clients[c].pending.take().expect("pending");
                 self.stats.ops_fail += 1;
+                if let OpError::WrongExpectedVersion { current } = e {
+                    self.stream_versions[op.key] = self.stream_versions[op.key].max(current);
+                }
                 self.record(
                     process,
                     "fail",
                     op.kind,
                     op.key,
                     op.value,
-                    Some("cas-mismatch".into()),
+                    Some(e.name().into()),
                 );
             }
             Err(ReplyError::Op(other)) => {
@@ -963,7 +1023,7 @@ impl Sim {
         for c in 0..self.clients.len() {
             if self.clients[c].pending.is_some() {
                 let op = self.clients[c].pending.as_mut().expect("pending");
-                if op.kind != OpKind::Read {
+                if !op.kind.is_read() {
                     op.any_indefinite = true;
                 }
                 self.give_up(c);

@@ -64,7 +64,7 @@ pub struct Command {
 pub enum OpError {
     #[error("cas-mismatch: current value is {current}")]
     CasMismatch { current: Value },
-    #[error("wrong-expected-version: stream has {current} events")]
+    #[error("version-mismatch: stream has {current} events")]
     WrongExpectedVersion { current: u64 },
     #[error("stale-seq: seq {seq} is older than the session's last seq {last_seq}")]
     StaleSeq { seq: u64, last_seq: u64 },
@@ -75,7 +75,7 @@ impl OpError {
     pub fn name(&self) -> &'static str {
         match self {
             OpError::CasMismatch { .. } => "cas-mismatch",
-            OpError::WrongExpectedVersion { .. } => "wrong-expected-version",
+            OpError::WrongExpectedVersion { .. } => "version-mismatch",
             OpError::StaleSeq { .. } => "stale-seq",
         }
     }

@@ -202,7 +202,7 @@ async fn three_nodes_serve_kv_and_streams_with_redirects_and_follower_reads() {
             expected_version: Some(0)
         })
         .await,
-        Outcome::Fail("wrong-expected-version".into())
+        Outcome::Fail("version-mismatch".into())
     );
     // A client that only knows a follower is redirected, and the follower serves a ReadIndex read.
     let follower = (leader + 1) % 3;

@@ -54,20 +54,38 @@ fn run_seed(config: &SimConfig) -> Result<SimStats, String> {
     if !outcome.violations.is_empty() {
         return Err(outcome.violations.join("; "));
     }
-    let records = to_records(&outcome.history);
+    // Keys and streams are different objects: each is checked with its own model.
+    let (streams, keys): (Vec<HistoryEvent>, Vec<HistoryEvent>) = outcome
+        .history
+        .iter()
+        .cloned()
+        .partition(|e| e.key.as_str().is_some_and(|k| k.starts_with('s')));
+    check(&keys, ModelKind::Kv, "kv")?;
+    check(&streams, ModelKind::Stream, "stream")?;
+    Ok(outcome.stats)
+}
+
+fn check(history: &[HistoryEvent], model: ModelKind, what: &str) -> Result<(), String> {
+    let records = to_records(history);
     let options = CheckOptions {
-        model: ModelKind::Kv,
+        model,
         timeout: Some(Duration::from_secs(20)),
         threads: 1,
         explain: false,
         ..CheckOptions::default()
     };
     let result = check_plain_records(&records, &options)
-        .map_err(|e| format!("checker refused the history: {e}"))?;
+        .map_err(|e| format!("checker refused the {what} history: {e}"))?;
     match result.verdict {
-        Verdict::Valid => Ok(outcome.stats),
-        Verdict::Invalid => Err(format!("history not linearizable ({} ops)", result.ops)),
-        Verdict::Unknown => Err(format!("checker gave up: {:?}", result.reason)),
+        Verdict::Valid => Ok(()),
+        Verdict::Invalid => Err(format!(
+            "{what} history not linearizable ({} ops)",
+            result.ops
+        )),
+        Verdict::Unknown => Err(format!(
+            "checker gave up on the {what} history: {:?}",
+            result.reason
+        )),
     }
 }
 
