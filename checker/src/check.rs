@@ -10,11 +10,9 @@ use std::time::{Duration, Instant};
 
 use crate::error::{CheckError, InputError};
 use crate::history::LineRecord;
-use crate::model::{
-    Converted, Interner, Keyed, Model, OpInput, Outcome, Register, Set, Stream, StringKv,
-};
+use crate::model::{Converted, Interner, Keyed, Model, OpInput, Outcome, Register, Set, Stream, StringKv};
 use crate::pairing::{pair, Paired, PairedOp};
-use crate::search::{search, Budget, Observe, SearchOp, SearchVerdict};
+use crate::search::{search, Budget, Observe, SearchOp, SearchVerdict, CONFIGURATION_BUDGET};
 
 /// The verdict of a check: three outcomes, all the way through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -64,14 +62,7 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
-    pub const NAMES: &'static [&'static str] = &[
-        "register",
-        "cas-register",
-        "kv",
-        "string-kv",
-        "set",
-        "stream",
-    ];
+    pub const NAMES: &'static [&'static str] = &["register", "cas-register", "kv", "string-kv", "set", "stream"];
 
     pub fn from_name(name: &str) -> Option<ModelKind> {
         match name {
@@ -114,6 +105,9 @@ pub struct CheckOptions {
     pub lenient: bool,
     /// Work out explanations for invalid partitions.
     pub explain: bool,
+    /// Keep checking other partitions after one is invalid (to explain every anomaly). Off: the
+    /// rest are stopped, as porcupine does, and reported as not decided.
+    pub all_partitions: bool,
     /// Names the history in error messages.
     pub source_name: String,
 }
@@ -129,6 +123,7 @@ impl Default for CheckOptions {
             threads: 0,
             lenient: false,
             explain: true,
+            all_partitions: false,
             source_name: "history".into(),
         }
     }
@@ -210,10 +205,7 @@ pub struct CheckResult {
 }
 
 /// Checks records (already parsed) against the options' model.
-pub fn check_records(
-    records: &[LineRecord],
-    options: &CheckOptions,
-) -> Result<CheckResult, CheckError> {
+pub fn check_records(records: &[LineRecord], options: &CheckOptions) -> Result<CheckResult, CheckError> {
     let paired = pair(records, &options.source_name, options.lenient)?;
     check_paired(paired, options)
 }
@@ -223,46 +215,23 @@ pub fn check_plain_records(
     records: &[crate::history::Record],
     options: &CheckOptions,
 ) -> Result<CheckResult, CheckError> {
-    let lines: Vec<LineRecord> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| LineRecord {
-            line: i + 1,
-            record: r.clone(),
-        })
-        .collect();
+    let lines: Vec<LineRecord> =
+        records.iter().enumerate().map(|(i, r)| LineRecord { line: i + 1, record: r.clone() }).collect();
     check_records(&lines, options)
 }
 
 pub fn check_paired(paired: Paired, options: &CheckOptions) -> Result<CheckResult, CheckError> {
     let mut values = Interner::default();
     let init = &options.initial_value;
-    let map_err = |m: String| {
-        CheckError::Input(InputError::at(
-            &options.source_name,
-            0,
-            format!("--initial-value: {m}"),
-        ))
-    };
+    let map_err =
+        |m: String| CheckError::Input(InputError::at(&options.source_name, 0, format!("--initial-value: {m}")));
     match options.model {
-        ModelKind::Register => run(
-            Register {
-                initial: values.intern(init),
-                allow_cas: false,
-            },
-            values,
-            paired,
-            options,
-        ),
-        ModelKind::CasRegister | ModelKind::Kv => run(
-            Register {
-                initial: values.intern(init),
-                allow_cas: true,
-            },
-            values,
-            paired,
-            options,
-        ),
+        ModelKind::Register => {
+            run(Register { initial: values.intern(init), allow_cas: false }, values, paired, options)
+        }
+        ModelKind::CasRegister | ModelKind::Kv => {
+            run(Register { initial: values.intern(init), allow_cas: true }, values, paired, options)
+        }
         ModelKind::StringKv => {
             let initial = match init {
                 Value::Null => String::new(),
@@ -296,21 +265,11 @@ fn outcome_name(op: &PairedOp) -> &'static str {
     }
 }
 
-fn summarize<M: Model>(
-    model: &M,
-    values: &Interner,
-    paired: &PairedOp,
-    id: usize,
-    op: Option<&M::Op>,
-) -> OpSummary {
+fn summarize<M: Model>(model: &M, values: &Interner, paired: &PairedOp, id: usize, op: Option<&M::Op>) -> OpSummary {
     let description = match op {
         Some(op) => model.describe_op(op, values),
         None => {
-            let v = if paired.outcome() == Outcome::Ok {
-                paired.result_value()
-            } else {
-                &paired.invoke_value
-            };
+            let v = if paired.outcome() == Outcome::Ok { paired.result_value() } else { &paired.invoke_value };
             format!("{} {}", paired.f, v)
         }
     };
@@ -351,10 +310,7 @@ fn run<M: Model>(
         };
         match model.convert(&input, &mut values) {
             Ok(Converted::Drop) => {}
-            Ok(Converted::Keep {
-                op: model_op,
-                required,
-            }) => {
+            Ok(Converted::Keep { op: model_op, required }) => {
                 let key_text = op.key.as_ref().map(Value::to_string).unwrap_or_default();
                 let next_id = keys.len() as u32;
                 let key_index = *key_ids.entry(key_text).or_insert_with(|| {
@@ -366,20 +322,11 @@ fn run<M: Model>(
                 converted.push(Converted1 {
                     paired_index: index,
                     key_index,
-                    search: SearchOp {
-                        op: model_op,
-                        call: op.call_position,
-                        ret,
-                        required: required && ret.is_some(),
-                    },
+                    search: SearchOp { op: model_op, call: op.call_position, ret, required: required && ret.is_some() },
                 });
             }
             Err(message) => {
-                let line = op
-                    .completion
-                    .as_ref()
-                    .map(|c| c.line)
-                    .unwrap_or(op.call_line);
+                let line = op.completion.as_ref().map(|c| c.line).unwrap_or(op.call_line);
                 let error = InputError::at(&options.source_name, line, message);
                 if options.lenient {
                     skipped += 1;
@@ -390,12 +337,8 @@ fn run<M: Model>(
         }
     }
 
-    let all_ops: Vec<OpSummary> = paired
-        .ops
-        .iter()
-        .enumerate()
-        .map(|(i, op)| summarize(&model, &values, op, i, typed[i].as_ref()))
-        .collect();
+    let all_ops: Vec<OpSummary> =
+        paired.ops.iter().enumerate().map(|(i, op)| summarize(&model, &values, op, i, typed[i].as_ref())).collect();
     let deadline = options.timeout.map(|t| started + t);
     let mut result = CheckResult {
         verdict: Verdict::Valid,
@@ -420,12 +363,8 @@ fn run<M: Model>(
         return Ok(result);
     }
 
-    let context = Context {
-        values: &values,
-        paired: &paired.ops,
-        options,
-        deadline,
-    };
+    let context =
+        Context { found_invalid: AtomicBool::new(false), values: &values, paired: &paired.ops, options, deadline };
     if options.partition {
         let mut groups: Vec<Vec<Converted1<M::Op>>> = (0..keys.len()).map(|_| Vec::new()).collect();
         for c in converted {
@@ -441,10 +380,7 @@ fn run<M: Model>(
             result.anomalies.extend(explanation);
         }
     } else {
-        let keyed = Keyed {
-            inner: model,
-            n_keys: keys.len().max(1),
-        };
+        let keyed = Keyed { inner: model, n_keys: keys.len().max(1) };
         let group: Vec<Converted1<(u32, M::Op)>> = converted
             .into_iter()
             .map(|c| Converted1 {
@@ -458,7 +394,8 @@ fn run<M: Model>(
                 },
             })
             .collect();
-        let (partition, explanation) = check_partition(&keyed, &group, None, &context);
+        let (partition, explanation) =
+            check_partition(&keyed, &group, None, &context, None).expect("no configuration budget, so a verdict");
         result.verdict = partition.verdict;
         result.reason.clone_from(&partition.reason);
         result.partitions.push(partition);
@@ -472,6 +409,8 @@ fn run<M: Model>(
 }
 
 struct Context<'a> {
+    /// Set once a partition is invalid, to stop the others (unless all_partitions).
+    found_invalid: AtomicBool,
     values: &'a Interner,
     paired: &'a [PairedOp],
     options: &'a CheckOptions,
@@ -485,23 +424,36 @@ fn check_partitions_parallel<M: Model>(
     context: &Context<'_>,
 ) -> Vec<(PartitionResult, Option<Explanation>)> {
     let threads = match context.options.threads {
-        0 => std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         n => n,
     }
     .min(groups.len().max(1));
-    // Largest partitions first, so one big key does not start last.
-    let mut order: Vec<usize> = (0..groups.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(groups[i].len()));
+    // Every partition first gets a small configuration budget, and those not decided go to the
+    // back of the queue with a budget eight times larger. One hard key then cannot hold up the easy
+    // ones (which may already show the history invalid), whatever the number of threads; the
+    // repeated work is at most a seventh of the final attempt's.
+    let queue: Mutex<std::collections::VecDeque<(usize, u32)>> =
+        Mutex::new((0..groups.len()).map(|g| (g, 0)).collect());
     let results: Mutex<Vec<Option<(PartitionResult, Option<Explanation>)>>> =
         Mutex::new((0..groups.len()).map(|_| None).collect());
-    let next = AtomicUsize::new(0);
-    let work = || loop {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        let Some(&group) = order.get(i) else { break };
-        let outcome = check_partition(model, &groups[group], keys[group].clone(), context);
-        results.lock().unwrap_or_else(|e| e.into_inner())[group] = Some(outcome);
+    let undecided = AtomicUsize::new(groups.len());
+    let work = || {
+        while undecided.load(Ordering::Acquire) > 0 {
+            let item = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+            let Some((group, level)) = item else {
+                // Another worker holds the last partitions and may requeue one.
+                std::thread::sleep(Duration::from_micros(200));
+                continue;
+            };
+            let max_configurations = (level < LAST_BUDGET_LEVEL).then(|| FIRST_BUDGET_CONFIGURATIONS << (3 * level));
+            match check_partition(model, &groups[group], keys[group].clone(), context, max_configurations) {
+                Some(outcome) => {
+                    results.lock().unwrap_or_else(|e| e.into_inner())[group] = Some(outcome);
+                    undecided.fetch_sub(1, Ordering::Release);
+                }
+                None => queue.lock().unwrap_or_else(|e| e.into_inner()).push_back((group, level + 1)),
+            }
+        }
     };
     if threads <= 1 {
         work();
@@ -512,34 +464,45 @@ fn check_partitions_parallel<M: Model>(
             }
         });
     }
-    results
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner())
-        .into_iter()
-        .flatten()
-        .collect()
+    results.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().flatten().collect()
 }
 
+const FIRST_BUDGET_CONFIGURATIONS: u64 = 50_000;
+/// From this level on, no configuration budget (50k, 400k, 3.2M, 25.6M, then unlimited).
+const LAST_BUDGET_LEVEL: u32 = 4;
+
+/// Checks one partition. `None`: `max_configurations` ran out before a verdict.
 fn check_partition<M: Model>(
     model: &M,
     group: &[Converted1<M::Op>],
     key: Option<Value>,
     context: &Context<'_>,
-) -> (PartitionResult, Option<Explanation>) {
+    max_configurations: Option<u64>,
+) -> Option<(PartitionResult, Option<Explanation>)> {
     let started = Instant::now();
     let ops: Vec<SearchOp<M::Op>> = group.iter().map(|c| c.search.clone()).collect();
-    let cancel = AtomicBool::new(false);
+    let cancel = (!context.options.all_partitions).then_some(&context.found_invalid);
     let budget = Budget {
         deadline: context.deadline,
         memory_limit_bytes: context.options.memory_limit_bytes,
-        cancel: Some(&cancel),
+        cancel,
+        max_configurations,
     };
     let report = search(model, model.init(), &ops, &budget, Observe::default());
     let (verdict, reason) = match report.verdict {
+        SearchVerdict::Unknown(reason) if reason == CONFIGURATION_BUDGET => return None,
         SearchVerdict::Valid => (Verdict::Valid, None),
-        SearchVerdict::Invalid => (Verdict::Invalid, None),
+        SearchVerdict::Invalid => {
+            context.found_invalid.store(true, Ordering::Relaxed);
+            (Verdict::Invalid, None)
+        }
+        SearchVerdict::Unknown(reason) if reason == "cancelled" => {
+            (Verdict::Unknown, Some("not decided: stopped once another key was found invalid".to_string()))
+        }
         SearchVerdict::Unknown(reason) => (Verdict::Unknown, Some(reason)),
     };
+    // The explanation's searches must not be cancelled by the flag this partition just set.
+    let budget = Budget { cancel: None, max_configurations: None, ..budget };
     let explanation = (verdict == Verdict::Invalid && context.options.explain)
         .then(|| explain(model, group, &ops, key.clone(), &budget, context))
         .flatten();
@@ -551,7 +514,7 @@ fn check_partition<M: Model>(
         configurations: report.configurations,
         elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
     };
-    (partition, explanation)
+    Some((partition, explanation))
 }
 
 /// Works out why an invalid partition is invalid. `None` if the budget ran out meanwhile.
@@ -572,12 +535,7 @@ fn explain<M: Model>(
             .filter(|o| o.call < end)
             .map(|o| match o.ret {
                 Some(r) if r <= end => o.clone(),
-                _ => SearchOp {
-                    op: o.op.clone(),
-                    call: o.call,
-                    ret: None,
-                    required: false,
-                },
+                _ => SearchOp { op: o.op.clone(), call: o.call, ret: None, required: false },
             })
             .collect()
     };
@@ -586,15 +544,7 @@ fn explain<M: Model>(
     let (mut lo, mut hi) = (0usize, returns.len().checked_sub(1)?);
     while lo < hi {
         let mid = (lo + hi) / 2;
-        match search(
-            model,
-            model.init(),
-            &prefix(returns[mid]),
-            budget,
-            Observe::default(),
-        )
-        .verdict
-        {
+        match search(model, model.init(), &prefix(returns[mid]), budget, Observe::default()).verdict {
             SearchVerdict::Invalid => hi = mid,
             SearchVerdict::Valid => lo = mid + 1,
             SearchVerdict::Unknown(_) => return None,
@@ -604,36 +554,17 @@ fn explain<M: Model>(
     let cut = prefix(end);
     // Indices in `cut` are indices in `ops` (the filter keeps a prefix of ops sorted by call? not
     // necessarily), so map through positions.
-    let cut_indices: Vec<usize> = ops
-        .iter()
-        .enumerate()
-        .filter(|(_, o)| o.call < end)
-        .map(|(i, _)| i)
-        .collect();
+    let cut_indices: Vec<usize> = ops.iter().enumerate().filter(|(_, o)| o.call < end).map(|(i, _)| i).collect();
     let failing_in_cut = cut.iter().position(|o| o.ret == Some(end))?;
-    let report = search(
-        model,
-        model.init(),
-        &cut,
-        budget,
-        Observe {
-            watch: Some(failing_in_cut),
-            linearization: false,
-        },
-    );
+    let report =
+        search(model, model.init(), &cut, budget, Observe { watch: Some(failing_in_cut), linearization: false });
     if report.verdict != SearchVerdict::Invalid {
         return None;
     }
     let failing = cut_indices[failing_in_cut];
     let summary = |i: usize| -> OpSummary {
         let c = &group[i];
-        summarize(
-            model,
-            context.values,
-            &context.paired[c.paired_index],
-            c.paired_index,
-            Some(&c.search.op),
-        )
+        summarize(model, context.values, &context.paired[c.paired_index], c.paired_index, Some(&c.search.op))
     };
 
     // The window: the failing op, everything concurrent with it, and the last op completed before
@@ -641,33 +572,22 @@ fn explain<M: Model>(
     let failing_op = &ops[failing];
     let overlaps = |o: &SearchOp<M::Op>| o.call < end && o.ret.is_none_or(|r| r > failing_op.call);
     let mut window: Vec<usize> = (0..ops.len()).filter(|&i| overlaps(&ops[i])).collect();
-    if let Some(before) = (0..ops.len())
-        .filter(|&i| ops[i].ret.is_some_and(|r| r < failing_op.call))
-        .max_by_key(|&i| ops[i].ret)
+    if let Some(before) =
+        (0..ops.len()).filter(|&i| ops[i].ret.is_some_and(|r| r < failing_op.call)).max_by_key(|&i| ops[i].ret)
     {
         window.push(before);
     }
     window.sort_by_key(|&i| ops[i].call);
 
     let deepest = report.deepest.as_ref()?;
-    let longest_prefix: Vec<OpSummary> = deepest
-        .order
-        .iter()
-        .map(|&i| summary(cut_indices[i]))
-        .collect();
+    let longest_prefix: Vec<OpSummary> = deepest.order.iter().map(|&i| summary(cut_indices[i])).collect();
     let state_after_prefix = model.describe_state(&deepest.state, context.values);
-    let states_at_failure: Vec<String> = report
-        .stuck_states
-        .iter()
-        .map(|s| model.describe_state(s, context.values))
-        .collect();
+    let states_at_failure: Vec<String> =
+        report.stuck_states.iter().map(|s| model.describe_state(s, context.values)).collect();
     let failing_summary = summary(failing);
     let window: Vec<OpSummary> = window.into_iter().map(summary).collect();
 
-    let key_text = key
-        .as_ref()
-        .map(|k| format!("key {k}"))
-        .unwrap_or_else(|| "the history".into());
+    let key_text = key.as_ref().map(|k| format!("key {k}")).unwrap_or_else(|| "the history".into());
     let mut text = format!(
         "{key_text} is not linearizable.\n  first op that cannot be linearised: process {} {} ({}; invoked at index {}, line {})\n",
         failing_summary.process,
@@ -690,35 +610,19 @@ fn explain<M: Model>(
         "  longest linearisable prefix found: {} ops, ending in state {state_after_prefix}\n",
         longest_prefix.len()
     ));
-    for op in longest_prefix
-        .iter()
-        .rev()
-        .take(8)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-    {
+    for op in longest_prefix.iter().rev().take(8).collect::<Vec<_>>().into_iter().rev() {
         text.push_str(&format!("      p{:<4} {}\n", op.process, op.description));
     }
-    text.push_str(&format!(
-        "  window ({} ops around the failure):\n",
-        window.len()
-    ));
+    text.push_str(&format!("  window ({} ops around the failure):\n", window.len()));
     for op in &window {
-        let mark = if op.id == failing_summary.id {
-            "=>"
-        } else {
-            "  "
-        };
+        let mark = if op.id == failing_summary.id { "=>" } else { "  " };
         text.push_str(&format!(
             "    {mark} p{:<4} {:<40} {:<7} index {}..{}\n",
             op.process,
             op.description,
             op.outcome,
             op.call_index,
-            op.return_index
-                .map(|i| i.to_string())
-                .unwrap_or_else(|| "-".into())
+            op.return_index.map(|i| i.to_string()).unwrap_or_else(|| "-".into())
         ));
     }
     Some(Explanation {

@@ -27,10 +27,9 @@ impl Edn {
     /// Looks a keyword up in a map (`:name`, given without the colon).
     pub fn get(&self, keyword: &str) -> Option<&Edn> {
         match self {
-            Edn::Map(entries) => entries
-                .iter()
-                .find(|(k, _)| matches!(k, Edn::Keyword(name) if name == keyword))
-                .map(|(_, v)| v),
+            Edn::Map(entries) => {
+                entries.iter().find(|(k, _)| matches!(k, Edn::Keyword(name) if name == keyword)).map(|(_, v)| v)
+            }
             Edn::Tagged(_, inner) => inner.get(keyword),
             _ => None,
         }
@@ -51,9 +50,7 @@ impl Edn {
             Edn::Nil => Value::Null,
             Edn::Bool(b) => Value::Bool(*b),
             Edn::Int(i) => Value::from(*i),
-            Edn::Float(f) => Number::from_f64(*f)
-                .map(Value::Number)
-                .unwrap_or(Value::Null),
+            Edn::Float(f) => Number::from_f64(*f).map(Value::Number).unwrap_or(Value::Null),
             Edn::Str(s) | Edn::Keyword(s) | Edn::Symbol(s) => Value::String(s.clone()),
             Edn::Char(c) => Value::String(c.to_string()),
             Edn::Vector(items) | Edn::List(items) | Edn::Set(items) => {
@@ -93,11 +90,7 @@ const MAX_DEPTH: usize = 256;
 
 impl<'a> Parser<'a> {
     pub fn new(text: &'a str) -> Self {
-        Parser {
-            text: text.as_bytes(),
-            pos: 0,
-            line: 1,
-        }
+        Parser { text: text.as_bytes(), pos: 0, line: 1 }
     }
 
     pub fn line(&self) -> usize {
@@ -249,9 +242,7 @@ impl<'a> Parser<'a> {
         loop {
             self.skip_space_and_discards(depth)?;
             match self.peek() {
-                None => {
-                    return self.error(format!("unclosed collection, expected '{}'", close as char))
-                }
+                None => return self.error(format!("unclosed collection, expected '{}'", close as char)),
                 Some(b) if b == close => {
                     self.bump();
                     return Ok(items);
@@ -264,12 +255,7 @@ impl<'a> Parser<'a> {
     fn token(&mut self) -> String {
         let start = self.pos;
         while let Some(b) = self.peek() {
-            if b.is_ascii_whitespace()
-                || matches!(
-                    b,
-                    b',' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'"' | b';'
-                )
-            {
+            if b.is_ascii_whitespace() || matches!(b, b',' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'"' | b';') {
                 break;
             }
             self.bump();
@@ -293,8 +279,7 @@ impl<'a> Parser<'a> {
                     Some(b'u') => {
                         let end = (self.pos + 4).min(self.text.len());
                         let hex = String::from_utf8_lossy(&self.text[self.pos..end]).into_owned();
-                        let Some(c) = u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32)
-                        else {
+                        let Some(c) = u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) else {
                             return self.error("bad \\u escape");
                         };
                         self.pos = end;
@@ -321,8 +306,7 @@ fn atom(token: &str) -> Edn {
     let numeric = token.trim_end_matches(['N', 'M']);
     let first = numeric.as_bytes().first().copied().unwrap_or(b'x');
     let looks_numeric = first.is_ascii_digit()
-        || ((first == b'-' || first == b'+')
-            && numeric.as_bytes().get(1).is_some_and(u8::is_ascii_digit));
+        || ((first == b'-' || first == b'+') && numeric.as_bytes().get(1).is_some_and(u8::is_ascii_digit));
     if looks_numeric {
         if let Ok(i) = numeric.parse::<i64>() {
             return Edn::Int(i);
@@ -356,10 +340,7 @@ mod tests {
         let map = &values[0].value;
         assert_eq!(map.get("process"), Some(&Edn::Int(0)));
         assert_eq!(map.get("type"), Some(&Edn::Keyword("invoke".into())));
-        assert_eq!(
-            map.get("value"),
-            Some(&Edn::Vector(vec![Edn::Int(1), Edn::Int(2)]))
-        );
+        assert_eq!(map.get("value"), Some(&Edn::Vector(vec![Edn::Int(1), Edn::Int(2)])));
     }
 
     #[test]

@@ -130,11 +130,7 @@ impl Serialize for Record {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
             Record::Op(op) => RecordRef::Op(op).serialize(serializer),
-            Record::Fault(fault) => RecordRef::Fault(FaultWire {
-                kind: "fault",
-                fault,
-            })
-            .serialize(serializer),
+            Record::Fault(fault) => RecordRef::Fault(FaultWire { kind: "fault", fault }).serialize(serializer),
         }
     }
 }
@@ -142,13 +138,9 @@ impl Serialize for Record {
 /// Parses one JSON line into a record. The error is a plain message; the reader adds file and line.
 pub fn parse_record_line(line: &str) -> Result<Record, String> {
     let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
-    let kind = value
-        .get("type")
-        .and_then(Value::as_str)
-        .ok_or("missing string field \"type\"")?;
+    let kind = value.get("type").and_then(Value::as_str).ok_or("missing string field \"type\"")?;
     if kind == "fault" {
-        let fault: Fault =
-            serde_json::from_value(value).map_err(|e| format!("bad fault record: {e}"))?;
+        let fault: Fault = serde_json::from_value(value).map_err(|e| format!("bad fault record: {e}"))?;
         Ok(Record::Fault(fault))
     } else {
         let op: Op = serde_json::from_value(value).map_err(|e| format!("bad op record: {e}"))?;
@@ -174,12 +166,7 @@ pub struct HistoryReader<R> {
 impl<R: BufRead> HistoryReader<R> {
     /// `file` names the source in error messages.
     pub fn new(reader: R, file: impl Into<String>) -> Self {
-        HistoryReader {
-            reader,
-            file: file.into(),
-            line_no: 0,
-            buffer: String::new(),
-        }
+        HistoryReader { reader, file: file.into(), line_no: 0, buffer: String::new() }
     }
 }
 
@@ -192,13 +179,7 @@ impl<R: BufRead> Iterator for HistoryReader<R> {
             match self.reader.read_line(&mut self.buffer) {
                 Ok(0) => return None,
                 Ok(_) => {}
-                Err(e) => {
-                    return Some(Err(InputError::at(
-                        &self.file,
-                        self.line_no + 1,
-                        format!("read error: {e}"),
-                    )))
-                }
+                Err(e) => return Some(Err(InputError::at(&self.file, self.line_no + 1, format!("read error: {e}")))),
             }
             self.line_no += 1;
             let trimmed = self.buffer.trim();
@@ -207,10 +188,7 @@ impl<R: BufRead> Iterator for HistoryReader<R> {
             }
             return Some(
                 parse_record_line(trimmed)
-                    .map(|record| LineRecord {
-                        line: self.line_no,
-                        record,
-                    })
+                    .map(|record| LineRecord { line: self.line_no, record })
                     .map_err(|message| InputError::at(&self.file, self.line_no, message)),
             );
         }
@@ -226,10 +204,7 @@ pub struct HistoryWriter<W: Write> {
 
 impl<W: Write> HistoryWriter<W> {
     pub fn new(writer: W) -> Self {
-        HistoryWriter {
-            writer,
-            next_index: 0,
-        }
+        HistoryWriter { writer, next_index: 0 }
     }
 
     /// Writes a record as it is (its `index` is kept).
@@ -297,15 +272,14 @@ mod tests {
         let bytes = writer.into_inner();
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(text.lines().nth(1).unwrap().contains("\"type\":\"fault\""));
-        let read: Vec<Record> = HistoryReader::new(&bytes[..], "mem")
-            .map(|r| r.unwrap().record)
-            .collect();
+        let read: Vec<Record> = HistoryReader::new(&bytes[..], "mem").map(|r| r.unwrap().record).collect();
         assert_eq!(read, records);
     }
 
     #[test]
     fn a_bad_line_names_file_and_line() {
-        let text = "{\"index\":0,\"time\":0,\"process\":0,\"type\":\"invoke\",\"f\":\"read\",\"value\":null}\n\n{oops\n";
+        let text =
+            "{\"index\":0,\"time\":0,\"process\":0,\"type\":\"invoke\",\"f\":\"read\",\"value\":null}\n\n{oops\n";
         let results: Vec<_> = HistoryReader::new(text.as_bytes(), "h.jsonl").collect();
         assert!(results[0].is_ok());
         let err = results[1].as_ref().unwrap_err().to_string();
@@ -314,10 +288,8 @@ mod tests {
 
     #[test]
     fn an_unknown_type_is_an_error_not_a_panic() {
-        let err = parse_record_line(
-            "{\"index\":0,\"time\":0,\"process\":0,\"type\":\"maybe\",\"f\":\"read\"}",
-        )
-        .unwrap_err();
+        let err =
+            parse_record_line("{\"index\":0,\"time\":0,\"process\":0,\"type\":\"maybe\",\"f\":\"read\"}").unwrap_err();
         assert!(err.contains("bad op record"), "{err}");
     }
 }

@@ -31,8 +31,7 @@ pub enum Format {
 }
 
 impl Format {
-    pub const NAMES: &'static [&'static str] =
-        &["jsonl", "jepsen-edn", "porcupine-kv", "jepsen-log"];
+    pub const NAMES: &'static [&'static str] = &["jsonl", "jepsen-edn", "porcupine-kv", "jepsen-log"];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -56,21 +55,14 @@ impl Format {
 
 /// Guesses the format from the first meaningful line.
 pub fn detect_format(text: &str) -> Option<Format> {
-    let line = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with(';'))?;
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with(';'))?;
     if line.contains("jepsen.util - ") {
         return Some(Format::JepsenLog);
     }
     if line.starts_with("{\"") || line.starts_with("{ \"") {
         return Some(Format::Jsonl);
     }
-    if line.starts_with("{:")
-        || line.starts_with('#')
-        || line.starts_with("[{")
-        || line.starts_with('[')
-    {
+    if line.starts_with("{:") || line.starts_with('#') || line.starts_with("[{") || line.starts_with('[') {
         if line.contains(":key ") {
             return Some(Format::PorcupineKv);
         }
@@ -89,22 +81,11 @@ pub struct Imported {
 }
 
 /// Imports a whole text. `file` names the source in errors.
-pub fn import_text(
-    text: &str,
-    file: &str,
-    format: Option<Format>,
-    lenient: bool,
-) -> Result<Imported, InputError> {
+pub fn import_text(text: &str, file: &str, format: Option<Format>, lenient: bool) -> Result<Imported, InputError> {
     let format = match format.or_else(|| detect_format(text)) {
         Some(f) => f,
         None if text.trim().is_empty() => Format::Jsonl,
-        None => {
-            return Err(InputError::at(
-                file,
-                1,
-                "cannot tell the history format; name it with --format",
-            ))
-        }
+        None => return Err(InputError::at(file, 1, "cannot tell the history format; name it with --format")),
     };
     let mut skipped = Vec::new();
     let records = match format {
@@ -112,11 +93,7 @@ pub fn import_text(
         Format::JepsenEdn | Format::PorcupineKv => import_edn(text, file, lenient, &mut skipped)?,
         Format::JepsenLog => import_jepsen_log(text, file, lenient, &mut skipped)?,
     };
-    Ok(Imported {
-        format,
-        records,
-        skipped,
-    })
+    Ok(Imported { format, records, skipped })
 }
 
 /// Resolves a path given on the command line: a run directory means its `history.jsonl`.
@@ -129,22 +106,11 @@ pub fn history_path(path: &Path) -> PathBuf {
 }
 
 /// Reads and imports a file (or a run directory's history).
-pub fn read_path(
-    path: &Path,
-    format: Option<Format>,
-    lenient: bool,
-) -> Result<Imported, CheckError> {
+pub fn read_path(path: &Path, format: Option<Format>, lenient: bool) -> Result<Imported, CheckError> {
     let file = history_path(path);
-    let text = std::fs::read_to_string(&file).map_err(|source| CheckError::Io {
-        path: file.display().to_string(),
-        source,
-    })?;
-    Ok(import_text(
-        &text,
-        &file.display().to_string(),
-        format,
-        lenient,
-    )?)
+    let text =
+        std::fs::read_to_string(&file).map_err(|source| CheckError::Io { path: file.display().to_string(), source })?;
+    Ok(import_text(&text, &file.display().to_string(), format, lenient)?)
 }
 
 fn keep_or_fail(
@@ -174,10 +140,7 @@ fn import_jsonl(
             continue;
         }
         let result = parse_record_line(trimmed)
-            .map(|record| LineRecord {
-                line: i + 1,
-                record,
-            })
+            .map(|record| LineRecord { line: i + 1, record })
             .map_err(|m| InputError::at(file, i + 1, m));
         keep_or_fail(result, lenient, skipped, &mut out)?;
     }
@@ -226,25 +189,13 @@ fn import_edn(
         match parser.next_value() {
             Ok(None) => break,
             Ok(Some(located)) => match located.value.untagged() {
-                Edn::Vector(items) | Edn::List(items)
-                    if items.iter().all(|i| matches!(i.untagged(), Edn::Map(_))) =>
-                {
+                Edn::Vector(items) | Edn::List(items) if items.iter().all(|i| matches!(i.untagged(), Edn::Map(_))) => {
                     // A whole history written as one vector: its maps carry the vector's line.
-                    ops.extend(items.iter().map(|m| EdnOp {
-                        line: located.line,
-                        map: m.clone(),
-                    }));
+                    ops.extend(items.iter().map(|m| EdnOp { line: located.line, map: m.clone() }));
                 }
-                Edn::Map(_) => ops.push(EdnOp {
-                    line: located.line,
-                    map: located.value,
-                }),
+                Edn::Map(_) => ops.push(EdnOp { line: located.line, map: located.value }),
                 _ => {
-                    let error = InputError::at(
-                        file,
-                        located.line,
-                        "expected an op map {:type .. :f .. :process ..}",
-                    );
+                    let error = InputError::at(file, located.line, "expected an op map {:type .. :f .. :process ..}");
                     if lenient {
                         skipped.push(error);
                     } else {
@@ -264,8 +215,7 @@ fn import_edn(
         }
     }
 
-    let is_client =
-        |op: &EdnOp| matches!(op.map.get("process").map(Edn::untagged), Some(Edn::Int(_)));
+    let is_client = |op: &EdnOp| matches!(op.map.get("process").map(Edn::untagged), Some(Edn::Int(_)));
     // jepsen.independent: every client op's value is a [key value] tuple, and no op has :key.
     let independent = ops.iter().filter(|op| is_client(op)).all(|op| {
         op.map.get("key").is_none()
@@ -280,17 +230,8 @@ fn import_edn(
 
     let mut out = Vec::new();
     for (position, op) in ops.iter().enumerate() {
-        let result = edn_op_to_record(op, position as u64, independent)
-            .map_err(|m| InputError::at(file, op.line, m));
-        keep_or_fail(
-            result.map(|record| LineRecord {
-                line: op.line,
-                record,
-            }),
-            lenient,
-            skipped,
-            &mut out,
-        )?;
+        let result = edn_op_to_record(op, position as u64, independent).map_err(|m| InputError::at(file, op.line, m));
+        keep_or_fail(result.map(|record| LineRecord { line: op.line, record }), lenient, skipped, &mut out)?;
     }
     Ok(out)
 }
@@ -305,24 +246,14 @@ fn edn_op_to_record(op: &EdnOp, position: u64, independent: bool) -> Result<Reco
         Some(Edn::Int(t)) if *t >= 0 => *t as u64,
         _ => position,
     };
-    let f = map
-        .get("f")
-        .and_then(keyword_name)
-        .ok_or("op map without :f")?
-        .to_string();
-    let type_name = map
-        .get("type")
-        .and_then(keyword_name)
-        .ok_or("op map without :type")?;
+    let f = map.get("f").and_then(keyword_name).ok_or("op map without :f")?.to_string();
+    let type_name = map.get("type").and_then(keyword_name).ok_or("op map without :type")?;
     let value = map.get("value").cloned().unwrap_or(Edn::Nil);
     match map.get("process").map(Edn::untagged) {
         Some(Edn::Int(process)) if *process >= 0 => {
-            let op_type =
-                op_type_from(type_name).ok_or_else(|| format!("unknown :type :{type_name}"))?;
+            let op_type = op_type_from(type_name).ok_or_else(|| format!("unknown :type :{type_name}"))?;
             let (key, value) = match (independent, value.untagged()) {
-                (true, Edn::Vector(tuple)) if tuple.len() == 2 => {
-                    (Some(tuple[0].to_json()), tuple[1].to_json())
-                }
+                (true, Edn::Vector(tuple)) if tuple.len() == 2 => (Some(tuple[0].to_json()), tuple[1].to_json()),
                 _ => (map.get("key").map(Edn::to_json), value.to_json()),
             };
             Ok(Record::Op(Op {
@@ -339,10 +270,7 @@ fn edn_op_to_record(op: &EdnOp, position: u64, independent: bool) -> Result<Reco
         Some(Edn::Int(process)) => Err(format!("negative process {process}")),
         Some(_) => {
             // Jepsen's nemesis (process :nemesis) becomes a fault record.
-            let phase = if ["stop", "heal", "resume", "recover"]
-                .iter()
-                .any(|w| f.contains(w))
-            {
+            let phase = if ["stop", "heal", "resume", "recover"].iter().any(|w| f.contains(w)) {
                 FaultPhase::Stop
             } else {
                 FaultPhase::Start
@@ -355,11 +283,7 @@ fn edn_op_to_record(op: &EdnOp, position: u64, independent: bool) -> Result<Reco
             Ok(Record::Fault(Fault {
                 index,
                 time,
-                f: if family.is_empty() {
-                    "nemesis".to_string()
-                } else {
-                    family.to_string()
-                },
+                f: if family.is_empty() { "nemesis".to_string() } else { family.to_string() },
                 phase,
                 targets: Vec::new(),
                 grudge: None,
@@ -384,8 +308,7 @@ fn import_jepsen_log(
         };
         let rest = &line[at + MARKER.len()..];
         let mut fields = rest.split_whitespace();
-        let (Some(process), Some(kind), Some(f)) = (fields.next(), fields.next(), fields.next())
-        else {
+        let (Some(process), Some(kind), Some(f)) = (fields.next(), fields.next(), fields.next()) else {
             continue;
         };
         // Lines of other shapes (nemesis messages, blank fields) are not operations.
@@ -400,11 +323,7 @@ fn import_jepsen_log(
         };
         // The value is whatever follows the third field, possibly with spaces ("[1 2]").
         let value_text = after_fields(rest, 3);
-        let value_text = if value_text.is_empty() {
-            "nil"
-        } else {
-            value_text
-        };
+        let value_text = if value_text.is_empty() { "nil" } else { value_text };
         let result = match edn::parse_all(value_text) {
             Ok(values) if values.len() == 1 => {
                 let value = &values[0].value;
@@ -432,11 +351,7 @@ fn import_jepsen_log(
                     }),
                 })
             }
-            _ => Err(InputError::at(
-                file,
-                i + 1,
-                format!("cannot read the value {value_text:?}"),
-            )),
+            _ => Err(InputError::at(file, i + 1, format!("cannot read the value {value_text:?}"))),
         };
         keep_or_fail(result, lenient, skipped, &mut out)?;
     }
@@ -459,11 +374,7 @@ mod tests {
     use serde_json::json;
 
     fn ops(imported: &Imported) -> Vec<&Op> {
-        imported
-            .records
-            .iter()
-            .filter_map(|r| r.record.as_op())
-            .collect()
+        imported.records.iter().filter_map(|r| r.record.as_op()).collect()
     }
 
     #[test]
@@ -497,14 +408,13 @@ mod tests {
         assert_eq!(ops[0].value, json!([1, 2]));
         assert_eq!(ops[2].key, Some(json!(8)));
         assert_eq!(ops[2].value, Value::Null);
-        assert!(
-            matches!(imported.records[1].record, Record::Fault(ref f) if f.phase == FaultPhase::Start)
-        );
+        assert!(matches!(imported.records[1].record, Record::Fault(ref f) if f.phase == FaultPhase::Start));
     }
 
     #[test]
     fn plain_register_histories_are_not_mistaken_for_independent_ones() {
-        let text = "[{:type :invoke, :f :cas, :value [1 2], :process 0}\n {:type :invoke, :f :read, :value nil, :process 1}]";
+        let text =
+            "[{:type :invoke, :f :cas, :value [1 2], :process 0}\n {:type :invoke, :f :read, :value nil, :process 1}]";
         let imported = import_text(text, "h.edn", Some(Format::JepsenEdn), false).unwrap();
         let ops = ops(&imported);
         assert_eq!(ops[0].key, None);
@@ -521,7 +431,8 @@ mod tests {
 
     #[test]
     fn lenient_import_skips_and_counts_bad_lines() {
-        let text = "{\"index\":0,\"time\":0,\"process\":0,\"type\":\"invoke\",\"f\":\"read\",\"value\":null}\nnot json\n";
+        let text =
+            "{\"index\":0,\"time\":0,\"process\":0,\"type\":\"invoke\",\"f\":\"read\",\"value\":null}\nnot json\n";
         assert!(import_text(text, "h", None, false).is_err());
         let imported = import_text(text, "h", None, true).unwrap();
         assert_eq!(imported.records.len(), 1);

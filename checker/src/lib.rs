@@ -15,11 +15,9 @@ pub mod pairing;
 pub mod search;
 
 pub use check::{
-    check_paired, check_plain_records, check_records, CheckOptions, CheckResult, Explanation,
-    ModelKind, OpSummary, PartitionResult, Verdict,
+    check_paired, check_plain_records, check_records, CheckOptions, CheckResult, Explanation, ModelKind, OpSummary,
+    PartitionResult, Verdict,
 };
 pub use error::{CheckError, InputError};
-pub use history::{
-    Fault, FaultPhase, HistoryReader, HistoryWriter, LineRecord, Op, OpType, Record,
-};
+pub use history::{Fault, FaultPhase, HistoryReader, HistoryWriter, LineRecord, Op, OpType, Record};
 pub use import::{import_text, read_path, Format, Imported, CAS_MISMATCH};

@@ -33,11 +33,7 @@ pub trait Model: Sync {
     fn step(&self, state: &Self::State, op: &Self::Op) -> Option<Self::State>;
 
     /// Turns one completed operation into a model op, dropping those that constrain nothing.
-    fn convert(
-        &self,
-        input: &OpInput<'_>,
-        values: &mut Interner,
-    ) -> Result<Converted<Self::Op>, String>;
+    fn convert(&self, input: &OpInput<'_>, values: &mut Interner) -> Result<Converted<Self::Op>, String>;
 
     fn describe_op(&self, op: &Self::Op, values: &Interner) -> String;
     fn describe_state(&self, state: &Self::State, values: &Interner) -> String;
@@ -74,8 +70,7 @@ impl OpInput<'_> {
     }
 
     fn compare_failed(&self) -> bool {
-        self.outcome == Outcome::Fail
-            && matches!(self.error, Some(CAS_MISMATCH) | Some(VERSION_MISMATCH))
+        self.outcome == Outcome::Fail && matches!(self.error, Some(CAS_MISMATCH) | Some(VERSION_MISMATCH))
     }
 }
 
@@ -97,10 +92,7 @@ pub struct Interner {
 
 impl Default for Interner {
     fn default() -> Self {
-        let mut interner = Interner {
-            ids: HashMap::new(),
-            texts: Vec::new(),
-        };
+        let mut interner = Interner { ids: HashMap::new(), texts: Vec::new() };
         interner.intern(&Value::Null);
         interner
     }
@@ -121,10 +113,7 @@ impl Interner {
     }
 
     pub fn text(&self, id: u32) -> &str {
-        self.texts
-            .get(id as usize)
-            .map(String::as_str)
-            .unwrap_or("?")
+        self.texts.get(id as usize).map(String::as_str).unwrap_or("?")
     }
 }
 
@@ -176,44 +165,22 @@ impl Model for Register {
         }
     }
 
-    fn convert(
-        &self,
-        input: &OpInput<'_>,
-        values: &mut Interner,
-    ) -> Result<Converted<RegisterOp>, String> {
+    fn convert(&self, input: &OpInput<'_>, values: &mut Interner) -> Result<Converted<RegisterOp>, String> {
         let keep = |op, required| Ok(Converted::Keep { op, required });
         match (input.f, input.outcome) {
-            ("read", Outcome::Ok) => {
-                keep(RegisterOp::Read(values.intern(input.result_value)), true)
-            }
+            ("read", Outcome::Ok) => keep(RegisterOp::Read(values.intern(input.result_value)), true),
             ("read", _) => Ok(Converted::Drop),
             ("write", Outcome::Fail) => Ok(Converted::Drop),
-            ("write", outcome) => keep(
-                RegisterOp::Write(values.intern(input.value())),
-                outcome == Outcome::Ok,
-            ),
-            ("cas", _) if !self.allow_cas => {
-                Err("the register model has no cas; use cas-register".into())
-            }
+            ("write", outcome) => keep(RegisterOp::Write(values.intern(input.value())), outcome == Outcome::Ok),
+            ("cas", _) if !self.allow_cas => Err("the register model has no cas; use cas-register".into()),
             ("cas", Outcome::Fail) if input.compare_failed() => {
                 let (from, _) = pair(input.value(), "cas")?;
-                keep(
-                    RegisterOp::CasMismatch {
-                        from: values.intern(&from),
-                    },
-                    true,
-                )
+                keep(RegisterOp::CasMismatch { from: values.intern(&from) }, true)
             }
             ("cas", Outcome::Fail) => Ok(Converted::Drop),
             ("cas", outcome) => {
                 let (from, to) = pair(input.value(), "cas")?;
-                keep(
-                    RegisterOp::Cas {
-                        from: values.intern(&from),
-                        to: values.intern(&to),
-                    },
-                    outcome == Outcome::Ok,
-                )
+                keep(RegisterOp::Cas { from: values.intern(&from), to: values.intern(&to) }, outcome == Outcome::Ok)
             }
             (f, _) => Err(format!(
                 "unknown op :{f} for a register (read, write{})",
@@ -284,26 +251,15 @@ impl Model for StringKv {
         }
     }
 
-    fn convert(
-        &self,
-        input: &OpInput<'_>,
-        _values: &mut Interner,
-    ) -> Result<Converted<StringOp>, String> {
+    fn convert(&self, input: &OpInput<'_>, _values: &mut Interner) -> Result<Converted<StringOp>, String> {
         let required = input.outcome == Outcome::Ok;
         match (input.f, input.outcome) {
-            ("get" | "read", Outcome::Ok) => Ok(Converted::Keep {
-                op: StringOp::Get(as_text(input.result_value)),
-                required,
-            }),
+            ("get" | "read", Outcome::Ok) => {
+                Ok(Converted::Keep { op: StringOp::Get(as_text(input.result_value)), required })
+            }
             ("get" | "read", _) | (_, Outcome::Fail) => Ok(Converted::Drop),
-            ("put" | "write", _) => Ok(Converted::Keep {
-                op: StringOp::Put(as_text(input.value())),
-                required,
-            }),
-            ("append", _) => Ok(Converted::Keep {
-                op: StringOp::Append(as_text(input.value())),
-                required,
-            }),
+            ("put" | "write", _) => Ok(Converted::Keep { op: StringOp::Put(as_text(input.value())), required }),
+            ("append", _) => Ok(Converted::Keep { op: StringOp::Append(as_text(input.value())), required }),
             (f, _) => Err(format!("unknown op :{f} for string-kv (get, put, append)")),
         }
     }
@@ -350,9 +306,7 @@ fn sorted_ids(value: &Value, values: &mut Interner, what: &str) -> Result<Vec<u3
 
 impl Set {
     pub fn with_initial(initial: &Value, values: &mut Interner) -> Result<Set, String> {
-        Ok(Set {
-            initial: sorted_ids(initial, values, "the set's initial value")?,
-        })
+        Ok(Set { initial: sorted_ids(initial, values, "the set's initial value")? })
     }
 }
 
@@ -378,22 +332,14 @@ impl Model for Set {
         }
     }
 
-    fn convert(
-        &self,
-        input: &OpInput<'_>,
-        values: &mut Interner,
-    ) -> Result<Converted<SetOp>, String> {
+    fn convert(&self, input: &OpInput<'_>, values: &mut Interner) -> Result<Converted<SetOp>, String> {
         let required = input.outcome == Outcome::Ok;
         match (input.f, input.outcome) {
-            ("read", Outcome::Ok) => Ok(Converted::Keep {
-                op: SetOp::Read(sorted_ids(input.result_value, values, "a set read")?),
-                required,
-            }),
+            ("read", Outcome::Ok) => {
+                Ok(Converted::Keep { op: SetOp::Read(sorted_ids(input.result_value, values, "a set read")?), required })
+            }
             ("read", _) | ("add", Outcome::Fail) => Ok(Converted::Drop),
-            ("add", _) => Ok(Converted::Keep {
-                op: SetOp::Add(values.intern(input.value())),
-                required,
-            }),
+            ("add", _) => Ok(Converted::Keep { op: SetOp::Add(values.intern(input.value())), required }),
             (f, _) => Err(format!("unknown op :{f} for set (add, read)")),
         }
     }
@@ -412,11 +358,7 @@ impl Model for Set {
 
 fn describe_list(items: &[u32], values: &Interner) -> String {
     let shown: Vec<&str> = items.iter().take(20).map(|v| values.text(*v)).collect();
-    let more = if items.len() > 20 {
-        format!(" ... ({} in all)", items.len())
-    } else {
-        String::new()
-    };
+    let more = if items.len() > 20 { format!(" ... ({} in all)", items.len()) } else { String::new() };
     format!("[{}{}]", shown.join(" "), more)
 }
 
@@ -426,10 +368,7 @@ fn describe_list(items: &[u32], values: &Interner) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum StreamOp {
     /// Append `event`; with `expected_version`, only if the stream has exactly that many events.
-    Append {
-        event: u32,
-        expected_version: Option<u64>,
-    },
+    Append { event: u32, expected_version: Option<u64> },
     /// An expected-version append observed to fail: the stream did not have that many events.
     AppendMismatch { expected_version: u64 },
     /// The whole stream, as read.
@@ -443,9 +382,7 @@ pub struct Stream {
 
 impl Stream {
     pub fn with_initial(initial: &Value, values: &mut Interner) -> Result<Stream, String> {
-        Ok(Stream {
-            initial: list_ids(initial, values, "the stream's initial value")?,
-        })
+        Ok(Stream { initial: list_ids(initial, values, "the stream's initial value")? })
     }
 }
 
@@ -461,13 +398,10 @@ fn list_ids(value: &Value, values: &mut Interner, what: &str) -> Result<Vec<u32>
 fn append_parts(value: &Value) -> Result<(Value, Option<u64>), String> {
     match value {
         Value::Object(map) if map.contains_key("event") => {
-            let expected =
-                match map.get("expected_version") {
-                    None | Some(Value::Null) => None,
-                    Some(v) => Some(v.as_u64().ok_or_else(|| {
-                        format!("expected_version must be a whole number, got {v}")
-                    })?),
-                };
+            let expected = match map.get("expected_version") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(v.as_u64().ok_or_else(|| format!("expected_version must be a whole number, got {v}"))?),
+            };
             Ok((map["event"].clone(), expected))
         }
         other => Ok((other.clone(), None)),
@@ -484,10 +418,7 @@ impl Model for Stream {
 
     fn step(&self, state: &Vec<u32>, op: &StreamOp) -> Option<Vec<u32>> {
         match op {
-            StreamOp::Append {
-                event,
-                expected_version,
-            } => {
+            StreamOp::Append { event, expected_version } => {
                 if expected_version.is_some_and(|v| v != state.len() as u64) {
                     return None;
                 }
@@ -503,11 +434,7 @@ impl Model for Stream {
         }
     }
 
-    fn convert(
-        &self,
-        input: &OpInput<'_>,
-        values: &mut Interner,
-    ) -> Result<Converted<StreamOp>, String> {
+    fn convert(&self, input: &OpInput<'_>, values: &mut Interner) -> Result<Converted<StreamOp>, String> {
         let required = input.outcome == Outcome::Ok;
         match (input.f, input.outcome) {
             ("read", Outcome::Ok) => Ok(Converted::Keep {
@@ -515,23 +442,17 @@ impl Model for Stream {
                 required,
             }),
             ("read", _) => Ok(Converted::Drop),
-            ("append", Outcome::Fail) if input.compare_failed() => {
-                match append_parts(input.value())? {
-                    (_, Some(expected_version)) => Ok(Converted::Keep {
-                        op: StreamOp::AppendMismatch { expected_version },
-                        required: true,
-                    }),
-                    (_, None) => Ok(Converted::Drop),
+            ("append", Outcome::Fail) if input.compare_failed() => match append_parts(input.value())? {
+                (_, Some(expected_version)) => {
+                    Ok(Converted::Keep { op: StreamOp::AppendMismatch { expected_version }, required: true })
                 }
-            }
+                (_, None) => Ok(Converted::Drop),
+            },
             ("append", Outcome::Fail) => Ok(Converted::Drop),
             ("append", _) => {
                 let (event, expected_version) = append_parts(input.value())?;
                 Ok(Converted::Keep {
-                    op: StreamOp::Append {
-                        event: values.intern(&event),
-                        expected_version,
-                    },
+                    op: StreamOp::Append { event: values.intern(&event), expected_version },
                     required,
                 })
             }
@@ -541,14 +462,10 @@ impl Model for Stream {
 
     fn describe_op(&self, op: &StreamOp, values: &Interner) -> String {
         match op {
-            StreamOp::Append {
-                event,
-                expected_version: Some(v),
-            } => format!("append {} at version {v}", values.text(*event)),
-            StreamOp::Append {
-                event,
-                expected_version: None,
-            } => format!("append {}", values.text(*event)),
+            StreamOp::Append { event, expected_version: Some(v) } => {
+                format!("append {} at version {v}", values.text(*event))
+            }
+            StreamOp::Append { event, expected_version: None } => format!("append {}", values.text(*event)),
             StreamOp::AppendMismatch { expected_version } => {
                 format!("append at version {expected_version} (version mismatch)")
             }
@@ -586,11 +503,7 @@ impl<M: Model> Model for Keyed<M> {
         Some(next)
     }
 
-    fn convert(
-        &self,
-        _input: &OpInput<'_>,
-        _values: &mut Interner,
-    ) -> Result<Converted<Self::Op>, String> {
+    fn convert(&self, _input: &OpInput<'_>, _values: &mut Interner) -> Result<Converted<Self::Op>, String> {
         Err("Keyed ops are built from the inner model's ops".into())
     }
 
@@ -599,10 +512,7 @@ impl<M: Model> Model for Keyed<M> {
     }
 
     fn describe_state(&self, state: &Self::State, values: &Interner) -> String {
-        let parts: Vec<String> = state
-            .iter()
-            .map(|s| self.inner.describe_state(s, values))
-            .collect();
+        let parts: Vec<String> = state.iter().map(|s| self.inner.describe_state(s, values)).collect();
         format!("{{{}}}", parts.join(", "))
     }
 }
@@ -619,79 +529,37 @@ mod tests {
         result: &'a Value,
         error: Option<&'a str>,
     ) -> OpInput<'a> {
-        OpInput {
-            f,
-            invoke_value: invoke,
-            outcome,
-            result_value: result,
-            error,
-        }
+        OpInput { f, invoke_value: invoke, outcome, result_value: result, error }
     }
 
     #[test]
     fn a_failed_cas_tells_nothing_unless_the_compare_failed() {
-        let model = Register {
-            initial: Interner::NULL,
-            allow_cas: true,
-        };
+        let model = Register { initial: Interner::NULL, allow_cas: true };
         let mut values = Interner::default();
         let v = json!([1, 2]);
-        let plain = model
-            .convert(&input("cas", &v, Outcome::Fail, &v, None), &mut values)
-            .unwrap();
+        let plain = model.convert(&input("cas", &v, Outcome::Fail, &v, None), &mut values).unwrap();
         assert_eq!(plain, Converted::Drop);
-        let mismatch = model
-            .convert(
-                &input("cas", &v, Outcome::Fail, &v, Some(CAS_MISMATCH)),
-                &mut values,
-            )
-            .unwrap();
-        let Converted::Keep { op, required: true } = mismatch else {
-            panic!("kept as an observation")
-        };
+        let mismatch = model.convert(&input("cas", &v, Outcome::Fail, &v, Some(CAS_MISMATCH)), &mut values).unwrap();
+        let Converted::Keep { op, required: true } = mismatch else { panic!("kept as an observation") };
         let one = values.intern(&json!(1));
-        assert_eq!(
-            model.step(&one, &op),
-            None,
-            "a compare failure cannot happen when the value is `from`"
-        );
+        assert_eq!(model.step(&one, &op), None, "a compare failure cannot happen when the value is `from`");
         assert_eq!(model.step(&Interner::NULL, &op), Some(Interner::NULL));
     }
 
     #[test]
     fn indefinite_reads_are_dropped_and_indefinite_writes_are_optional() {
-        let model = Register {
-            initial: Interner::NULL,
-            allow_cas: false,
-        };
+        let model = Register { initial: Interner::NULL, allow_cas: false };
         let mut values = Interner::default();
         let v = json!(3);
         let null = Value::Null;
         assert_eq!(
-            model
-                .convert(
-                    &input("read", &null, Outcome::Unknown, &null, None),
-                    &mut values
-                )
-                .unwrap(),
+            model.convert(&input("read", &null, Outcome::Unknown, &null, None), &mut values).unwrap(),
             Converted::Drop
         );
-        let write = model
-            .convert(
-                &input("write", &v, Outcome::Unknown, &null, Some("timed-out")),
-                &mut values,
-            )
-            .unwrap();
-        assert!(matches!(
-            write,
-            Converted::Keep {
-                op: RegisterOp::Write(_),
-                required: false
-            }
-        ));
-        assert!(model
-            .convert(&input("cas", &v, Outcome::Ok, &v, None), &mut values)
-            .is_err());
+        let write =
+            model.convert(&input("write", &v, Outcome::Unknown, &null, Some("timed-out")), &mut values).unwrap();
+        assert!(matches!(write, Converted::Keep { op: RegisterOp::Write(_), required: false }));
+        assert!(model.convert(&input("cas", &v, Outcome::Ok, &v, None), &mut values).is_err());
     }
 
     #[test]
@@ -699,24 +567,18 @@ mod tests {
         let mut values = Interner::default();
         let model = Stream::with_initial(&Value::Null, &mut values).unwrap();
         let a = json!({"event": "a", "expected_version": 0});
-        let Converted::Keep { op, .. } = model
-            .convert(&input("append", &a, Outcome::Ok, &a, None), &mut values)
-            .unwrap()
+        let Converted::Keep { op, .. } =
+            model.convert(&input("append", &a, Outcome::Ok, &a, None), &mut values).unwrap()
         else {
             panic!()
         };
         let after = model.step(&model.init(), &op).unwrap();
         assert_eq!(after.len(), 1);
-        assert_eq!(
-            model.step(&after, &op),
-            None,
-            "version 0 is gone once an event is in"
-        );
+        assert_eq!(model.step(&after, &op), None, "version 0 is gone once an event is in");
         let read = json!(["a"]);
         let null = Value::Null;
-        let Converted::Keep { op: read_op, .. } = model
-            .convert(&input("read", &null, Outcome::Ok, &read, None), &mut values)
-            .unwrap()
+        let Converted::Keep { op: read_op, .. } =
+            model.convert(&input("read", &null, Outcome::Ok, &read, None), &mut values).unwrap()
         else {
             panic!()
         };
@@ -731,9 +593,8 @@ mod tests {
         let (two, one) = (json!(2), json!(1));
         let mut state = model.init();
         for v in [&two, &one] {
-            let Converted::Keep { op, .. } = model
-                .convert(&input("add", v, Outcome::Ok, v, None), &mut values)
-                .unwrap()
+            let Converted::Keep { op, .. } =
+                model.convert(&input("add", v, Outcome::Ok, v, None), &mut values).unwrap()
             else {
                 panic!()
             };
@@ -741,9 +602,8 @@ mod tests {
         }
         let read = json!([1, 2]);
         let null = Value::Null;
-        let Converted::Keep { op, .. } = model
-            .convert(&input("read", &null, Outcome::Ok, &read, None), &mut values)
-            .unwrap()
+        let Converted::Keep { op, .. } =
+            model.convert(&input("read", &null, Outcome::Ok, &read, None), &mut values).unwrap()
         else {
             panic!()
         };
@@ -752,18 +612,10 @@ mod tests {
 
     #[test]
     fn string_kv_appends_concatenate() {
-        let model = StringKv {
-            initial: String::new(),
-        };
-        let s = model
-            .step(&model.init(), &StringOp::Append("x 1 y".into()))
-            .unwrap();
+        let model = StringKv { initial: String::new() };
+        let s = model.step(&model.init(), &StringOp::Append("x 1 y".into())).unwrap();
         let s = model.step(&s, &StringOp::Append("x 2 y".into())).unwrap();
-        assert!(model
-            .step(&s, &StringOp::Get("x 1 yx 2 y".into()))
-            .is_some());
-        assert!(model
-            .step(&s, &StringOp::Get("x 2 yx 1 y".into()))
-            .is_none());
+        assert!(model.step(&s, &StringOp::Get("x 1 yx 2 y".into())).is_some());
+        assert!(model.step(&s, &StringOp::Get("x 2 yx 1 y".into())).is_none());
     }
 }

@@ -42,10 +42,7 @@ impl PairedOp {
     }
 
     pub fn result_value(&self) -> &Value {
-        self.completion
-            .as_ref()
-            .map(|c| &c.value)
-            .unwrap_or(&Value::Null)
+        self.completion.as_ref().map(|c| &c.value).unwrap_or(&Value::Null)
     }
 
     pub fn error(&self) -> Option<&str> {
@@ -75,10 +72,7 @@ pub struct Paired {
 /// Pairs records. Strict: the first broken rule is an error naming file and line. Lenient: the
 /// offending record is skipped and counted.
 pub fn pair(records: &[LineRecord], file: &str, lenient: bool) -> Result<Paired, InputError> {
-    let mut paired = Paired {
-        events: records.len(),
-        ..Paired::default()
-    };
+    let mut paired = Paired { events: records.len(), ..Paired::default() };
     // process -> index into paired.ops of its outstanding op
     let mut outstanding: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
     for (position, LineRecord { line, record }) in records.iter().enumerate() {
@@ -112,12 +106,9 @@ pub fn pair(records: &[LineRecord], file: &str, lenient: bool) -> Result<Paired,
                 }
             },
             completion_type => match outstanding.get(&op.process).copied() {
-                None => Some(format!(
-                    "{} of {} on process {} without an invocation",
-                    op.op_type.as_str(),
-                    op.f,
-                    op.process
-                )),
+                None => {
+                    Some(format!("{} of {} on process {} without an invocation", op.op_type.as_str(), op.f, op.process))
+                }
                 Some(open) if paired.ops[open].f != op.f => Some(format!(
                     "process {} completes {} but invoked {} at line {}",
                     op.process, op.f, paired.ops[open].f, paired.ops[open].call_line
@@ -180,41 +171,22 @@ mod tests {
 
     #[test]
     fn a_completion_without_invocation_names_its_line() {
-        let err = pair(
-            &[
-                rec(1, 0, OpType::Invoke, "read"),
-                rec(2, 1, OpType::Ok, "read"),
-            ],
-            "h",
-            false,
-        )
-        .unwrap_err();
+        let err = pair(&[rec(1, 0, OpType::Invoke, "read"), rec(2, 1, OpType::Ok, "read")], "h", false).unwrap_err();
         assert_eq!(err.line, 2);
         assert!(err.message.contains("without an invocation"), "{err}");
     }
 
     #[test]
     fn two_outstanding_ops_on_one_process_are_refused() {
-        let err = pair(
-            &[
-                rec(1, 0, OpType::Invoke, "read"),
-                rec(2, 0, OpType::Invoke, "write"),
-            ],
-            "h",
-            false,
-        )
-        .unwrap_err();
+        let err =
+            pair(&[rec(1, 0, OpType::Invoke, "read"), rec(2, 0, OpType::Invoke, "write")], "h", false).unwrap_err();
         assert_eq!(err.line, 2);
         assert!(err.message.contains("still outstanding"), "{err}");
     }
 
     #[test]
     fn lenient_pairing_skips_and_counts() {
-        let records = [
-            rec(1, 0, OpType::Invoke, "read"),
-            rec(2, 1, OpType::Ok, "read"),
-            rec(3, 0, OpType::Ok, "read"),
-        ];
+        let records = [rec(1, 0, OpType::Invoke, "read"), rec(2, 1, OpType::Ok, "read"), rec(3, 0, OpType::Ok, "read")];
         let paired = pair(&records, "h", true).unwrap();
         assert_eq!(paired.skipped.len(), 1);
         assert_eq!(paired.ops.len(), 1);

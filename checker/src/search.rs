@@ -39,15 +39,17 @@ pub struct Budget<'a> {
     pub memory_limit_bytes: u64,
     /// Set by someone else to stop the search (e.g. Ctrl-C, or the overall deadline).
     pub cancel: Option<&'a AtomicBool>,
+    /// Give up (unknown, reason [`CONFIGURATION_BUDGET`]) after this many configurations, so a
+    /// caller can interleave partitions with growing budgets.
+    pub max_configurations: Option<u64>,
 }
+
+/// The reason given when `max_configurations` runs out.
+pub const CONFIGURATION_BUDGET: &str = "configuration budget exhausted";
 
 impl Default for Budget<'_> {
     fn default() -> Self {
-        Budget {
-            deadline: None,
-            memory_limit_bytes: 2 << 30,
-            cancel: None,
-        }
+        Budget { deadline: None, memory_limit_bytes: 2 << 30, cancel: None, max_configurations: None }
     }
 }
 
@@ -136,8 +138,7 @@ impl<'m, M: Model> States<'m, M> {
         self.approx_bytes += (std::mem::size_of::<M::State>() + 48) as u64;
         self.states.push(state);
         let (states, hasher) = (&self.states, &self.hasher);
-        self.index
-            .insert_unique(hash, id, |&i| hasher.hash_one(&states[i as usize]));
+        self.index.insert_unique(hash, id, |&i| hasher.hash_one(&states[i as usize]));
         id
     }
 
@@ -166,13 +167,7 @@ struct Visited {
 
 impl Visited {
     fn new(words: usize) -> Self {
-        Visited {
-            words,
-            bits: Vec::new(),
-            states: Vec::new(),
-            hashes: Vec::new(),
-            table: HashTable::new(),
-        }
+        Visited { words, bits: Vec::new(), states: Vec::new(), hashes: Vec::new(), table: HashTable::new() }
     }
 
     /// Inserts the configuration; false if it was there already.
@@ -202,10 +197,8 @@ impl Visited {
 
     fn approx_bytes(&self) -> u64 {
         // Bit sets, state ids, hashes, and the table's slots (index + control byte, at most 8/7 load).
-        (self.bits.capacity() * 8
-            + self.states.capacity() * 4
-            + self.hashes.capacity() * 8
-            + self.table.capacity() * 5) as u64
+        (self.bits.capacity() * 8 + self.states.capacity() * 4 + self.hashes.capacity() * 8 + self.table.capacity() * 5)
+            as u64
     }
 }
 
@@ -242,10 +235,7 @@ pub fn search<M: Model>(
         if e % 2 == 0 {
             (op.call, e)
         } else {
-            debug_assert!(
-                op.required || op.ret.is_none(),
-                "optional ops are open forever"
-            );
+            debug_assert!(op.required || op.ret.is_none(), "optional ops are open forever");
             (op.ret.unwrap_or(u64::MAX), e)
         }
     };
@@ -262,10 +252,9 @@ pub fn search<M: Model>(
     prev[tail] = last;
 
     let words = n.div_ceil(64);
-    let zobrist: Vec<u64> = (0..n as u64)
-        .map(|i| splitmix64(i ^ 0x5EED_0000_0000))
-        .collect();
+    let zobrist: Vec<u64> = (0..n as u64).map(|i| splitmix64(i ^ 0x5EED_0000_0000)).collect();
     let mut bits = vec![0u64; words];
+    // Zobrist hash of the ops linearised so far.
     let mut hash = 0u64;
     let mut states = States::new(model);
     let mut state = states.intern(init);
@@ -305,24 +294,29 @@ pub fn search<M: Model>(
         }
         iterations += 1;
         if iterations & 0xFFF == 0 {
-            if let Some(reason) = over_budget(budget, states.approx_bytes + visited.approx_bytes())
-            {
+            if budget.max_configurations.is_some_and(|max| visited.len() as u64 > max) {
+                report.verdict = SearchVerdict::Unknown(CONFIGURATION_BUDGET.into());
+                break;
+            }
+            if let Some(reason) = over_budget(budget, states.approx_bytes + visited.approx_bytes()) {
                 report.verdict = SearchVerdict::Unknown(reason);
                 break;
             }
         }
-        debug_assert!(
-            entry != tail,
-            "the list ends in a return, so the walk backtracks before the tail"
-        );
+        debug_assert!(entry != tail, "the list ends in a return, so the walk backtracks before the tail");
         let op_index = entry / 2;
         if entry % 2 == 0 {
             // A call: try to linearise the op here.
             let mut advanced = false;
-            if let Some(next_state) = states.step(state, op_index, &ops[op_index].op) {
+            let step = states.step(state, op_index, &ops[op_index].op);
+            // An optional op that leaves the state as it is gains nothing: the configuration without
+            // it (the current one) has every future this one would have.
+            let step = step.filter(|&s| ops[op_index].required || s != state);
+            if let Some(next_state) = step {
                 let (word, bit) = (op_index / 64, 1u64 << (op_index % 64));
+                let z = zobrist[op_index];
                 bits[word] |= bit;
-                hash ^= zobrist[op_index];
+                hash ^= z;
                 if visited.insert(hash, next_state, &bits) {
                     stack.push((entry as u32, state));
                     state = next_state;
@@ -334,7 +328,7 @@ pub fn search<M: Model>(
                     advanced = true;
                 } else {
                     bits[word] &= !bit;
-                    hash ^= zobrist[op_index];
+                    hash ^= z;
                 }
             }
             if !advanced {
@@ -342,15 +336,8 @@ pub fn search<M: Model>(
             }
         } else {
             // The return of an op not linearised yet: this path is dead.
-            debug_assert!(
-                ops[op_index].required,
-                "only required ops have returns before the end"
-            );
-            if report
-                .deepest
-                .as_ref()
-                .is_none_or(|d| stack.len() > d.order.len())
-            {
+            debug_assert!(ops[op_index].required, "only required ops have returns before the end");
+            if report.deepest.as_ref().is_none_or(|d| stack.len() > d.order.len()) {
                 report.deepest = Some(Deepest {
                     order: stack.iter().map(|&(e, _)| e as usize / 2).collect(),
                     state: states.states[state as usize].clone(),
@@ -392,10 +379,7 @@ fn over_budget(budget: &Budget<'_>, bytes: u64) -> Option<String> {
         return Some("time budget exhausted".into());
     }
     if bytes > budget.memory_limit_bytes {
-        return Some(format!(
-            "memory budget exhausted ({} MiB)",
-            budget.memory_limit_bytes >> 20
-        ));
+        return Some(format!("memory budget exhausted ({} MiB)", budget.memory_limit_bytes >> 20));
     }
     None
 }
@@ -406,61 +390,35 @@ mod tests {
     use crate::model::{Register, RegisterOp};
 
     fn op(o: RegisterOp, call: u64, ret: Option<u64>) -> SearchOp<RegisterOp> {
-        SearchOp {
-            op: o,
-            call,
-            ret,
-            required: ret.is_some(),
-        }
+        SearchOp { op: o, call, ret, required: ret.is_some() }
     }
 
     fn verdict(ops: &[SearchOp<RegisterOp>]) -> SearchVerdict {
-        let model = Register {
-            initial: 0,
-            allow_cas: true,
-        };
+        let model = Register { initial: 0, allow_cas: true };
         search(&model, 0, ops, &Budget::default(), Observe::default()).verdict
     }
 
     #[test]
     fn concurrent_write_and_read_may_go_either_way() {
         use RegisterOp::*;
-        assert_eq!(
-            verdict(&[op(Write(1), 0, Some(3)), op(Read(0), 1, Some(2))]),
-            SearchVerdict::Valid
-        );
-        assert_eq!(
-            verdict(&[op(Write(1), 0, Some(3)), op(Read(1), 1, Some(2))]),
-            SearchVerdict::Valid
-        );
+        assert_eq!(verdict(&[op(Write(1), 0, Some(3)), op(Read(0), 1, Some(2))]), SearchVerdict::Valid);
+        assert_eq!(verdict(&[op(Write(1), 0, Some(3)), op(Read(1), 1, Some(2))]), SearchVerdict::Valid);
     }
 
     #[test]
     fn a_read_after_a_completed_write_must_see_it() {
         use RegisterOp::*;
-        assert_eq!(
-            verdict(&[op(Write(1), 0, Some(1)), op(Read(0), 2, Some(3))]),
-            SearchVerdict::Invalid
-        );
+        assert_eq!(verdict(&[op(Write(1), 0, Some(1)), op(Read(0), 2, Some(3))]), SearchVerdict::Invalid);
     }
 
     #[test]
     fn an_open_write_may_take_effect_late_or_never() {
         use RegisterOp::*;
         // The write never completed; one read saw nothing, a later one saw it.
-        let ops = [
-            op(Write(1), 0, None),
-            op(Read(0), 1, Some(2)),
-            op(Read(1), 3, Some(4)),
-            op(Read(1), 5, Some(6)),
-        ];
+        let ops = [op(Write(1), 0, None), op(Read(0), 1, Some(2)), op(Read(1), 3, Some(4)), op(Read(1), 5, Some(6))];
         assert_eq!(verdict(&ops), SearchVerdict::Valid);
         // ... but once seen it cannot be unseen.
-        let ops = [
-            op(Write(1), 0, None),
-            op(Read(1), 1, Some(2)),
-            op(Read(0), 3, Some(4)),
-        ];
+        let ops = [op(Write(1), 0, None), op(Read(1), 1, Some(2)), op(Read(0), 3, Some(4))];
         assert_eq!(verdict(&ops), SearchVerdict::Invalid);
         // ... and an open write cannot take effect before its invocation.
         let ops = [op(Read(1), 0, Some(1)), op(Write(1), 2, None)];
@@ -471,23 +429,11 @@ mod tests {
     fn a_zero_time_budget_gives_unknown_never_valid() {
         use RegisterOp::*;
         // Many concurrent writes and a read nobody wrote: exhaustive search, cut short.
-        let mut ops: Vec<_> = (0..40)
-            .map(|i| op(Write(i + 1), i as u64, Some(1000 + i as u64)))
-            .collect();
+        let mut ops: Vec<_> = (0..40).map(|i| op(Write(i + 1), i as u64, Some(1000 + i as u64))).collect();
         ops.push(op(Read(999), 500, Some(2000)));
-        let model = Register {
-            initial: 0,
-            allow_cas: true,
-        };
-        let budget = Budget {
-            deadline: Some(Instant::now()),
-            ..Budget::default()
-        };
+        let model = Register { initial: 0, allow_cas: true };
+        let budget = Budget { deadline: Some(Instant::now()), ..Budget::default() };
         let report = search(&model, 0, &ops, &budget, Observe::default());
-        assert!(
-            matches!(report.verdict, SearchVerdict::Unknown(_)),
-            "{:?}",
-            report.verdict
-        );
+        assert!(matches!(report.verdict, SearchVerdict::Unknown(_)), "{:?}", report.verdict);
     }
 }

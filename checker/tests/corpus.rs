@@ -31,8 +31,7 @@ fn expected(prefix: &str) -> Vec<(PathBuf, Option<Verdict>)> {
 }
 
 fn check(path: &Path, model: ModelKind, partition: bool) -> faultline_checker::CheckResult {
-    let imported =
-        read_path(path, None, false).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let imported = read_path(path, None, false).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let options = CheckOptions {
         model,
         partition,
@@ -43,21 +42,11 @@ fn check(path: &Path, model: ModelKind, partition: bool) -> faultline_checker::C
     check_records(&imported.records, &options).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn assert_expected(
-    path: &Path,
-    expected: Option<Verdict>,
-    result: &faultline_checker::CheckResult,
-    what: &str,
-) {
+fn assert_expected(path: &Path, expected: Option<Verdict>, result: &faultline_checker::CheckResult, what: &str) {
     match expected {
         Some(verdict) => assert_eq!(result.verdict, verdict, "{} with {what}", path.display()),
         None => {
-            assert_eq!(
-                result.verdict,
-                Verdict::Unknown,
-                "{}: an empty history has no verdict",
-                path.display()
-            );
+            assert_eq!(result.verdict, Verdict::Unknown, "{}: an empty history has no verdict", path.display());
             assert_eq!(result.reason.as_deref(), Some("no operations"));
         }
     }
@@ -71,12 +60,7 @@ fn etcd_histories_with_the_cas_register_model() {
         let result = check(&path, ModelKind::CasRegister, true);
         assert_expected(&path, verdict, &result, "cas-register");
         if verdict == Some(Verdict::Invalid) {
-            assert_eq!(
-                result.anomalies.len(),
-                1,
-                "{}: an invalid verdict comes with its explanation",
-                path.display()
-            );
+            assert_eq!(result.anomalies.len(), 1, "{}: an invalid verdict comes with its explanation", path.display());
         }
     }
 }
@@ -86,12 +70,7 @@ fn etcd_histories_with_the_kv_model_partitioned_and_not() {
     for (path, verdict) in expected("jepsen/") {
         for partition in [true, false] {
             let result = check(&path, ModelKind::Kv, partition);
-            assert_expected(
-                &path,
-                verdict,
-                &result,
-                &format!("kv, partition={partition}"),
-            );
+            assert_expected(&path, verdict, &result, &format!("kv, partition={partition}"));
         }
     }
 }

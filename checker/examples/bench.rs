@@ -1,0 +1,229 @@
+//! Times the checker on porcupine's corpus and on a generated 1,000,000-event kv history.
+//! Parse time is excluded; checking is single-threaded unless --threads says otherwise.
+//! Run with `scripts/bench-checker.sh` (release build).
+
+use faultline_checker::history::{Op, OpType, Record};
+use faultline_checker::pairing::pair;
+use faultline_checker::{check_paired, read_path, CheckOptions, LineRecord, ModelKind, Verdict};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/porcupine")
+}
+
+fn time_check(records: &[LineRecord], options: &CheckOptions) -> (Verdict, Duration) {
+    let paired = pair(records, "bench", false).unwrap();
+    let started = Instant::now();
+    let result = check_paired(paired, options).unwrap();
+    (result.verdict, started.elapsed())
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let only = args.iter().position(|a| a == "--only").map(|i| args[i + 1].clone());
+    let threads: usize = args.iter().position(|a| a == "--threads").map(|i| args[i + 1].parse().unwrap()).unwrap_or(1);
+    if let Some(i) = args.iter().position(|a| a == "--dump") {
+        let model = ModelKind::from_name(&args[i + 2]).unwrap();
+        dump(&args[i + 1], model, !args.iter().any(|a| a == "--no-partition"));
+        return;
+    }
+    let runs = 5;
+    let want = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
+    let base =
+        CheckOptions { threads, explain: false, timeout: Some(Duration::from_secs(60)), ..CheckOptions::default() };
+
+    if want("etcd") {
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(corpus().join("jepsen")).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        let histories: Vec<Vec<LineRecord>> =
+            files.iter().map(|f| read_path(f, None, false).unwrap().records).collect();
+        let options = CheckOptions { model: ModelKind::CasRegister, ..base.clone() };
+        let mut totals = Vec::new();
+        let mut slowest = (Duration::ZERO, PathBuf::new());
+        for _ in 0..runs {
+            let mut total = Duration::ZERO;
+            for (file, records) in files.iter().zip(&histories) {
+                let (_, elapsed) = time_check(records, &options);
+                total += elapsed;
+                if elapsed > slowest.0 {
+                    slowest = (elapsed, file.clone());
+                }
+            }
+            totals.push(total);
+        }
+        println!(
+            "etcd: {} histories, cas-register: {:.1} ms total (median of {runs}); slowest single file {} {:.2} ms",
+            files.len(),
+            median(totals).as_secs_f64() * 1e3,
+            slowest.1.file_name().unwrap().to_string_lossy(),
+            slowest.0.as_secs_f64() * 1e3
+        );
+    }
+
+    for name in ["c01-ok", "c01-bad", "c10-ok", "c10-bad", "c50-ok", "c50-bad"] {
+        let records = read_path(&corpus().join(format!("kv/{name}.txt")), None, false).unwrap().records;
+        for partition in [true, false] {
+            let label = format!("kv {name} {}", if partition { "partitioned" } else { "unpartitioned" });
+            if !want(&label) {
+                continue;
+            }
+            let options = CheckOptions { model: ModelKind::StringKv, partition, ..base.clone() };
+            let mut samples = Vec::new();
+            let mut verdict = Verdict::Unknown;
+            let n = if partition || name.starts_with("c01") { runs } else { 1 };
+            for _ in 0..n {
+                let (v, elapsed) = time_check(&records, &options);
+                verdict = v;
+                samples.push(elapsed);
+            }
+            println!("{label}: {} in {:.1} ms (median of {n})", verdict.as_str(), median(samples).as_secs_f64() * 1e3);
+        }
+    }
+
+    if want("million") {
+        let records = million_event_history(1_000_000, 1_000, 10);
+        let options = CheckOptions { model: ModelKind::Kv, timeout: Some(Duration::from_secs(120)), ..base.clone() };
+        let (verdict, elapsed) = time_check(&records, &options);
+        println!(
+            "generated kv: {} events, 1000 keys, {} in {:.2} s (peak RSS {} MiB)",
+            records.len(),
+            verdict.as_str(),
+            elapsed.as_secs_f64(),
+            peak_rss_mib()
+        );
+    }
+}
+
+/// A linearizable kv history: `processes` clients doing read/write/cas on `keys` registers, with
+/// real overlap. Each op takes effect at a point inside its interval, so the history is valid by
+/// construction; a few ops time out (info) and some cas fail with cas-mismatch.
+fn million_event_history(events: usize, keys: u64, processes_per_key: u64) -> Vec<LineRecord> {
+    let mut rng = 0x1234_5678_9abc_def0u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut values = vec![0u64; keys as usize];
+    let mut records = Vec::with_capacity(events);
+    let mut index = 0u64;
+    let mut push = |records: &mut Vec<LineRecord>,
+                    process: u64,
+                    op_type: OpType,
+                    f: &str,
+                    key: u64,
+                    value: serde_json::Value,
+                    error: Option<&str>| {
+        records.push(LineRecord {
+            line: index as usize + 1,
+            record: Record::Op(Op {
+                index,
+                time: index,
+                process,
+                op_type,
+                f: f.into(),
+                value,
+                key: Some(json!(key)),
+                error: error.map(str::to_string),
+            }),
+        });
+        index += 1;
+    };
+    // Rounds: in each, every process of a key invokes, then they take effect in a random order,
+    // then complete in another random order; reads return the value at their effect point.
+    let mut process_base = 0u64;
+    while records.len() < events {
+        for key in 0..keys {
+            let k = key as usize;
+            let n = processes_per_key.min(((events - records.len()) / 2) as u64);
+            if n == 0 {
+                break;
+            }
+            let mut ops = Vec::new();
+            for p in 0..n {
+                let kind = next() % 3;
+                let (f, value) = match kind {
+                    0 => ("read", serde_json::Value::Null),
+                    1 => ("write", json!(next() % 5)),
+                    _ => ("cas", json!([next() % 5, next() % 5])),
+                };
+                let process = process_base + key * processes_per_key + p;
+                push(&mut records, process, OpType::Invoke, f, key, value.clone(), None);
+                ops.push((process, f, value));
+            }
+            let mut effect: Vec<usize> = (0..ops.len()).collect();
+            for i in (1..effect.len()).rev() {
+                effect.swap(i, (next() % (i as u64 + 1)) as usize);
+            }
+            let mut completions = Vec::new();
+            for &i in &effect {
+                let (process, f, value) = &ops[i];
+                let (op_type, out, error) = match *f {
+                    "read" => (OpType::Ok, json!(values[k]), None),
+                    "write" => {
+                        values[k] = value.as_u64().unwrap();
+                        (OpType::Ok, value.clone(), None)
+                    }
+                    _ => {
+                        let (from, to) = (value[0].as_u64().unwrap(), value[1].as_u64().unwrap());
+                        if values[k] == from {
+                            values[k] = to;
+                            (OpType::Ok, value.clone(), None)
+                        } else {
+                            (OpType::Fail, value.clone(), Some("cas-mismatch"))
+                        }
+                    }
+                };
+                let op_type = if next() % 50 == 0 && *f != "read" { OpType::Info } else { op_type };
+                completions.push((*process, *f, out, op_type, error));
+            }
+            for i in (1..completions.len()).rev() {
+                completions.swap(i, (next() % (i as u64 + 1)) as usize);
+            }
+            for (process, f, out, op_type, error) in completions {
+                let error = if op_type == OpType::Info { Some("timeout") } else { error };
+                push(&mut records, process, op_type, f, key, out, error);
+            }
+        }
+        process_base += keys * processes_per_key;
+    }
+    records
+}
+
+fn peak_rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0))
+        })
+        .unwrap_or(0)
+        / 1024
+}
+
+#[allow(dead_code)]
+pub fn dump(path: &str, model: ModelKind, partition: bool) {
+    let records = read_path(Path::new(path), None, false).unwrap().records;
+    let options = CheckOptions {
+        model,
+        partition,
+        threads: 10,
+        explain: false,
+        timeout: Some(Duration::from_secs(20)),
+        ..CheckOptions::default()
+    };
+    let result = faultline_checker::check_records(&records, &options).unwrap();
+    for p in &result.partitions {
+        println!("{:?} ops={} {:?} configs={} {:.1}ms", p.key, p.ops, p.verdict, p.configurations, p.elapsed_ms);
+    }
+}
