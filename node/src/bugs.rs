@@ -80,10 +80,7 @@ pub struct UnknownBug(pub String);
 impl FromStr for Bug {
     type Err = UnknownBug;
     fn from_str(s: &str) -> Result<Bug, UnknownBug> {
-        Bug::ALL
-            .into_iter()
-            .find(|b| b.name() == s)
-            .ok_or_else(|| UnknownBug(s.to_string()))
+        Bug::ALL.into_iter().find(|b| b.name() == s).ok_or_else(|| UnknownBug(s.to_string()))
     }
 }
 

@@ -78,20 +78,10 @@ pub struct Client {
 
 impl Client {
     pub fn new(options: ClientOptions) -> Client {
-        assert!(
-            !options.nodes.is_empty(),
-            "a client needs at least one node address"
-        );
+        assert!(!options.nodes.is_empty(), "a client needs at least one node address");
         assert!(options.client_id != 0, "client_id 0 is reserved");
         let next_node = (options.client_id as usize) % options.nodes.len();
-        Client {
-            options,
-            seq: 0,
-            next_request_id: 1,
-            next_node,
-            leader_hint: None,
-            connection: None,
-        }
+        Client { options, seq: 0, next_request_id: 1, next_node, leader_hint: None, connection: None }
     }
 
     pub fn client_id(&self) -> u64 {
@@ -114,17 +104,12 @@ impl Client {
             let addr = self.pick_node();
             match self.attempt(&addr, seq, body.clone(), deadline).await {
                 Ok(ResponseResult::Ok { value }) => return Outcome::Ok(value),
-                Ok(ResponseResult::Error {
-                    error,
-                    definite,
-                    leader_hint,
-                    ..
-                }) => {
+                Ok(ResponseResult::Error { error, definite, leader_hint, .. }) => {
                     match error.as_str() {
                         // Answers of the state machine itself: exactly-once makes them final.
-                        error_names::CAS_MISMATCH
-                        | error_names::WRONG_EXPECTED_VERSION
-                        | error_names::BAD_REQUEST => return Outcome::Fail(error),
+                        error_names::CAS_MISMATCH | error_names::WRONG_EXPECTED_VERSION | error_names::BAD_REQUEST => {
+                            return Outcome::Fail(error)
+                        }
                         error_names::STALE_SEQ => return Outcome::Info(error),
                         error_names::NOT_LEADER => {
                             self.leader_hint = leader_hint.filter(|h| *h != addr);
@@ -174,27 +159,16 @@ impl Client {
 
     /// Sends one request to one node, without retries (admin commands:
     /// `AddLearner`, `Promote`, `RemoveNode`, `TransferLeader`, `Status`).
-    pub async fn request_once(
-        addr: &str,
-        body: RequestBody,
-        timeout: Duration,
-    ) -> anyhow::Result<ResponseResult> {
+    pub async fn request_once(addr: &str, body: RequestBody, timeout: Duration) -> anyhow::Result<ResponseResult> {
         let work = async {
             let mut stream = TcpStream::connect(addr).await?;
-            let request = Request {
-                id: 1,
-                client_id: 0,
-                seq: 0,
-                body,
-            };
+            let request = Request { id: 1, client_id: 0, seq: 0, body };
             protocol::write_frame(&mut stream, &serde_json::to_vec(&request)?).await?;
             let frame = protocol::read_frame(&mut stream, protocol::MAX_CLIENT_FRAME_BYTES).await?;
             let response: Response = serde_json::from_slice(&frame)?;
             anyhow::Ok(response.result)
         };
-        tokio::time::timeout(timeout, work)
-            .await
-            .map_err(|_| anyhow::anyhow!("request to {addr} timed out"))?
+        tokio::time::timeout(timeout, work).await.map_err(|_| anyhow::anyhow!("request to {addr} timed out"))?
     }
 
     fn pick_node(&mut self) -> String {
@@ -227,32 +201,19 @@ impl Client {
         if self.connection.as_ref().is_none_or(|c| c.addr != addr) {
             self.connection = None;
             let left = deadline.saturating_duration_since(Instant::now());
-            let stream = match tokio::time::timeout(
-                self.options.connect_timeout.min(left),
-                TcpStream::connect(addr),
-            )
-            .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Err(AttemptError::NotSent(format!("connect {addr}: {e}"))),
-                Err(_) => return Err(AttemptError::NotSent(format!("connect {addr}: timed out"))),
-            };
+            let stream =
+                match tokio::time::timeout(self.options.connect_timeout.min(left), TcpStream::connect(addr)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return Err(AttemptError::NotSent(format!("connect {addr}: {e}"))),
+                    Err(_) => return Err(AttemptError::NotSent(format!("connect {addr}: timed out"))),
+                };
             let _ = stream.set_nodelay(true);
             let (reader, writer) = stream.into_split();
-            self.connection = Some(Connection {
-                addr: addr.to_string(),
-                reader,
-                writer,
-            });
+            self.connection = Some(Connection { addr: addr.to_string(), reader, writer });
         }
         let id = self.next_request_id;
         self.next_request_id += 1;
-        let request = Request {
-            id,
-            client_id: self.options.client_id,
-            seq,
-            body,
-        };
+        let request = Request { id, client_id: self.options.client_id, seq, body };
         let payload = serde_json::to_vec(&request).expect("requests serialise");
         let conn = self.connection.as_mut().expect("connected");
         let left = deadline.saturating_duration_since(Instant::now());
@@ -268,11 +229,8 @@ impl Client {
                 return Err(AttemptError::Unknown("write failed".into()));
             }
         }
-        let wait_until = Instant::now()
-            + self
-                .options
-                .attempt_timeout
-                .min(deadline.saturating_duration_since(Instant::now()));
+        let wait_until =
+            Instant::now() + self.options.attempt_timeout.min(deadline.saturating_duration_since(Instant::now()));
         loop {
             let left = wait_until.saturating_duration_since(Instant::now());
             let conn = self.connection.as_mut().expect("connected");

@@ -93,11 +93,8 @@ fn main() {
         }
     };
     let id = options.id;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(server::run(options, shutdown_signal()));
     if let Err(e) = result {
         tracing::error!("node n{id}: {e:#}");
@@ -113,24 +110,14 @@ fn options_from(cli: &Cli) -> anyhow::Result<NodeOptions> {
     let mut peers = server::parse_peers(&cli.peers).context("parsing --peers")?;
     peers.remove(&id);
     let data_dir = cli.data_dir.clone().context("--data-dir is required")?;
-    let bugs = cli
-        .bugs
-        .iter()
-        .map(|b| b.parse::<Bug>())
-        .collect::<Result<Vec<_>, _>>()?;
-    anyhow::ensure!(
-        cli.heartbeat_ticks < cli.election_ticks,
-        "--heartbeat-ticks must be below --election-ticks"
-    );
+    let bugs = cli.bugs.iter().map(|b| b.parse::<Bug>()).collect::<Result<Vec<_>, _>>()?;
+    anyhow::ensure!(cli.heartbeat_ticks < cli.election_ticks, "--heartbeat-ticks must be below --election-ticks");
     let voters = match &cli.voters {
         Some(text) => Some(
             text.split(',')
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
-                .map(|t| {
-                    t.parse::<u64>()
-                        .with_context(|| format!("voter id {t:?} is not a number"))
-                })
+                .map(|t| t.parse::<u64>().with_context(|| format!("voter id {t:?} is not a number")))
                 .collect::<anyhow::Result<Vec<u64>>>()?,
         ),
         None => None,

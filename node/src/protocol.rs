@@ -82,22 +82,8 @@ impl RequestBody {
             RequestBody::Write { key, value } => Op::Write { key, value },
             RequestBody::Cas { key, from, to } => Op::Cas { key, from, to },
             RequestBody::Delete { key } => Op::Delete { key },
-            RequestBody::Append {
-                stream,
-                event,
-                expected_version,
-            } => Op::Append {
-                stream,
-                event,
-                expected_version,
-            },
-            RequestBody::ReadStream {
-                stream,
-                from_version,
-            } => Op::ReadStream {
-                stream,
-                from_version,
-            },
+            RequestBody::Append { stream, event, expected_version } => Op::Append { stream, event, expected_version },
+            RequestBody::ReadStream { stream, from_version } => Op::ReadStream { stream, from_version },
             RequestBody::Status
             | RequestBody::TransferLeader { .. }
             | RequestBody::AddLearner { .. }
@@ -112,22 +98,8 @@ impl RequestBody {
             Op::Write { key, value } => RequestBody::Write { key, value },
             Op::Cas { key, from, to } => RequestBody::Cas { key, from, to },
             Op::Delete { key } => RequestBody::Delete { key },
-            Op::Append {
-                stream,
-                event,
-                expected_version,
-            } => RequestBody::Append {
-                stream,
-                event,
-                expected_version,
-            },
-            Op::ReadStream {
-                stream,
-                from_version,
-            } => RequestBody::ReadStream {
-                stream,
-                from_version,
-            },
+            Op::Append { stream, event, expected_version } => RequestBody::Append { stream, event, expected_version },
+            Op::ReadStream { stream, from_version } => RequestBody::ReadStream { stream, from_version },
         }
     }
 }
@@ -194,10 +166,7 @@ pub enum FrameError {
 
 /// Reads one `[u32 BE length][payload]` frame, refusing lengths over `max`
 /// before allocating anything.
-pub async fn read_frame<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    max: u32,
-) -> Result<Vec<u8>, FrameError> {
+pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max: u32) -> Result<Vec<u8>, FrameError> {
     let mut len_bytes = [0u8; 4];
     match reader.read_exact(&mut len_bytes).await {
         Ok(_) => {}
@@ -220,10 +189,7 @@ pub fn encode_frame(payload: &[u8]) -> Vec<u8> {
     out
 }
 
-pub async fn write_frame<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    payload: &[u8],
-) -> std::io::Result<()> {
+pub async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, payload: &[u8]) -> std::io::Result<()> {
     writer.write_all(&encode_frame(payload)).await
 }
 
@@ -238,34 +204,12 @@ mod tests {
             json!({"id": 1, "client_id": 9, "seq": 2, "op": "cas", "key": "k", "from": 1, "to": 2}),
         )
         .unwrap();
-        assert_eq!(
-            r.body,
-            RequestBody::Cas {
-                key: "k".into(),
-                from: json!(1),
-                to: json!(2)
-            }
-        );
-        let r: Request = serde_json::from_value(
-            json!({"id": 2, "op": "append", "stream": "s", "event": {"a": 1}}),
-        )
-        .unwrap();
-        assert_eq!(
-            r.body,
-            RequestBody::Append {
-                stream: "s".into(),
-                event: json!({"a": 1}),
-                expected_version: None
-            }
-        );
-        let ok = Response {
-            id: 1,
-            result: ResponseResult::Ok { value: json!(5) },
-        };
-        assert_eq!(
-            serde_json::to_value(&ok).unwrap(),
-            json!({"id": 1, "status": "ok", "value": 5})
-        );
+        assert_eq!(r.body, RequestBody::Cas { key: "k".into(), from: json!(1), to: json!(2) });
+        let r: Request =
+            serde_json::from_value(json!({"id": 2, "op": "append", "stream": "s", "event": {"a": 1}})).unwrap();
+        assert_eq!(r.body, RequestBody::Append { stream: "s".into(), event: json!({"a": 1}), expected_version: None });
+        let ok = Response { id: 1, result: ResponseResult::Ok { value: json!(5) } };
+        assert_eq!(serde_json::to_value(&ok).unwrap(), json!({"id": 1, "status": "ok", "value": 5}));
         let err = Response {
             id: 2,
             result: ResponseResult::Error {

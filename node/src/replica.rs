@@ -15,8 +15,7 @@ use serde_json::Value;
 
 use crate::bugs::{Bug, Bugs};
 use crate::raft::{
-    Config, Entry, EntryPayload, Membership, Message, NodeId, NotLeader, Persisted, Raft, Ready,
-    Snapshot,
+    Config, Entry, EntryPayload, Membership, Message, NodeId, NotLeader, Persisted, Raft, Ready, Snapshot,
 };
 use crate::store::{Command, Op, OpError, SessionLimits, Store};
 
@@ -158,23 +157,11 @@ pub struct Replica {
 
 impl Replica {
     /// Restarts from what was persisted. A snapshot's data must be a [`Store::to_snapshot`].
-    pub fn new(
-        config: ReplicaConfig,
-        persisted: Persisted,
-        seed: u64,
-    ) -> Result<Replica, serde_json::Error> {
+    pub fn new(config: ReplicaConfig, persisted: Persisted, seed: u64) -> Result<Replica, serde_json::Error> {
         let no_dedup = config.bugs.has(Bug::NoDedup);
         let (store, applied_index, applied_membership) = match &persisted.snapshot {
-            Some(s) => (
-                Store::from_snapshot(&s.data, no_dedup)?,
-                s.index,
-                s.membership.clone(),
-            ),
-            None => (
-                Store::new(config.session_limits, no_dedup),
-                0,
-                persisted.initial_membership.clone(),
-            ),
+            Some(s) => (Store::from_snapshot(&s.data, no_dedup)?, s.index, s.membership.clone()),
+            None => (Store::new(config.session_limits, no_dedup), 0, persisted.initial_membership.clone()),
         };
         let raft = Raft::new(config.raft.clone(), persisted, seed);
         Ok(Replica {
@@ -241,9 +228,7 @@ impl Replica {
 
     fn read(&mut self, token: Token, op: Op) {
         let leader = self.raft.is_leader();
-        if (leader && self.bugs.has(Bug::StaleRead))
-            || (!leader && self.bugs.has(Bug::FollowerStaleRead))
-        {
+        if (leader && self.bugs.has(Bug::StaleRead)) || (!leader && self.bugs.has(Bug::FollowerStaleRead)) {
             let result = self.store.read(&op).map_err(ReplyError::Op);
             self.replies.push((token, result));
             return;
@@ -254,17 +239,16 @@ impl Replica {
             Ok(()) => {
                 self.reads.insert(id, (token, op));
             }
-            Err(NotLeader::NotLeader { leader_hint }) => self
-                .replies
-                .push((token, Err(ReplyError::NotLeader { leader_hint }))),
+            Err(NotLeader::NotLeader { leader_hint }) => {
+                self.replies.push((token, Err(ReplyError::NotLeader { leader_hint })))
+            }
         }
     }
 
     fn write(&mut self, token: Token, request: ClientRequest) {
         if !self.raft.is_leader() {
             let leader_hint = self.raft.leader_id();
-            self.replies
-                .push((token, Err(ReplyError::NotLeader { leader_hint })));
+            self.replies.push((token, Err(ReplyError::NotLeader { leader_hint })));
             return;
         }
         if let Some(result) = self.store.cached_result(request.client_id, request.seq) {
@@ -272,36 +256,17 @@ impl Replica {
             self.replies.push((token, result.map_err(ReplyError::Op)));
             return;
         }
-        let is_plain_write = matches!(
-            request.op,
-            Op::Write { .. }
-                | Op::Delete { .. }
-                | Op::Append {
-                    expected_version: None,
-                    ..
-                }
-        );
-        let command = Command {
-            client_id: request.client_id,
-            seq: request.seq,
-            op: request.op,
-        };
+        let is_plain_write =
+            matches!(request.op, Op::Write { .. } | Op::Delete { .. } | Op::Append { expected_version: None, .. });
+        let command = Command { client_id: request.client_id, seq: request.seq, op: request.op };
         let data = serde_json::to_vec(&command).expect("command serialises");
         match self.raft.propose(data) {
             Ok((index, term)) => {
-                self.writes.insert(
-                    index,
-                    PendingWrite {
-                        token,
-                        term,
-                        op_acked_early: false,
-                        is_plain_write,
-                    },
-                );
+                self.writes.insert(index, PendingWrite { token, term, op_acked_early: false, is_plain_write });
             }
-            Err(NotLeader::NotLeader { leader_hint }) => self
-                .replies
-                .push((token, Err(ReplyError::NotLeader { leader_hint }))),
+            Err(NotLeader::NotLeader { leader_hint }) => {
+                self.replies.push((token, Err(ReplyError::NotLeader { leader_hint })))
+            }
         }
     }
 
@@ -318,9 +283,7 @@ impl Replica {
     pub fn change_membership(&mut self, change: MembershipChange) -> Result<u64, AdminError> {
         let raft = &self.raft;
         if !raft.is_leader() {
-            return Err(AdminError::NotLeader {
-                leader_hint: raft.leader_id(),
-            });
+            return Err(AdminError::NotLeader { leader_hint: raft.leader_id() });
         }
         if raft.membership_change_pending() {
             return Err(AdminError::ChangeInProgress);
@@ -329,9 +292,7 @@ impl Replica {
         match change {
             MembershipChange::AddLearner(id) => {
                 if next.is_voter(id) || !next.learners.insert(id) {
-                    return Err(AdminError::Invalid(format!(
-                        "node {id} is already a member"
-                    )));
+                    return Err(AdminError::Invalid(format!("node {id} is already a member")));
                 }
             }
             MembershipChange::Promote(id) => {
@@ -355,11 +316,8 @@ impl Replica {
                 }
             }
         }
-        let result = self
-            .raft
-            .propose_membership(next)
-            .map(|(index, _)| index)
-            .map_err(|_| AdminError::ChangeInProgress);
+        let result =
+            self.raft.propose_membership(next).map(|(index, _)| index).map_err(|_| AdminError::ChangeInProgress);
         self.after_input();
         result
     }
@@ -376,8 +334,7 @@ impl Replica {
             // The entries may still commit under the next leader: indefinite.
             for (_, write) in std::mem::take(&mut self.writes) {
                 if !write.op_acked_early {
-                    self.replies
-                        .push((write.token, Err(ReplyError::LeadershipLost)));
+                    self.replies.push((write.token, Err(ReplyError::LeadershipLost)));
                 }
             }
         }
@@ -423,12 +380,9 @@ impl Replica {
                 continue;
             };
             match read.index {
-                None => self
-                    .replies
-                    .push((token, Err(ReplyError::ReadNotConfirmed))),
+                None => self.replies.push((token, Err(ReplyError::ReadNotConfirmed))),
                 Some(index) => {
-                    self.reads_waiting_apply
-                        .insert((index, read.id), (token, op));
+                    self.reads_waiting_apply.insert((index, read.id), (token, op));
                 }
             }
         }
@@ -438,35 +392,25 @@ impl Replica {
     }
 
     fn install_snapshot(&mut self, snapshot: &Snapshot) {
-        self.store = Store::from_snapshot(&snapshot.data, self.bugs.has(Bug::NoDedup))
-            .expect("snapshot from a peer decodes");
+        self.store =
+            Store::from_snapshot(&snapshot.data, self.bugs.has(Bug::NoDedup)).expect("snapshot from a peer decodes");
         self.applied_index = snapshot.index;
         self.applied_membership = snapshot.membership.clone();
-        let stale: Vec<u64> = self
-            .writes
-            .range(..=snapshot.index)
-            .map(|(i, _)| *i)
-            .collect();
+        let stale: Vec<u64> = self.writes.range(..=snapshot.index).map(|(i, _)| *i).collect();
         for index in stale {
             let write = self.writes.remove(&index).expect("present");
             if !write.op_acked_early {
-                self.replies
-                    .push((write.token, Err(ReplyError::LeadershipLost)));
+                self.replies.push((write.token, Err(ReplyError::LeadershipLost)));
             }
         }
     }
 
     fn apply(&mut self, entry: &Entry) {
-        assert_eq!(
-            entry.index,
-            self.applied_index + 1,
-            "entries are applied in order, once"
-        );
+        assert_eq!(entry.index, self.applied_index + 1, "entries are applied in order, once");
         self.applied_index = entry.index;
         let result = match &entry.payload {
             EntryPayload::Command(data) => {
-                let command: Command =
-                    serde_json::from_slice(data).expect("committed command decodes");
+                let command: Command = serde_json::from_slice(data).expect("committed command decodes");
                 Some(self.store.apply(entry.index, &command))
             }
             EntryPayload::Membership(m) => {
@@ -492,10 +436,7 @@ impl Replica {
             if index > self.applied_index {
                 break;
             }
-            let (token, op) = self
-                .reads_waiting_apply
-                .remove(&(index, id))
-                .expect("present");
+            let (token, op) = self.reads_waiting_apply.remove(&(index, id)).expect("present");
             let result = self.store.read(&op).map_err(ReplyError::Op);
             self.replies.push((token, result));
         }
@@ -508,16 +449,10 @@ impl Replica {
         }
         let index = self.applied_index;
         let term = self.raft.log_term(index).expect("applied entry in log");
-        let snapshot = Snapshot {
-            index,
-            term,
-            membership: self.applied_membership.clone(),
-            data: self.store.to_snapshot(),
-        };
+        let snapshot =
+            Snapshot { index, term, membership: self.applied_membership.clone(), data: self.store.to_snapshot() };
         self.raft.compact(snapshot.clone());
-        Advanced {
-            new_snapshot: Some(snapshot),
-        }
+        Advanced { new_snapshot: Some(snapshot) }
     }
 
     pub fn take_replies(&mut self) -> Vec<(Token, Reply)> {

@@ -21,13 +21,9 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::bugs::Bugs;
-use crate::protocol::{
-    self, error_names, FrameError, PeerHello, Request, RequestBody, Response, ResponseResult,
-};
+use crate::protocol::{self, error_names, FrameError, PeerHello, Request, RequestBody, Response, ResponseResult};
 use crate::raft::{HardState, Membership, Message, NodeId, Persisted, Role};
-use crate::replica::{
-    AdminError, ClientRequest, MembershipChange, Replica, ReplicaConfig, ReplyError, Token,
-};
+use crate::replica::{AdminError, ClientRequest, MembershipChange, Replica, ReplicaConfig, ReplyError, Token};
 use crate::wal::Wal;
 
 /// Everything `faultline-node` is started with.
@@ -52,12 +48,7 @@ pub struct NodeOptions {
 }
 
 impl NodeOptions {
-    pub fn new(
-        id: NodeId,
-        listen: SocketAddr,
-        peers: BTreeMap<NodeId, String>,
-        data_dir: PathBuf,
-    ) -> NodeOptions {
+    pub fn new(id: NodeId, listen: SocketAddr, peers: BTreeMap<NodeId, String>, data_dir: PathBuf) -> NodeOptions {
         NodeOptions {
             id,
             listen,
@@ -79,10 +70,7 @@ impl NodeOptions {
 /// The closed set of things the event loop reacts to.
 enum Event {
     Peer(Message),
-    Client {
-        request: Request,
-        reply: mpsc::UnboundedSender<Response>,
-    },
+    Client { request: Request, reply: mpsc::UnboundedSender<Response> },
     Shutdown,
 }
 
@@ -98,17 +86,11 @@ const PEER_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const PEER_BACKOFF_MAX: Duration = Duration::from_millis(200);
 
 /// Runs a node until `shutdown` resolves (SIGTERM in the binary), then stops cleanly.
-pub async fn run(
-    options: NodeOptions,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let (wal, recovered) = Wal::open(&options.data_dir)
-        .with_context(|| format!("opening the log in {}", options.data_dir.display()))?;
+pub async fn run(options: NodeOptions, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let (wal, recovered) =
+        Wal::open(&options.data_dir).with_context(|| format!("opening the log in {}", options.data_dir.display()))?;
     if recovered.torn_tail_bytes > 0 {
-        warn!(
-            bytes = recovered.torn_tail_bytes,
-            "cut a torn tail off the write-ahead log"
-        );
+        warn!(bytes = recovered.torn_tail_bytes, "cut a torn tail off the write-ahead log");
     }
     let voters: Vec<NodeId> = match &options.voters {
         Some(v) => v.clone(),
@@ -133,12 +115,9 @@ pub async fn run(
     config.raft.lease_reads = options.lease_reads;
     config.snapshot_every_entries = options.snapshot_every_entries;
     let seed = rand::random::<u64>();
-    let replica = Replica::new(config, persisted, seed)
-        .context("restoring the state machine from the snapshot")?;
+    let replica = Replica::new(config, persisted, seed).context("restoring the state machine from the snapshot")?;
 
-    let listener = TcpListener::bind(options.listen)
-        .await
-        .with_context(|| format!("binding {}", options.listen))?;
+    let listener = TcpListener::bind(options.listen).await.with_context(|| format!("binding {}", options.listen))?;
     info!(id = options.id, listen = %options.listen, bugs = ?options.bugs, "listening");
     let (events_tx, events_rx) = std::sync::mpsc::sync_channel::<Event>(MAX_QUEUED_EVENTS);
 
@@ -170,9 +149,7 @@ pub async fn run(
     shutdown.await;
     info!("shutting down");
     let _ = events_tx.send(Event::Shutdown);
-    let result = tokio::task::spawn_blocking(move || loop_thread.join())
-        .await
-        .context("joining the event loop")?;
+    let result = tokio::task::spawn_blocking(move || loop_thread.join()).await.context("joining the event loop")?;
     acceptor.abort();
     match result {
         Ok(outcome) => outcome,
@@ -275,26 +252,17 @@ impl EventLoop {
                     "bugs": self.options.bugs.iter().map(|b| b.name()).collect::<Vec<_>>(),
                     "wal_syncs": self.wal.syncs,
                 });
-                let _ = reply.send(Response {
-                    id,
-                    result: ResponseResult::Ok { value },
-                });
+                let _ = reply.send(Response { id, result: ResponseResult::Ok { value } });
             }
-            RequestBody::AddLearner { node_id } => {
-                self.membership(id, MembershipChange::AddLearner(node_id), reply)
-            }
-            RequestBody::Promote { node_id } => {
-                self.membership(id, MembershipChange::Promote(node_id), reply)
-            }
-            RequestBody::RemoveNode { node_id } => {
-                self.membership(id, MembershipChange::Remove(node_id), reply)
-            }
+            RequestBody::AddLearner { node_id } => self.membership(id, MembershipChange::AddLearner(node_id), reply),
+            RequestBody::Promote { node_id } => self.membership(id, MembershipChange::Promote(node_id), reply),
+            RequestBody::RemoveNode { node_id } => self.membership(id, MembershipChange::Remove(node_id), reply),
             RequestBody::TransferLeader { node_id } => {
                 let result = match self.replica.transfer_leadership(node_id) {
                     Ok(()) => ResponseResult::Ok { value: Value::Null },
-                    Err(_) => self.error_result(&ReplyError::NotLeader {
-                        leader_hint: self.replica.raft().leader_id(),
-                    }),
+                    Err(_) => {
+                        self.error_result(&ReplyError::NotLeader { leader_hint: self.replica.raft().leader_id() })
+                    }
                 };
                 let _ = reply.send(Response { id, result });
             }
@@ -315,42 +283,19 @@ impl EventLoop {
                 let token = self.next_token;
                 self.next_token += 1;
                 let deadline = Instant::now() + self.options.request_timeout;
-                self.waiting.insert(
-                    token,
-                    Waiting {
-                        reply,
-                        request_id: id,
-                        is_read,
-                        deadline,
-                    },
-                );
+                self.waiting.insert(token, Waiting { reply, request_id: id, is_read, deadline });
                 self.deadlines.insert((deadline, token));
-                self.replica.client_request(
-                    token,
-                    ClientRequest {
-                        client_id: request.client_id,
-                        seq: request.seq,
-                        op,
-                    },
-                );
+                self.replica
+                    .client_request(token, ClientRequest { client_id: request.client_id, seq: request.seq, op });
                 self.deliver_replies();
             }
         }
     }
 
-    fn membership(
-        &mut self,
-        id: u64,
-        change: MembershipChange,
-        reply: mpsc::UnboundedSender<Response>,
-    ) {
+    fn membership(&mut self, id: u64, change: MembershipChange, reply: mpsc::UnboundedSender<Response>) {
         let result = match self.replica.change_membership(change) {
-            Ok(index) => ResponseResult::Ok {
-                value: json!({ "index": index }),
-            },
-            Err(AdminError::NotLeader { leader_hint }) => {
-                self.error_result(&ReplyError::NotLeader { leader_hint })
-            }
+            Ok(index) => ResponseResult::Ok { value: json!({ "index": index }) },
+            Err(AdminError::NotLeader { leader_hint }) => self.error_result(&ReplyError::NotLeader { leader_hint }),
             Err(e @ AdminError::ChangeInProgress) => ResponseResult::Error {
                 error: error_names::CHANGE_IN_PROGRESS.into(),
                 definite: true,
@@ -400,10 +345,7 @@ impl EventLoop {
                 Ok(value) => ResponseResult::Ok { value },
                 Err(error) => self.error_result(&error),
             };
-            let _ = waiting.reply.send(Response {
-                id: waiting.request_id,
-                result,
-            });
+            let _ = waiting.reply.send(Response { id: waiting.request_id, result });
         }
     }
 
@@ -422,10 +364,7 @@ impl EventLoop {
                     leader_hint: None,
                     leader_id: None,
                 };
-                let _ = waiting.reply.send(Response {
-                    id: waiting.request_id,
-                    result,
-                });
+                let _ = waiting.reply.send(Response { id: waiting.request_id, result });
             }
         }
     }
@@ -439,29 +378,38 @@ impl EventLoop {
                 leader_hint: None,
                 leader_id: None,
             };
-            let _ = waiting.reply.send(Response {
-                id: waiting.request_id,
-                result,
-            });
+            let _ = waiting.reply.send(Response { id: waiting.request_id, result });
         }
         self.deadlines.clear();
     }
 
-    /// Persist (fsync) → send → apply → reply, for every pending batch.
+    fn send(&mut self, messages: Vec<Message>) {
+        for message in messages {
+            let Some(tx) = self.peers.get(&message.to) else {
+                debug!(to = message.to, "message to an unknown peer dropped");
+                continue;
+            };
+            if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(message) {
+                debug!("peer queue full; message dropped");
+            }
+        }
+    }
+
+    /// Persist (fsync) → send → apply → reply, for every pending batch. A
+    /// leader whose term and vote are durable sends first (`send_before_persist`).
     fn process_ready(&mut self) -> anyhow::Result<()> {
         for _ in 0..64 {
-            let Some(mut ready) = self.replica.ready() else {
-                break;
-            };
+            let Some(mut ready) = self.replica.ready() else { break };
+            if ready.send_before_persist {
+                self.send(std::mem::take(&mut ready.messages));
+            }
             if let Some(snapshot) = &ready.snapshot {
                 let hs = ready.hard_state.unwrap_or(self.persisted_hard_state);
-                self.wal
-                    .save_snapshot(snapshot, &hs, &[])
-                    .context("installing a snapshot from the leader")?;
+                self.wal.save_snapshot(snapshot, &hs, &[]).context("installing a snapshot from the leader")?;
             }
-            let vote_changed = ready.hard_state.is_some_and(|h| {
-                h.term != self.persisted_hard_state.term || h.vote != self.persisted_hard_state.vote
-            });
+            let vote_changed = ready
+                .hard_state
+                .is_some_and(|h| h.term != self.persisted_hard_state.term || h.vote != self.persisted_hard_state.vote);
             let must_sync = vote_changed || !ready.entries.is_empty();
             self.wal
                 .append(ready.hard_state.as_ref(), &ready.entries, must_sync)
@@ -469,25 +417,11 @@ impl EventLoop {
             if let Some(hs) = ready.hard_state {
                 self.persisted_hard_state = hs;
             }
-            for message in std::mem::take(&mut ready.messages) {
-                let Some(tx) = self.peers.get(&message.to) else {
-                    debug!(to = message.to, "message to an unknown peer dropped");
-                    continue;
-                };
-                if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(message) {
-                    debug!("peer queue full; message dropped");
-                }
-            }
+            self.send(std::mem::take(&mut ready.messages));
             let advanced = self.replica.advance(ready);
             if let Some(snapshot) = advanced.new_snapshot {
-                let after: Vec<_> = self
-                    .replica
-                    .raft()
-                    .entries_from(snapshot.index + 1)
-                    .to_vec();
-                self.wal
-                    .save_snapshot(&snapshot, &self.persisted_hard_state, &after)
-                    .context("saving a snapshot")?;
+                let after: Vec<_> = self.replica.raft().entries_from(snapshot.index + 1).to_vec();
+                self.wal.save_snapshot(&snapshot, &self.persisted_hard_state, &after).context("saving a snapshot")?;
                 debug!(index = snapshot.index, "snapshot saved, log compacted");
             }
             self.deliver_replies();
@@ -538,10 +472,7 @@ async fn connection(stream: TcpStream, remote: SocketAddr, events: SyncSender<Ev
             }
         };
         let id = request.id;
-        match events.try_send(Event::Client {
-            request,
-            reply: reply_tx.clone(),
-        }) {
+        match events.try_send(Event::Client { request, reply: reply_tx.clone() }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 let result = ResponseResult::Error {
@@ -585,21 +516,14 @@ fn bad_request(id: u64, message: &str) -> Response {
 
 async fn close_with_error(mut writer: tokio::net::tcp::OwnedWriteHalf, id: u64, message: &str) {
     if let Ok(payload) = serde_json::to_vec(&bad_request(id, message)) {
-        let _ = tokio::time::timeout(
-            Duration::from_secs(1),
-            protocol::write_frame(&mut writer, &payload),
-        )
-        .await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), protocol::write_frame(&mut writer, &payload)).await;
     }
     let _ = writer.shutdown().await;
 }
 
 /// Writes responses as they come, flushing when the queue is momentarily empty.
 /// The task ends once every sender is gone, or the client stops reading for too long.
-async fn client_writer(
-    writer: tokio::net::tcp::OwnedWriteHalf,
-    mut replies: mpsc::UnboundedReceiver<Response>,
-) {
+async fn client_writer(writer: tokio::net::tcp::OwnedWriteHalf, mut replies: mpsc::UnboundedReceiver<Response>) {
     let mut writer = BufWriter::new(writer);
     while let Some(response) = replies.recv().await {
         let mut batch = vec![response];
@@ -663,19 +587,18 @@ async fn peer_sender(me: NodeId, peer: NodeId, addr: String, mut outbox: mpsc::R
     let mut backoff = PEER_BACKOFF_MIN;
     let hello = serde_json::to_vec(&PeerHello { peer_hello: me }).expect("hello serialises");
     loop {
-        let stream =
-            match tokio::time::timeout(PEER_CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
-                Ok(Ok(stream)) => stream,
-                _ => {
-                    while outbox.try_recv().is_ok() {}
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(PEER_BACKOFF_MAX);
-                    if outbox.is_closed() {
-                        return;
-                    }
-                    continue;
+        let stream = match tokio::time::timeout(PEER_CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
+            Ok(Ok(stream)) => stream,
+            _ => {
+                while outbox.try_recv().is_ok() {}
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(PEER_BACKOFF_MAX);
+                if outbox.is_closed() {
+                    return;
                 }
-            };
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         backoff = PEER_BACKOFF_MIN;
         debug!(peer, %addr, "connected to peer");
@@ -717,18 +640,10 @@ async fn peer_sender(me: NodeId, peer: NodeId, addr: String, mut outbox: mpsc::R
 pub fn parse_peers(text: &str) -> anyhow::Result<BTreeMap<NodeId, String>> {
     let mut peers = BTreeMap::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (id, addr) = part
-            .split_once('=')
-            .with_context(|| format!("peer {part:?} is not id=addr"))?;
-        let id: NodeId = id
-            .trim()
-            .parse()
-            .with_context(|| format!("peer id {id:?} is not a number"))?;
+        let (id, addr) = part.split_once('=').with_context(|| format!("peer {part:?} is not id=addr"))?;
+        let id: NodeId = id.trim().parse().with_context(|| format!("peer id {id:?} is not a number"))?;
         anyhow::ensure!(id != 0, "node id 0 is reserved");
-        anyhow::ensure!(
-            peers.insert(id, addr.trim().to_string()).is_none(),
-            "peer {id} listed twice"
-        );
+        anyhow::ensure!(peers.insert(id, addr.trim().to_string()).is_none(), "peer {id} listed twice");
     }
     Ok(peers)
 }

@@ -17,9 +17,7 @@ use serde_json::{json, Value};
 
 use crate::bugs::Bugs;
 use crate::raft::rng::SplitMix64;
-use crate::raft::{
-    Entry, EntryPayload, HardState, Membership, Message, NodeId, Persisted, Role, Snapshot,
-};
+use crate::raft::{Entry, EntryPayload, HardState, Membership, Message, NodeId, Persisted, Role, Snapshot};
 use crate::replica::{ClientRequest, MembershipChange, Replica, ReplicaConfig, ReplyError, Token};
 use crate::store::{Op, OpError};
 
@@ -36,6 +34,8 @@ pub struct SimConfig {
     pub n_keys: usize,
     /// Event streams, checked with the stream model (0: none).
     pub n_streams: usize,
+    /// Appends that carry the expected version the client last saw.
+    pub optimistic_append_percent: u64,
     pub loss_percent: u64,
     pub duplicate_percent: u64,
     pub max_delay_ticks: u64,
@@ -63,6 +63,7 @@ impl SimConfig {
             n_clients: 4,
             n_keys: 3,
             n_streams: 1,
+            optimistic_append_percent: 90,
             loss_percent: 5,
             duplicate_percent: 3,
             max_delay_ticks: 3,
@@ -242,11 +243,7 @@ pub fn run(config: &SimConfig) -> SimOutcome {
         sim.check_liveness();
     }
     sim.finish_pending_ops();
-    SimOutcome {
-        history: sim.history,
-        stats: sim.stats,
-        violations: sim.violations,
-    }
+    SimOutcome { history: sim.history, stats: sim.stats, violations: sim.violations }
 }
 
 impl Sim {
@@ -257,19 +254,10 @@ impl Sim {
         let nodes = (1..=config.n_nodes)
             .map(|id| {
                 let disk = Disk::default();
-                let replica = Replica::new(
-                    Self::replica_config(&config, id),
-                    Self::persisted(&disk, &members),
-                    config.seed,
-                )
-                .expect("fresh replica");
-                SimNode {
-                    replica: Some(replica),
-                    disk,
-                    restarts: 0,
-                    down_until: 0,
-                    was_leader_in_term: None,
-                }
+                let replica =
+                    Replica::new(Self::replica_config(&config, id), Self::persisted(&disk, &members), config.seed)
+                        .expect("fresh replica");
+                SimNode { replica: Some(replica), disk, restarts: 0, down_until: 0, was_leader_in_term: None }
             })
             .collect();
         let clients = (0..config.n_clients)
@@ -371,11 +359,7 @@ impl Sim {
         if self.rng.chance(self.config.crash_per_mille, 1000) {
             let id = 1 + self.rng.below(n);
             // Short crashes land inside an election; long ones outlast it.
-            let down_ticks = if self.rng.chance(1, 2) {
-                1 + self.rng.below(3)
-            } else {
-                5 + self.rng.below(40)
-            };
+            let down_ticks = if self.rng.chance(1, 2) { 1 + self.rng.below(3) } else { 5 + self.rng.below(40) };
             self.crash(id, down_ticks);
         }
         for id in self.node_ids().collect::<Vec<_>>() {
@@ -411,10 +395,7 @@ impl Sim {
         if !self.rng.chance(self.config.admin_per_mille, 1000) {
             return;
         }
-        let leader = self
-            .nodes
-            .iter()
-            .position(|n| n.replica.as_ref().is_some_and(|r| r.raft().is_leader()));
+        let leader = self.nodes.iter().position(|n| n.replica.as_ref().is_some_and(|r| r.raft().is_leader()));
         let Some(leader) = leader else { return };
         let leader_id = leader as u64 + 1;
         let n = self.config.n_nodes;
@@ -430,12 +411,8 @@ impl Sim {
                 }
                 return;
             }
-            1 if !m.members().contains(&target) => {
-                replica.change_membership(MembershipChange::AddLearner(target))
-            }
-            2 if m.learners.contains(&target) => {
-                replica.change_membership(MembershipChange::Promote(target))
-            }
+            1 if !m.members().contains(&target) => replica.change_membership(MembershipChange::AddLearner(target)),
+            2 if m.learners.contains(&target) => replica.change_membership(MembershipChange::Promote(target)),
             3 if m.learners.contains(&target) || (m.voters.contains(&target) && voters > 3) => {
                 replica.change_membership(MembershipChange::Remove(target))
             }
@@ -462,8 +439,7 @@ impl Sim {
         let node = &mut self.nodes[(id - 1) as usize];
         node.restarts += 1;
         let seed = self.config.seed ^ (node.restarts << 32);
-        let replica = Replica::new(config, Self::persisted(&node.disk, &members), seed)
-            .expect("restart from disk");
+        let replica = Replica::new(config, Self::persisted(&node.disk, &members), seed).expect("restart from disk");
         node.replica = Some(replica);
         node.was_leader_in_term = None;
     }
@@ -473,24 +449,16 @@ impl Sim {
             self.stats.messages_lost += 1;
             return;
         }
-        let copies = if self.faults_on && self.rng.chance(self.config.duplicate_percent, 100) {
-            2
-        } else {
-            1
-        };
+        let copies = if self.faults_on && self.rng.chance(self.config.duplicate_percent, 100) { 2 } else { 1 };
         for _ in 0..copies {
             let deliver_at = self.now + 1 + self.rng.below(self.config.max_delay_ticks);
-            self.network.push(InFlight {
-                deliver_at,
-                message: message.clone(),
-            });
+            self.network.push(InFlight { deliver_at, message: message.clone() });
         }
     }
 
     fn deliver_messages(&mut self) {
-        let (mut due, later): (Vec<InFlight>, Vec<InFlight>) = std::mem::take(&mut self.network)
-            .into_iter()
-            .partition(|m| m.deliver_at <= self.now);
+        let (mut due, later): (Vec<InFlight>, Vec<InFlight>) =
+            std::mem::take(&mut self.network).into_iter().partition(|m| m.deliver_at <= self.now);
         self.network = later;
         for i in (1..due.len()).rev() {
             let j = self.rng.below(i as u64 + 1) as usize;
@@ -533,10 +501,7 @@ impl Sim {
             };
             let Some(ready) = replica.ready() else { return };
             // Log matching is checked on every entry as it enters a log.
-            let prev_term_of_first = ready
-                .entries
-                .first()
-                .and_then(|e| replica.raft().log_term(e.index - 1));
+            let prev_term_of_first = ready.entries.first().and_then(|e| replica.raft().log_term(e.index - 1));
             let mut prev_term = prev_term_of_first;
             for entry in &ready.entries {
                 let key = (entry.index, entry.term);
@@ -547,8 +512,7 @@ impl Sim {
                     }
                     Some(existing) => {
                         let same_payload = existing.0 == value.0;
-                        let same_prev =
-                            existing.1.is_none() || value.1.is_none() || existing.1 == value.1;
+                        let same_prev = existing.1.is_none() || value.1.is_none() || existing.1 == value.1;
                         if !same_payload || !same_prev {
                             self.violations.push(format!(
                                 "log matching (Raft §5.3): node {id} has entry index {} term {} that differs from another node's",
@@ -558,6 +522,18 @@ impl Sim {
                     }
                 }
                 prev_term = Some(entry.term);
+            }
+            let mut ready = ready;
+            if ready.send_before_persist {
+                for m in std::mem::take(&mut ready.messages) {
+                    self.send(m);
+                }
+                if self.faults_on && self.rng.chance(self.config.crash_per_mille, 2000) {
+                    // The leader's entries went out but never reached its own disk.
+                    let down_ticks = 1 + self.rng.below(3);
+                    self.crash(id, down_ticks);
+                    return;
+                }
             }
             let node = &mut self.nodes[(id - 1) as usize];
             if let Some(hs) = ready.hard_state {
@@ -570,9 +546,7 @@ impl Sim {
             }
             if let Some(first) = ready.entries.first() {
                 let base = node.disk.snapshot.as_ref().map_or(0, |s| s.index);
-                node.disk
-                    .entries
-                    .truncate((first.index - base - 1) as usize);
+                node.disk.entries.truncate((first.index - base - 1) as usize);
                 node.disk.entries.extend(ready.entries.iter().cloned());
             }
             for entry in &ready.committed_entries {
@@ -590,15 +564,11 @@ impl Sim {
                     Some(_) => {}
                 }
             }
-            let mut ready = ready;
             let outgoing = std::mem::take(&mut ready.messages);
             for m in outgoing {
                 self.send(m);
             }
-            let replica = self.nodes[(id - 1) as usize]
-                .replica
-                .as_mut()
-                .expect("alive");
+            let replica = self.nodes[(id - 1) as usize].replica.as_mut().expect("alive");
             let advanced = replica.advance(ready);
             let replies = replica.take_replies();
             if let Some(snapshot) = advanced.new_snapshot {
@@ -631,9 +601,8 @@ impl Sim {
             let term = raft.term();
             match self.leaders_by_term.get(&term) {
                 Some(other) if *other != id => {
-                    self.violations.push(format!(
-                        "election safety (Raft §5.2): nodes {other} and {id} both lead term {term}"
-                    ));
+                    self.violations
+                        .push(format!("election safety (Raft §5.2): nodes {other} and {id} both lead term {term}"));
                     return;
                 }
                 Some(_) => {}
@@ -644,11 +613,7 @@ impl Sim {
             }
             if self.nodes[(id - 1) as usize].was_leader_in_term != Some(term) {
                 // Leader completeness (Raft §5.4): a new leader holds every applied entry.
-                let raft = self.nodes[(id - 1) as usize]
-                    .replica
-                    .as_ref()
-                    .expect("alive")
-                    .raft();
+                let raft = self.nodes[(id - 1) as usize].replica.as_ref().expect("alive").raft();
                 let from = raft.snapshot_index() + 1;
                 for (&index, &(entry_term, _)) in self.applied.range(from..) {
                     if raft.log_term(index) != Some(entry_term) {
@@ -669,29 +634,18 @@ impl Sim {
             .iter()
             .enumerate()
             .filter_map(|(i, n)| {
-                n.replica
-                    .as_ref()
-                    .filter(|r| r.raft().is_leader())
-                    .map(|r| (i as u64 + 1, r.raft().term()))
+                n.replica.as_ref().filter(|r| r.raft().is_leader()).map(|r| (i as u64 + 1, r.raft().term()))
             })
             .collect();
         let Some(&(leader, _)) = leaders.iter().max_by_key(|(_, t)| *t) else {
-            self.violations.push(format!(
-                "liveness: no leader {} ticks after healing",
-                self.config.heal_ticks
-            ));
+            self.violations.push(format!("liveness: no leader {} ticks after healing", self.config.heal_ticks));
             return;
         };
-        let leader_raft = self.nodes[(leader - 1) as usize]
-            .replica
-            .as_ref()
-            .expect("alive")
-            .raft();
+        let leader_raft = self.nodes[(leader - 1) as usize].replica.as_ref().expect("alive").raft();
         let (last, commit) = (leader_raft.last_index(), leader_raft.commit_index());
         if commit != last {
-            self.violations.push(format!(
-                "liveness: leader {leader} has committed {commit} of {last} entries after healing"
-            ));
+            self.violations
+                .push(format!("liveness: leader {leader} has committed {commit} of {last} entries after healing"));
         }
         let leader_view = format!("{:?}", leader_raft);
         let members = leader_raft.membership().members();
@@ -701,19 +655,13 @@ impl Sim {
             }
             let applied = node.replica.as_ref().map_or(0, |r| r.applied_index());
             if applied != commit {
-                let state = node
-                    .replica
-                    .as_ref()
-                    .map(|r| format!("{:?}", r.raft()))
-                    .unwrap_or_default();
+                let state = node.replica.as_ref().map(|r| format!("{:?}", r.raft())).unwrap_or_default();
                 self.violations.push(format!("liveness: node {} applied {applied}, leader committed {commit}; node: {state}; leader: {leader_view}", i + 1));
             }
         }
         for client in &self.clients {
             if let Some(op) = &client.pending {
-                if self.now - op.started
-                    > 4 * self.config.request_timeout_ticks * MAX_ATTEMPTS as u64
-                {
+                if self.now - op.started > 4 * self.config.request_timeout_ticks * MAX_ATTEMPTS as u64 {
                     self.violations.push(format!(
                         "liveness: client {} has an op pending since tick {}",
                         client.process, op.started
@@ -725,21 +673,9 @@ impl Sim {
 
     // ---- clients ---------------------------------------------------------
 
-    fn record(
-        &mut self,
-        process: u64,
-        kind: &'static str,
-        f: OpKind,
-        key: usize,
-        value: Value,
-        error: Option<String>,
-    ) {
+    fn record(&mut self, process: u64, kind: &'static str, f: OpKind, key: usize, value: Value, error: Option<String>) {
         self.step_in_tick += 1;
-        let key = if f.is_stream() {
-            format!("s{key}")
-        } else {
-            format!("k{key}")
-        };
+        let key = if f.is_stream() { format!("s{key}") } else { format!("k{key}") };
         let f = match f {
             OpKind::Read | OpKind::ReadStream => "read",
             OpKind::Write => "write",
@@ -801,8 +737,11 @@ impl Sim {
             OpKind::Read | OpKind::ReadStream => Value::Null,
             OpKind::Append => {
                 self.next_value += 1;
-                // Half the appends are optimistic: they expect the last version seen.
-                let expected = self.rng.chance(1, 2).then(|| self.stream_versions[key]);
+                // Most appends are optimistic (they expect the last version seen): an
+                // indefinite plain append may land anywhere, which makes the
+                // linearizability search explode; one with a version has one place.
+                let optimistic = self.rng.chance(self.config.optimistic_append_percent, 100);
+                let expected = optimistic.then(|| self.stream_versions[key]);
                 json!({"event": self.next_value, "expected_version": expected})
             }
             OpKind::Write => {
@@ -860,24 +799,14 @@ impl Sim {
             seq: op.seq,
             op: match op.kind {
                 OpKind::Read => Op::Read { key },
-                OpKind::ReadStream => Op::ReadStream {
-                    stream,
-                    from_version: 0,
-                },
+                OpKind::ReadStream => Op::ReadStream { stream, from_version: 0 },
                 OpKind::Append => Op::Append {
                     stream,
                     event: op.value["event"].clone(),
                     expected_version: op.value["expected_version"].as_u64(),
                 },
-                OpKind::Write => Op::Write {
-                    key,
-                    value: op.value.clone(),
-                },
-                OpKind::Cas => Op::Cas {
-                    key,
-                    from: op.value[0].clone(),
-                    to: op.value[1].clone(),
-                },
+                OpKind::Write => Op::Write { key, value: op.value.clone() },
+                OpKind::Cas => Op::Cas { key, from: op.value[0].clone(), to: op.value[1].clone() },
             },
         };
         let lost = self.faults_on && self.rng.chance(self.config.loss_percent, 100);
@@ -897,8 +826,7 @@ impl Sim {
         let op = self.clients[c].pending.as_ref().expect("pending");
         if op.attempts >= MAX_ATTEMPTS
             || (!self.faults_on
-                && self.now + self.config.request_timeout_ticks
-                    >= self.config.fault_ticks + self.config.heal_ticks)
+                && self.now + self.config.request_timeout_ticks >= self.config.fault_ticks + self.config.heal_ticks)
         {
             self.give_up(c);
         } else {
@@ -911,36 +839,18 @@ impl Sim {
         let process = self.clients[c].process;
         if !op.kind.is_read() && op.any_indefinite {
             self.stats.ops_info += 1;
-            self.record(
-                process,
-                "info",
-                op.kind,
-                op.key,
-                op.value,
-                Some("timeout".into()),
-            );
+            self.record(process, "info", op.kind, op.key, op.value, Some("timeout".into()));
             // The op may still be in flight: Jepsen gives the client a new process.
             self.clients[c].process = self.next_process;
             self.next_process += 1;
         } else {
             self.stats.ops_fail += 1;
-            self.record(
-                process,
-                "fail",
-                op.kind,
-                op.key,
-                op.value,
-                Some("gave-up".into()),
-            );
+            self.record(process, "fail", op.kind, op.key, op.value, Some("gave-up".into()));
         }
     }
 
     fn on_reply(&mut self, token: Token, reply: Result<Value, ReplyError>) {
-        let Some(c) = self
-            .clients
-            .iter()
-            .position(|cl| cl.pending.as_ref().is_some_and(|op| op.token == token))
-        else {
+        let Some(c) = self.clients.iter().position(|cl| cl.pending.as_ref().is_some_and(|op| op.token == token)) else {
             return;
         };
         if self.faults_on && self.rng.chance(self.config.loss_percent, 100) {
@@ -966,34 +876,18 @@ impl Sim {
                 self.stats.ops_ok += 1;
                 self.record(process, "ok", op.kind, op.key, value, None);
             }
-            Err(ReplyError::Op(
-                e @ (OpError::CasMismatch { .. } | OpError::WrongExpectedVersion { .. }),
-            )) => {
+            Err(ReplyError::Op(e @ (OpError::CasMismatch { .. } | OpError::WrongExpectedVersion { .. }))) => {
                 let op = self.clients[c].pending.take().expect("pending");
                 self.stats.ops_fail += 1;
                 if let OpError::WrongExpectedVersion { current } = e {
                     self.stream_versions[op.key] = self.stream_versions[op.key].max(current);
                 }
-                self.record(
-                    process,
-                    "fail",
-                    op.kind,
-                    op.key,
-                    op.value,
-                    Some(e.name().into()),
-                );
+                self.record(process, "fail", op.kind, op.key, op.value, Some(e.name().into()));
             }
             Err(ReplyError::Op(other)) => {
                 let op = self.clients[c].pending.take().expect("pending");
                 self.stats.ops_info += 1;
-                self.record(
-                    process,
-                    "info",
-                    op.kind,
-                    op.key,
-                    op.value,
-                    Some(other.name().into()),
-                );
+                self.record(process, "info", op.kind, op.key, op.value, Some(other.name().into()));
                 self.clients[c].process = self.next_process;
                 self.next_process += 1;
             }

@@ -100,10 +100,7 @@ pub struct SessionLimits {
 
 impl Default for SessionLimits {
     fn default() -> SessionLimits {
-        SessionLimits {
-            max_sessions: 100_000,
-            expiry_entries: 10_000_000,
-        }
+        SessionLimits { max_sessions: 100_000, expiry_entries: 10_000_000 }
     }
 }
 
@@ -123,11 +120,7 @@ pub struct Store {
 
 impl Store {
     pub fn new(limits: SessionLimits, bug_no_dedup: bool) -> Store {
-        Store {
-            limits,
-            bug_no_dedup,
-            ..Store::default()
-        }
+        Store { limits, bug_no_dedup, ..Store::default() }
     }
 
     pub fn set_bug_no_dedup(&mut self, on: bool) {
@@ -138,10 +131,7 @@ impl Store {
     pub fn read(&self, op: &Op) -> OpResult {
         match op {
             Op::Read { key } => Ok(self.kv.get(key).cloned().unwrap_or(Value::Null)),
-            Op::ReadStream {
-                stream,
-                from_version,
-            } => {
+            Op::ReadStream { stream, from_version } => {
                 let events = self.streams.get(stream).map_or(&[][..], |v| &v[..]);
                 let from = (*from_version).min(events.len() as u64) as usize;
                 Ok(Value::Array(events[from..].to_vec()))
@@ -168,25 +158,17 @@ impl Store {
                     return session.last_result.clone();
                 }
                 if command.seq < session.last_seq {
-                    return Err(OpError::StaleSeq {
-                        seq: command.seq,
-                        last_seq: session.last_seq,
-                    });
+                    return Err(OpError::StaleSeq { seq: command.seq, last_seq: session.last_seq });
                 }
             }
         }
         let result = self.apply_op(&command.op);
         if let Some(old) = self.sessions.get(&command.client_id) {
-            self.session_order
-                .remove(&(old.last_index, command.client_id));
+            self.session_order.remove(&(old.last_index, command.client_id));
         }
         self.sessions.insert(
             command.client_id,
-            Session {
-                last_seq: command.seq,
-                last_result: result.clone(),
-                last_index: index,
-            },
+            Session { last_seq: command.seq, last_result: result.clone(), last_index: index },
         );
         self.session_order.insert((index, command.client_id));
         result
@@ -223,11 +205,7 @@ impl Store {
                 self.kv.remove(key);
                 Ok(Value::Null)
             }
-            Op::Append {
-                stream,
-                event,
-                expected_version,
-            } => {
+            Op::Append { stream, event, expected_version } => {
                 let events = self.streams.entry(stream.clone()).or_default();
                 let current = events.len() as u64;
                 if let Some(expected) = expected_version {
@@ -271,47 +249,13 @@ mod tests {
         let mut s = Store::new(SessionLimits::default(), false);
         let k = || "k".to_string();
         assert_eq!(s.read(&Op::Read { key: k() }), Ok(Value::Null));
-        s.apply(
-            1,
-            &cmd(
-                1,
-                1,
-                Op::Write {
-                    key: k(),
-                    value: json!(3),
-                },
-            ),
-        )
-        .unwrap();
+        s.apply(1, &cmd(1, 1, Op::Write { key: k(), value: json!(3) })).unwrap();
         assert_eq!(s.read(&Op::Read { key: k() }), Ok(json!(3)));
         assert_eq!(
-            s.apply(
-                2,
-                &cmd(
-                    1,
-                    2,
-                    Op::Cas {
-                        key: k(),
-                        from: json!(4),
-                        to: json!(5)
-                    }
-                )
-            ),
+            s.apply(2, &cmd(1, 2, Op::Cas { key: k(), from: json!(4), to: json!(5) })),
             Err(OpError::CasMismatch { current: json!(3) })
         );
-        s.apply(
-            3,
-            &cmd(
-                1,
-                3,
-                Op::Cas {
-                    key: k(),
-                    from: json!(3),
-                    to: json!(5),
-                },
-            ),
-        )
-        .unwrap();
+        s.apply(3, &cmd(1, 3, Op::Cas { key: k(), from: json!(3), to: json!(5) })).unwrap();
         assert_eq!(s.read(&Op::Read { key: k() }), Ok(json!(5)));
         s.apply(4, &cmd(1, 4, Op::Delete { key: k() })).unwrap();
         assert_eq!(s.read(&Op::Read { key: k() }), Ok(Value::Null));
@@ -322,172 +266,59 @@ mod tests {
         let mut s = Store::new(SessionLimits::default(), false);
         let st = || "s".to_string();
         assert_eq!(
-            s.apply(
-                1,
-                &cmd(
-                    1,
-                    1,
-                    Op::Append {
-                        stream: st(),
-                        event: json!("a"),
-                        expected_version: Some(0)
-                    }
-                )
-            ),
+            s.apply(1, &cmd(1, 1, Op::Append { stream: st(), event: json!("a"), expected_version: Some(0) })),
             Ok(json!(1))
         );
         assert_eq!(
-            s.apply(
-                2,
-                &cmd(
-                    2,
-                    1,
-                    Op::Append {
-                        stream: st(),
-                        event: json!("b"),
-                        expected_version: Some(0)
-                    }
-                )
-            ),
+            s.apply(2, &cmd(2, 1, Op::Append { stream: st(), event: json!("b"), expected_version: Some(0) })),
             Err(OpError::WrongExpectedVersion { current: 1 })
         );
         assert_eq!(
-            s.apply(
-                3,
-                &cmd(
-                    2,
-                    2,
-                    Op::Append {
-                        stream: st(),
-                        event: json!("c"),
-                        expected_version: None
-                    }
-                )
-            ),
+            s.apply(3, &cmd(2, 2, Op::Append { stream: st(), event: json!("c"), expected_version: None })),
             Ok(json!(2))
         );
-        assert_eq!(
-            s.read(&Op::ReadStream {
-                stream: st(),
-                from_version: 0
-            }),
-            Ok(json!(["a", "c"]))
-        );
-        assert_eq!(
-            s.read(&Op::ReadStream {
-                stream: st(),
-                from_version: 1
-            }),
-            Ok(json!(["c"]))
-        );
-        assert_eq!(
-            s.read(&Op::ReadStream {
-                stream: st(),
-                from_version: 9
-            }),
-            Ok(json!([]))
-        );
+        assert_eq!(s.read(&Op::ReadStream { stream: st(), from_version: 0 }), Ok(json!(["a", "c"])));
+        assert_eq!(s.read(&Op::ReadStream { stream: st(), from_version: 1 }), Ok(json!(["c"])));
+        assert_eq!(s.read(&Op::ReadStream { stream: st(), from_version: 9 }), Ok(json!([])));
     }
 
     #[test]
     fn dissertation_6_3_retried_command_applies_once() {
         let mut s = Store::new(SessionLimits::default(), false);
-        let append = cmd(
-            7,
-            1,
-            Op::Append {
-                stream: "s".into(),
-                event: json!(1),
-                expected_version: None,
-            },
-        );
+        let append = cmd(7, 1, Op::Append { stream: "s".into(), event: json!(1), expected_version: None });
         assert_eq!(s.apply(1, &append), Ok(json!(1)));
-        assert_eq!(
-            s.apply(2, &append),
-            Ok(json!(1)),
-            "retry returns the cached result"
-        );
-        assert_eq!(
-            s.read(&Op::ReadStream {
-                stream: "s".into(),
-                from_version: 0
-            }),
-            Ok(json!([1]))
-        );
+        assert_eq!(s.apply(2, &append), Ok(json!(1)), "retry returns the cached result");
+        assert_eq!(s.read(&Op::ReadStream { stream: "s".into(), from_version: 0 }), Ok(json!([1])));
         assert_eq!(s.cached_result(7, 1), Some(Ok(json!(1))));
     }
 
     #[test]
     fn no_dedup_bug_applies_retries_twice() {
         let mut s = Store::new(SessionLimits::default(), true);
-        let append = cmd(
-            7,
-            1,
-            Op::Append {
-                stream: "s".into(),
-                event: json!(1),
-                expected_version: None,
-            },
-        );
+        let append = cmd(7, 1, Op::Append { stream: "s".into(), event: json!(1), expected_version: None });
         s.apply(1, &append).unwrap();
         s.apply(2, &append).unwrap();
-        assert_eq!(
-            s.read(&Op::ReadStream {
-                stream: "s".into(),
-                from_version: 0
-            }),
-            Ok(json!([1, 1]))
-        );
+        assert_eq!(s.read(&Op::ReadStream { stream: "s".into(), from_version: 0 }), Ok(json!([1, 1])));
     }
 
     #[test]
     fn sessions_expire_by_log_position_and_count() {
-        let mut s = Store::new(
-            SessionLimits {
-                max_sessions: 3,
-                expiry_entries: 10,
-            },
-            false,
-        );
+        let mut s = Store::new(SessionLimits { max_sessions: 3, expiry_entries: 10 }, false);
         for client in 1..=3 {
-            s.apply(
-                client,
-                &cmd(
-                    client,
-                    1,
-                    Op::Write {
-                        key: "k".into(),
-                        value: json!(client),
-                    },
-                ),
-            )
-            .unwrap();
+            s.apply(client, &cmd(client, 1, Op::Write { key: "k".into(), value: json!(client) })).unwrap();
         }
         assert_eq!(s.session_count(), 3);
-        s.apply(4, &cmd(4, 1, Op::Delete { key: "k".into() }))
-            .unwrap();
+        s.apply(4, &cmd(4, 1, Op::Delete { key: "k".into() })).unwrap();
         assert_eq!(s.session_count(), 3, "the oldest session made room");
         assert_eq!(s.cached_result(1, 1), None);
-        s.apply(100, &cmd(5, 1, Op::Delete { key: "k".into() }))
-            .unwrap();
+        s.apply(100, &cmd(5, 1, Op::Delete { key: "k".into() })).unwrap();
         assert_eq!(s.session_count(), 1, "inactive sessions expired");
     }
 
     #[test]
     fn snapshot_round_trip() {
         let mut s = Store::new(SessionLimits::default(), false);
-        s.apply(
-            1,
-            &cmd(
-                1,
-                1,
-                Op::Write {
-                    key: "k".into(),
-                    value: json!([1, 2]),
-                },
-            ),
-        )
-        .unwrap();
+        s.apply(1, &cmd(1, 1, Op::Write { key: "k".into(), value: json!([1, 2]) })).unwrap();
         let restored = Store::from_snapshot(&s.to_snapshot(), false).unwrap();
         assert_eq!(restored, s);
     }

@@ -42,18 +42,11 @@ pub enum WalError {
     #[error("{path}: the snapshot file is corrupt ({why}); refusing to start")]
     CorruptSnapshot { path: PathBuf, why: String },
     #[error("{path}: record at byte {offset} does not fit the log ({why})")]
-    Inconsistent {
-        path: PathBuf,
-        offset: u64,
-        why: String,
-    },
+    Inconsistent { path: PathBuf, offset: u64, why: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
-    move |source| WalError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| WalError::Io { path: path.to_path_buf(), source }
 }
 
 /// What was found on disk.
@@ -113,9 +106,7 @@ fn valid_frame_after(data: &[u8], from: usize) -> bool {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), WalError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
 }
 
 impl Wal {
@@ -134,25 +125,18 @@ impl Wal {
         let snapshot_path = Self::snapshot_path(dir);
         if snapshot_path.exists() {
             let data = fs::read(&snapshot_path).map_err(io_err(&snapshot_path))?;
-            let bad = |why: &str| WalError::CorruptSnapshot {
-                path: snapshot_path.clone(),
-                why: why.to_string(),
-            };
-            let (payload, end) = parse_frame(&data, 0)
-                .map_err(|_| bad("bad checksum or torn"))?
-                .ok_or_else(|| bad("empty"))?;
+            let bad = |why: &str| WalError::CorruptSnapshot { path: snapshot_path.clone(), why: why.to_string() };
+            let (payload, end) =
+                parse_frame(&data, 0).map_err(|_| bad("bad checksum or torn"))?.ok_or_else(|| bad("empty"))?;
             if end != data.len() {
                 return Err(bad("trailing bytes"));
             }
-            recovered.snapshot =
-                Some(bincode::deserialize(payload).map_err(|e| bad(&e.to_string()))?);
+            recovered.snapshot = Some(bincode::deserialize(payload).map_err(|e| bad(&e.to_string()))?);
         }
         let path = Self::wal_path(dir);
         let mut data = Vec::new();
         if path.exists() {
-            File::open(&path)
-                .and_then(|mut f| f.read_to_end(&mut data))
-                .map_err(io_err(&path))?;
+            File::open(&path).and_then(|mut f| f.read_to_end(&mut data)).map_err(io_err(&path))?;
         }
         let base = recovered.snapshot.as_ref().map_or(0, |s| s.index);
         let mut offset = 0usize;
@@ -170,48 +154,30 @@ impl Wal {
                             });
                         }
                     };
-                    Self::replay(&mut recovered, base, record).map_err(|why| {
-                        WalError::Inconsistent {
-                            path: path.clone(),
-                            offset: offset as u64,
-                            why,
-                        }
+                    Self::replay(&mut recovered, base, record).map_err(|why| WalError::Inconsistent {
+                        path: path.clone(),
+                        offset: offset as u64,
+                        why,
                     })?;
                     offset = next;
                 }
                 Err(()) => {
                     if valid_frame_after(&data, offset) {
-                        return Err(WalError::CorruptMiddle {
-                            path,
-                            offset: offset as u64,
-                        });
+                        return Err(WalError::CorruptMiddle { path, offset: offset as u64 });
                     }
                     recovered.torn_tail_bytes = (data.len() - offset) as u64;
                     break;
                 }
             }
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
         if recovered.torn_tail_bytes > 0 {
             file.set_len(offset as u64).map_err(io_err(&path))?;
             file.sync_all().map_err(io_err(&path))?;
         }
         let commit_cap = recovered.entries.last().map_or(base, |e| e.index);
         recovered.hard_state.commit = recovered.hard_state.commit.min(commit_cap);
-        Ok((
-            Wal {
-                dir: dir.to_path_buf(),
-                file,
-                fsync: true,
-                bytes_written: 0,
-                syncs: 0,
-            },
-            recovered,
-        ))
+        Ok((Wal { dir: dir.to_path_buf(), file, fsync: true, bytes_written: 0, syncs: 0 }, recovered))
     }
 
     fn replay(recovered: &mut Recovered, base: u64, record: WalRecord) -> Result<(), String> {
@@ -225,18 +191,10 @@ impl Wal {
                 let keep_from = base + 1;
                 let stored_next = keep_from + recovered.entries.len() as u64;
                 if first.index > stored_next {
-                    return Err(format!(
-                        "entries start at {} but the log ends at {}",
-                        first.index,
-                        stored_next - 1
-                    ));
+                    return Err(format!("entries start at {} but the log ends at {}", first.index, stored_next - 1));
                 }
-                recovered
-                    .entries
-                    .truncate(first.index.saturating_sub(keep_from) as usize);
-                recovered
-                    .entries
-                    .extend(entries.into_iter().filter(|e| e.index >= keep_from));
+                recovered.entries.truncate(first.index.saturating_sub(keep_from) as usize);
+                recovered.entries.extend(entries.into_iter().filter(|e| e.index >= keep_from));
             }
         }
         Ok(())
@@ -252,13 +210,11 @@ impl Wal {
     ) -> Result<(), WalError> {
         let mut buf = Vec::new();
         if !entries.is_empty() {
-            let payload = bincode::serialize(&WalRecord::Entries(entries.to_vec()))
-                .expect("entries serialise");
+            let payload = bincode::serialize(&WalRecord::Entries(entries.to_vec())).expect("entries serialise");
             buf.extend_from_slice(&frame(&payload));
         }
         if let Some(hs) = hard_state {
-            let payload =
-                bincode::serialize(&WalRecord::HardState(*hs)).expect("hard state serialises");
+            let payload = bincode::serialize(&WalRecord::HardState(*hs)).expect("hard state serialises");
             buf.extend_from_slice(&frame(&payload));
         }
         if buf.is_empty() {
@@ -288,12 +244,10 @@ impl Wal {
         Self::write_file_durably(&tmp, &frame(&payload))?;
         fs::rename(&tmp, &snapshot_path).map_err(io_err(&snapshot_path))?;
         sync_dir(&self.dir)?;
-        let mut buf =
-            frame(&bincode::serialize(&WalRecord::HardState(*hard_state)).expect("serialises"));
+        let mut buf = frame(&bincode::serialize(&WalRecord::HardState(*hard_state)).expect("serialises"));
         if !entries_after.is_empty() {
             buf.extend_from_slice(&frame(
-                &bincode::serialize(&WalRecord::Entries(entries_after.to_vec()))
-                    .expect("serialises"),
+                &bincode::serialize(&WalRecord::Entries(entries_after.to_vec())).expect("serialises"),
             ));
         }
         let wal_tmp = self.dir.join("wal.log.tmp");
@@ -301,10 +255,7 @@ impl Wal {
         let path = Self::wal_path(&self.dir);
         fs::rename(&wal_tmp, &path).map_err(io_err(&path))?;
         sync_dir(&self.dir)?;
-        self.file = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        self.file = OpenOptions::new().append(true).open(&path).map_err(io_err(&path))?;
         Ok(())
     }
 
@@ -321,11 +272,7 @@ mod tests {
     use crate::raft::{EntryPayload, Membership};
 
     fn entry(index: u64, term: u64) -> Entry {
-        Entry {
-            index,
-            term,
-            payload: EntryPayload::Command(format!("cmd{index}").into_bytes()),
-        }
+        Entry { index, term, payload: EntryPayload::Command(format!("cmd{index}").into_bytes()) }
     }
 
     fn temp_dir(name: &str) -> PathBuf {
@@ -337,27 +284,9 @@ mod tests {
     fn write_some(dir: &Path) {
         let (mut wal, rec) = Wal::open(dir).unwrap();
         assert!(rec.entries.is_empty());
-        wal.append(
-            Some(&HardState {
-                term: 1,
-                vote: Some(1),
-                commit: 0,
-            }),
-            &[entry(1, 1), entry(2, 1)],
-            true,
-        )
-        .unwrap();
+        wal.append(Some(&HardState { term: 1, vote: Some(1), commit: 0 }), &[entry(1, 1), entry(2, 1)], true).unwrap();
         wal.append(None, &[entry(3, 1)], true).unwrap();
-        wal.append(
-            Some(&HardState {
-                term: 2,
-                vote: Some(2),
-                commit: 3,
-            }),
-            &[entry(3, 2), entry(4, 2)],
-            true,
-        )
-        .unwrap();
+        wal.append(Some(&HardState { term: 2, vote: Some(2), commit: 3 }), &[entry(3, 2), entry(4, 2)], true).unwrap();
     }
 
     #[test]
@@ -365,14 +294,7 @@ mod tests {
         let dir = temp_dir("replay");
         write_some(&dir);
         let (_, rec) = Wal::open(&dir).unwrap();
-        assert_eq!(
-            rec.hard_state,
-            HardState {
-                term: 2,
-                vote: Some(2),
-                commit: 3
-            }
-        );
+        assert_eq!(rec.hard_state, HardState { term: 2, vote: Some(2), commit: 3 });
         let ids: Vec<(u64, u64)> = rec.entries.iter().map(|e| (e.index, e.term)).collect();
         assert_eq!(ids, vec![(1, 1), (2, 1), (3, 2), (4, 2)]);
         assert_eq!(rec.torn_tail_bytes, 0);
@@ -386,12 +308,7 @@ mod tests {
         let path = dir.join("wal.log");
         let len = fs::metadata(&path).unwrap().len();
         // Tear the last record (the hard state of term 2) in half.
-        OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_len(len - 5)
-            .unwrap();
+        OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 5).unwrap();
         let (mut wal, rec) = Wal::open(&dir).unwrap();
         assert!(rec.torn_tail_bytes > 0);
         assert_eq!(rec.hard_state.term, 1, "the torn hard state is not applied");
@@ -465,25 +382,14 @@ mod tests {
         let dir = temp_dir("snapshot");
         write_some(&dir);
         let (mut wal, _) = Wal::open(&dir).unwrap();
-        let snapshot = Snapshot {
-            index: 3,
-            term: 2,
-            membership: Membership::with_voters([1, 2, 3]),
-            data: b"state".to_vec(),
-        };
-        let hs = HardState {
-            term: 2,
-            vote: Some(2),
-            commit: 3,
-        };
+        let snapshot =
+            Snapshot { index: 3, term: 2, membership: Membership::with_voters([1, 2, 3]), data: b"state".to_vec() };
+        let hs = HardState { term: 2, vote: Some(2), commit: 3 };
         wal.save_snapshot(&snapshot, &hs, &[entry(4, 2)]).unwrap();
         wal.append(None, &[entry(5, 2)], true).unwrap();
         let (_, rec) = Wal::open(&dir).unwrap();
         assert_eq!(rec.snapshot, Some(snapshot));
-        assert_eq!(
-            rec.entries.iter().map(|e| e.index).collect::<Vec<_>>(),
-            vec![4, 5]
-        );
+        assert_eq!(rec.entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![4, 5]);
         assert_eq!(rec.hard_state, hs);
         fs::remove_dir_all(&dir).unwrap();
     }

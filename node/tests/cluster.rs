@@ -23,28 +23,16 @@ struct Cluster {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Cluster {
     fn start(name: &str, n: usize, extra_args: &[&str]) -> Cluster {
-        let root =
-            std::env::temp_dir().join(format!("faultline-cluster-{name}-{}", std::process::id()));
+        let root = std::env::temp_dir().join(format!("faultline-cluster-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
-        let addrs: Vec<String> = (0..n)
-            .map(|_| format!("127.0.0.1:{}", free_port()))
-            .collect();
+        let addrs: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
         let dirs = (0..n).map(|i| root.join(format!("n{}", i + 1))).collect();
-        let mut cluster = Cluster {
-            addrs,
-            dirs,
-            children: (0..n).map(|_| None).collect(),
-            root,
-        };
+        let mut cluster = Cluster { addrs, dirs, children: (0..n).map(|_| None).collect(), root };
         for i in 0..n {
             cluster.spawn(i, extra_args);
         }
@@ -52,12 +40,7 @@ impl Cluster {
     }
 
     fn peers(&self) -> String {
-        self.addrs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| format!("{}={a}", i + 1))
-            .collect::<Vec<_>>()
-            .join(",")
+        self.addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",")
     }
 
     fn spawn(&mut self, i: usize, extra_args: &[&str]) {
@@ -68,15 +51,7 @@ impl Cluster {
             .open(self.root.join(format!("n{}.log", i + 1)))
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_faultline-node"))
-            .args([
-                "--id",
-                &(i + 1).to_string(),
-                "--listen",
-                &self.addrs[i],
-                "--peers",
-                &self.peers(),
-                "--data-dir",
-            ])
+            .args(["--id", &(i + 1).to_string(), "--listen", &self.addrs[i], "--peers", &self.peers(), "--data-dir"])
             .arg(&self.dirs[i])
             .args(extra_args)
             .env("RUST_LOG", "info")
@@ -97,9 +72,7 @@ impl Cluster {
 
     fn sigterm(&mut self, i: usize) -> Option<std::process::ExitStatus> {
         let mut child = self.children[i].take()?;
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
@@ -156,77 +129,28 @@ async fn three_nodes_serve_kv_and_streams_with_redirects_and_follower_reads() {
     let cluster = Cluster::start("basic", 3, &[]);
     let leader = cluster.leader(Duration::from_secs(15)).await;
     let mut c = client(&cluster, 1);
+    assert_eq!(c.execute(Op::Read { key: "k".into() }).await, Outcome::Ok(Value::Null));
+    assert_eq!(c.execute(Op::Write { key: "k".into(), value: json!(1) }).await, Outcome::Ok(Value::Null));
     assert_eq!(
-        c.execute(Op::Read { key: "k".into() }).await,
-        Outcome::Ok(Value::Null)
-    );
-    assert_eq!(
-        c.execute(Op::Write {
-            key: "k".into(),
-            value: json!(1)
-        })
-        .await,
-        Outcome::Ok(Value::Null)
-    );
-    assert_eq!(
-        c.execute(Op::Cas {
-            key: "k".into(),
-            from: json!(2),
-            to: json!(3)
-        })
-        .await,
+        c.execute(Op::Cas { key: "k".into(), from: json!(2), to: json!(3) }).await,
         Outcome::Fail("cas-mismatch".into())
     );
+    assert_eq!(c.execute(Op::Cas { key: "k".into(), from: json!(1), to: json!(3) }).await, Outcome::Ok(Value::Null));
     assert_eq!(
-        c.execute(Op::Cas {
-            key: "k".into(),
-            from: json!(1),
-            to: json!(3)
-        })
-        .await,
-        Outcome::Ok(Value::Null)
-    );
-    assert_eq!(
-        c.execute(Op::Append {
-            stream: "s".into(),
-            event: json!("a"),
-            expected_version: Some(0)
-        })
-        .await,
+        c.execute(Op::Append { stream: "s".into(), event: json!("a"), expected_version: Some(0) }).await,
         Outcome::Ok(json!(1))
     );
     assert_eq!(
-        c.execute(Op::Append {
-            stream: "s".into(),
-            event: json!("b"),
-            expected_version: Some(0)
-        })
-        .await,
+        c.execute(Op::Append { stream: "s".into(), event: json!("b"), expected_version: Some(0) }).await,
         Outcome::Fail("version-mismatch".into())
     );
     // A client that only knows a follower is redirected, and the follower serves a ReadIndex read.
     let follower = (leader + 1) % 3;
     let mut f = Client::new(ClientOptions::new(vec![cluster.addrs[follower].clone()], 2));
-    assert_eq!(
-        f.execute(Op::Read { key: "k".into() }).await,
-        Outcome::Ok(json!(3))
-    );
-    assert_eq!(
-        f.execute(Op::ReadStream {
-            stream: "s".into(),
-            from_version: 0
-        })
-        .await,
-        Outcome::Ok(json!(["a"]))
-    );
-    assert_eq!(
-        f.execute(Op::Delete { key: "k".into() }).await,
-        Outcome::Ok(Value::Null)
-    );
-    assert_eq!(
-        c.execute(Op::Read { key: "k".into() }).await,
-        Outcome::Ok(Value::Null)
-    );
+    assert_eq!(f.execute(Op::Read { key: "k".into() }).await, Outcome::Ok(json!(3)));
+    assert_eq!(f.execute(Op::ReadStream { stream: "s".into(), from_version: 0 }).await, Outcome::Ok(json!(["a"])));
+    assert_eq!(f.execute(Op::Delete { key: "k".into() }).await, Outcome::Ok(Value::Null));
+    assert_eq!(c.execute(Op::Read { key: "k".into() }).await, Outcome::Ok(Value::Null));
 }
 
 fn raw_exchange(addr: &str, bytes: &[u8]) -> Vec<u8> {
@@ -244,19 +168,14 @@ async fn malformed_and_oversized_frames_close_the_connection_not_the_node() {
     cluster.leader(Duration::from_secs(15)).await;
     let addr = cluster.addrs[0].clone();
     let oversized = raw_exchange(&addr, &u32::MAX.to_be_bytes());
-    assert!(
-        String::from_utf8_lossy(&oversized).contains("bad-request"),
-        "{oversized:?}"
-    );
+    assert!(String::from_utf8_lossy(&oversized).contains("bad-request"), "{oversized:?}");
     let mut garbage = 5u32.to_be_bytes().to_vec();
     garbage.extend_from_slice(b"{nope");
     let malformed = raw_exchange(&addr, &garbage);
     assert!(String::from_utf8_lossy(&malformed).contains("bad-request"));
     let truncated = raw_exchange(&addr, &[0, 0]);
     assert!(truncated.is_empty() || String::from_utf8_lossy(&truncated).contains("bad-request"));
-    let status = Client::status(&addr, Duration::from_secs(2))
-        .await
-        .expect("node still serves");
+    let status = Client::status(&addr, Duration::from_secs(2)).await.expect("node still serves");
     assert_eq!(status["role"], "leader");
     // Graceful SIGTERM exits 0.
     let exit = cluster.sigterm(0).expect("exited after SIGTERM");
@@ -281,11 +200,7 @@ async fn kill_9_leader_mid_load_loses_no_acknowledged_write() {
             let mut n = 0u64;
             while Instant::now() < stop_at {
                 n += 1;
-                let op = Op::Append {
-                    stream: format!("s{c}"),
-                    event: json!(n),
-                    expected_version: None,
-                };
+                let op = Op::Append { stream: format!("s{c}"), event: json!(n), expected_version: None };
                 match client.execute(op).await {
                     Outcome::Ok(_) => acked.lock().unwrap().entry(c).or_default().push(n),
                     Outcome::Info(_) => maybe.lock().unwrap().entry(c).or_default().push(n),
@@ -305,44 +220,26 @@ async fn kill_9_leader_mid_load_loses_no_acknowledged_write() {
     let acked = acked.lock().unwrap().clone();
     let maybe = maybe.lock().unwrap().clone();
     let total: usize = acked.values().map(Vec::len).sum();
-    assert!(
-        total > 50,
-        "too few writes acknowledged to mean anything: {total}"
-    );
+    assert!(total > 50, "too few writes acknowledged to mean anything: {total}");
     let mut reader = client(&cluster, 999);
     for c in 1..=n_clients {
-        let Outcome::Ok(Value::Array(events)) = reader
-            .execute(Op::ReadStream {
-                stream: format!("s{c}"),
-                from_version: 0,
-            })
-            .await
+        let Outcome::Ok(Value::Array(events)) =
+            reader.execute(Op::ReadStream { stream: format!("s{c}"), from_version: 0 }).await
         else {
             panic!("could not read stream s{c}");
         };
         let events: Vec<u64> = events.iter().map(|v| v.as_u64().unwrap()).collect();
         let mut sorted = events.clone();
         sorted.dedup();
-        assert_eq!(
-            sorted.len(),
-            events.len(),
-            "stream s{c} has a duplicate: exactly-once broken: {events:?}"
-        );
+        assert_eq!(sorted.len(), events.len(), "stream s{c} has a duplicate: exactly-once broken: {events:?}");
         for n in acked.get(&c).into_iter().flatten() {
-            assert!(
-                events.contains(n),
-                "acknowledged append {n} lost from s{c}: {events:?}"
-            );
+            assert!(events.contains(n), "acknowledged append {n} lost from s{c}: {events:?}");
         }
         for n in &events {
-            let known = acked.get(&c).is_some_and(|v| v.contains(n))
-                || maybe.get(&c).is_some_and(|v| v.contains(n));
+            let known = acked.get(&c).is_some_and(|v| v.contains(n)) || maybe.get(&c).is_some_and(|v| v.contains(n));
             assert!(known, "s{c} holds {n}, which no client reported");
         }
-        assert!(
-            events.windows(2).all(|w| w[0] < w[1]),
-            "s{c} out of order: {events:?}"
-        );
+        assert!(events.windows(2).all(|w| w[0] < w[1]), "s{c} out of order: {events:?}");
     }
     // The restarted node catches up with the others.
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -350,19 +247,13 @@ async fn kill_9_leader_mid_load_loses_no_acknowledged_write() {
         let mut applied = Vec::new();
         for addr in &cluster.addrs {
             applied.push(
-                Client::status(addr, Duration::from_secs(1))
-                    .await
-                    .ok()
-                    .and_then(|s| s["applied_index"].as_u64()),
+                Client::status(addr, Duration::from_secs(1)).await.ok().and_then(|s| s["applied_index"].as_u64()),
             );
         }
         if applied.iter().all(|a| a.is_some() && *a == applied[0]) {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "nodes did not converge: {applied:?}"
-        );
+        assert!(Instant::now() < deadline, "nodes did not converge: {applied:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     eprintln!("acknowledged {total} appends across the leader crash");
@@ -380,9 +271,7 @@ async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() ->
 }
 
 async fn admin(addr: &str, body: RequestBody) -> ResponseResult {
-    Client::request_once(addr, body, Duration::from_secs(2))
-        .await
-        .expect("admin request answered")
+    Client::request_once(addr, body, Duration::from_secs(2)).await.expect("admin request answered")
 }
 
 /// Raft §6 end to end: a fourth node joins as a learner, is promoted through a
@@ -393,96 +282,48 @@ async fn raft_6_add_learner_promote_transfer_and_remove() {
     let leader = cluster.leader(Duration::from_secs(15)).await;
     assert!(leader < 3, "node 4 is not a voter and must not lead");
     let mut c = client(&cluster, 1);
-    assert_eq!(
-        c.execute(Op::Write {
-            key: "k".into(),
-            value: json!("before")
-        })
-        .await,
-        Outcome::Ok(Value::Null)
-    );
+    assert_eq!(c.execute(Op::Write { key: "k".into(), value: json!("before") }).await, Outcome::Ok(Value::Null));
     let leader_addr = cluster.addrs[leader].clone();
-    assert!(matches!(
-        admin(&leader_addr, RequestBody::AddLearner { node_id: 4 }).await,
-        ResponseResult::Ok { .. }
-    ));
+    assert!(matches!(admin(&leader_addr, RequestBody::AddLearner { node_id: 4 }).await, ResponseResult::Ok { .. }));
     let node4 = cluster.addrs[3].clone();
-    wait_for(
-        "the learner to catch up",
-        Duration::from_secs(10),
-        async || {
-            let l = Client::status(&leader_addr, Duration::from_secs(1))
-                .await
-                .ok();
-            let n = Client::status(&node4, Duration::from_secs(1)).await.ok();
-            matches!((l, n), (Some(l), Some(n)) if l["commit_index"] == n["applied_index"])
-        },
-    )
+    wait_for("the learner to catch up", Duration::from_secs(10), async || {
+        let l = Client::status(&leader_addr, Duration::from_secs(1)).await.ok();
+        let n = Client::status(&node4, Duration::from_secs(1)).await.ok();
+        matches!((l, n), (Some(l), Some(n)) if l["commit_index"] == n["applied_index"])
+    })
     .await;
     match admin(&leader_addr, RequestBody::Promote { node_id: 4 }).await {
         ResponseResult::Ok { .. } => {}
         other => panic!("promote refused: {other:?}"),
     }
-    wait_for(
-        "node 4 to become a voter",
-        Duration::from_secs(10),
-        async || {
-            Client::status(&leader_addr, Duration::from_secs(1))
-                .await
-                .is_ok_and(|s| s["voters"] == json!([1, 2, 3, 4]))
-        },
-    )
+    wait_for("node 4 to become a voter", Duration::from_secs(10), async || {
+        Client::status(&leader_addr, Duration::from_secs(1)).await.is_ok_and(|s| s["voters"] == json!([1, 2, 3, 4]))
+    })
     .await;
-    assert!(matches!(
-        admin(&leader_addr, RequestBody::TransferLeader { node_id: 4 }).await,
-        ResponseResult::Ok { .. }
-    ));
+    assert!(matches!(admin(&leader_addr, RequestBody::TransferLeader { node_id: 4 }).await, ResponseResult::Ok { .. }));
     wait_for("node 4 to lead", Duration::from_secs(10), async || {
-        Client::status(&node4, Duration::from_secs(1))
-            .await
-            .is_ok_and(|s| s["role"] == "leader")
+        Client::status(&node4, Duration::from_secs(1)).await.is_ok_and(|s| s["role"] == "leader")
     })
     .await;
     let old = leader as u64 + 1;
     // A new leader refuses changes until it has committed an entry of its term.
-    wait_for(
-        "the removal to be accepted",
-        Duration::from_secs(10),
-        async || match admin(&node4, RequestBody::RemoveNode { node_id: old }).await {
+    wait_for("the removal to be accepted", Duration::from_secs(10), async || {
+        match admin(&node4, RequestBody::RemoveNode { node_id: old }).await {
             ResponseResult::Ok { .. } => true,
             ResponseResult::Error { error, .. } if error == "change-in-progress" => false,
             other => panic!("remove refused: {other:?}"),
-        },
-    )
+        }
+    })
     .await;
     let expected: Vec<u64> = (1..=4).filter(|id| *id != old).collect();
-    wait_for(
-        "the removal to commit",
-        Duration::from_secs(10),
-        async || {
-            Client::status(&node4, Duration::from_secs(1))
-                .await
-                .is_ok_and(|s| s["voters"] == json!(expected))
-        },
-    )
+    wait_for("the removal to commit", Duration::from_secs(10), async || {
+        Client::status(&node4, Duration::from_secs(1)).await.is_ok_and(|s| s["voters"] == json!(expected))
+    })
     .await;
     cluster.kill9(leader);
-    assert_eq!(
-        c.execute(Op::Read { key: "k".into() }).await,
-        Outcome::Ok(json!("before"))
-    );
-    assert_eq!(
-        c.execute(Op::Write {
-            key: "k".into(),
-            value: json!("after")
-        })
-        .await,
-        Outcome::Ok(Value::Null)
-    );
-    assert_eq!(
-        c.execute(Op::Read { key: "k".into() }).await,
-        Outcome::Ok(json!("after"))
-    );
+    assert_eq!(c.execute(Op::Read { key: "k".into() }).await, Outcome::Ok(json!("before")));
+    assert_eq!(c.execute(Op::Write { key: "k".into(), value: json!("after") }).await, Outcome::Ok(Value::Null));
+    assert_eq!(c.execute(Op::Read { key: "k".into() }).await, Outcome::Ok(json!("after")));
 }
 
 /// The write-ahead log end to end: a node killed with -9 whose log then gets a
@@ -494,22 +335,13 @@ async fn restart_cuts_a_torn_wal_tail_and_refuses_a_corrupt_middle() {
     let leader = cluster.leader(Duration::from_secs(15)).await;
     let mut c = client(&cluster, 1);
     for n in 0..50 {
-        assert_eq!(
-            c.execute(Op::Write {
-                key: format!("k{n}"),
-                value: json!(n)
-            })
-            .await,
-            Outcome::Ok(Value::Null)
-        );
+        assert_eq!(c.execute(Op::Write { key: format!("k{n}"), value: json!(n) }).await, Outcome::Ok(Value::Null));
     }
     let victim = (leader + 1) % 3;
     cluster.kill9(victim);
     let wal = cluster.dirs[victim].join("wal.log");
     let mut garbage = std::fs::OpenOptions::new().append(true).open(&wal).unwrap();
-    garbage
-        .write_all(&[0x00, 0x00, 0x10, 0x00, 0xde, 0xad])
-        .unwrap(); // a record header cut short
+    garbage.write_all(&[0x00, 0x00, 0x10, 0x00, 0xde, 0xad]).unwrap(); // a record header cut short
     drop(garbage);
     cluster.spawn(victim, &[]);
     let victim_addr = cluster.addrs[victim].clone();
@@ -520,12 +352,8 @@ async fn restart_cuts_a_torn_wal_tail_and_refuses_a_corrupt_middle() {
         matches!((l, v), (Some(l), Some(v)) if l["commit_index"] == v["applied_index"] && v["applied_index"].as_u64() > Some(50))
     })
     .await;
-    let log = std::fs::read_to_string(cluster.root.join(format!("n{}.log", victim + 1)))
-        .unwrap_or_default();
-    assert!(
-        log.contains("torn tail"),
-        "the node reports the cut tail:\n{log}"
-    );
+    let log = std::fs::read_to_string(cluster.root.join(format!("n{}.log", victim + 1))).unwrap_or_default();
+    assert!(log.contains("torn tail"), "the node reports the cut tail:\n{log}");
     // Now damage a record in the middle of its log.
     cluster.kill9(victim);
     let mut data = std::fs::read(&wal).unwrap();
@@ -546,15 +374,8 @@ async fn restart_cuts_a_torn_wal_tail_and_refuses_a_corrupt_middle() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(1));
-    let log = std::fs::read_to_string(cluster.root.join(format!("n{}.log", victim + 1)))
-        .unwrap_or_default();
-    assert!(
-        log.contains("refusing to start"),
-        "the node says why:\n{log}"
-    );
+    let log = std::fs::read_to_string(cluster.root.join(format!("n{}.log", victim + 1))).unwrap_or_default();
+    assert!(log.contains("refusing to start"), "the node says why:\n{log}");
     // The other two still serve.
-    assert_eq!(
-        c.execute(Op::Read { key: "k7".into() }).await,
-        Outcome::Ok(json!(7))
-    );
+    assert_eq!(c.execute(Op::Read { key: "k7".into() }).await, Outcome::Ok(json!(7)));
 }

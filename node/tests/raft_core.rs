@@ -2,8 +2,7 @@
 //! (Ongaro & Ousterhout 2014) and Ongaro's dissertation they check.
 
 use faultline_node::raft::{
-    Config, Entry, EntryPayload, HardState, Membership, Message, MessageBody, NodeId, Persisted,
-    Raft, Ready, Role,
+    Config, Entry, EntryPayload, HardState, Membership, Message, MessageBody, NodeId, Persisted, Raft, Ready, Role,
 };
 
 fn config(id: NodeId) -> Config {
@@ -14,32 +13,17 @@ fn config(id: NodeId) -> Config {
 }
 
 fn fresh(id: NodeId, n: u64) -> Raft {
-    Raft::new(
-        config(id),
-        Persisted {
-            initial_membership: Membership::with_voters(1..=n),
-            ..Persisted::default()
-        },
-        7,
-    )
+    Raft::new(config(id), Persisted { initial_membership: Membership::with_voters(1..=n), ..Persisted::default() }, 7)
 }
 
 fn with_log(id: NodeId, n: u64, term: u64, terms: &[u64]) -> Raft {
     let entries = terms
         .iter()
         .enumerate()
-        .map(|(i, t)| Entry {
-            term: *t,
-            index: i as u64 + 1,
-            payload: EntryPayload::Noop,
-        })
+        .map(|(i, t)| Entry { term: *t, index: i as u64 + 1, payload: EntryPayload::Noop })
         .collect();
     let persisted = Persisted {
-        hard_state: HardState {
-            term,
-            vote: None,
-            commit: 0,
-        },
+        hard_state: HardState { term, vote: None, commit: 0 },
         snapshot: None,
         initial_membership: Membership::with_voters(1..=n),
         entries,
@@ -58,12 +42,7 @@ fn drain(r: &mut Raft) -> (Ready, Vec<Message>) {
 }
 
 fn msg(from: NodeId, to: NodeId, term: u64, body: MessageBody) -> Message {
-    Message {
-        from,
-        to,
-        term,
-        body,
-    }
+    Message { from, to, term, body }
 }
 
 /// Delivers messages among `nodes` until quiet (no loss), processing readies.
@@ -93,12 +72,7 @@ fn elect(nodes: &mut [Raft], leader: usize) {
         }
     }
     settle(nodes);
-    assert!(
-        nodes[leader].is_leader(),
-        "node {} not elected: {:?}",
-        leader + 1,
-        nodes[leader]
-    );
+    assert!(nodes[leader].is_leader(), "node {} not elected: {:?}", leader + 1, nodes[leader]);
 }
 
 #[test]
@@ -127,36 +101,15 @@ fn raft_5_2_three_nodes_elect_one_leader_and_replicate() {
     for n in &nodes[1..] {
         assert_eq!(n.role(), Role::Follower);
         assert_eq!(n.leader_id(), Some(1));
-        assert_eq!(
-            n.entry(index).map(|e| e.payload.clone()),
-            Some(EntryPayload::Command(b"x".to_vec()))
-        );
+        assert_eq!(n.entry(index).map(|e| e.payload.clone()), Some(EntryPayload::Command(b"x".to_vec())));
     }
 }
 
 #[test]
 fn raft_5_2_a_node_votes_at_most_once_per_term() {
     let mut r = fresh(3, 3);
-    r.step(msg(
-        1,
-        3,
-        1,
-        MessageBody::RequestVote {
-            last_log_index: 0,
-            last_log_term: 0,
-            transfer: false,
-        },
-    ));
-    r.step(msg(
-        2,
-        3,
-        1,
-        MessageBody::RequestVote {
-            last_log_index: 0,
-            last_log_term: 0,
-            transfer: false,
-        },
-    ));
+    r.step(msg(1, 3, 1, MessageBody::RequestVote { last_log_index: 0, last_log_term: 0, transfer: false }));
+    r.step(msg(2, 3, 1, MessageBody::RequestVote { last_log_index: 0, last_log_term: 0, transfer: false }));
     let (_, out) = drain(&mut r);
     let grants: Vec<(NodeId, bool)> = out
         .iter()
@@ -173,26 +126,8 @@ fn raft_5_2_a_node_votes_at_most_once_per_term() {
 fn raft_5_4_1_vote_only_for_up_to_date_log() {
     // Our log ends in term 2; a candidate whose log ends in term 1 is refused even if longer.
     let mut r = with_log(3, 3, 2, &[1, 2]);
-    r.step(msg(
-        1,
-        3,
-        3,
-        MessageBody::RequestVote {
-            last_log_index: 5,
-            last_log_term: 1,
-            transfer: false,
-        },
-    ));
-    r.step(msg(
-        2,
-        3,
-        3,
-        MessageBody::RequestVote {
-            last_log_index: 2,
-            last_log_term: 2,
-            transfer: false,
-        },
-    ));
+    r.step(msg(1, 3, 3, MessageBody::RequestVote { last_log_index: 5, last_log_term: 1, transfer: false }));
+    r.step(msg(2, 3, 3, MessageBody::RequestVote { last_log_index: 2, last_log_term: 2, transfer: false }));
     let (_, out) = drain(&mut r);
     let grants: Vec<(NodeId, bool)> = out
         .iter()
@@ -214,11 +149,7 @@ fn dissertation_9_6_prevote_does_not_disturb_the_term() {
         nodes[2].tick();
         let _ = drain(&mut nodes[2]);
     }
-    assert_eq!(
-        nodes[2].term(),
-        term,
-        "pre-candidates do not bump their term"
-    );
+    assert_eq!(nodes[2].term(), term, "pre-candidates do not bump their term");
     settle(&mut nodes);
     assert!(nodes[0].is_leader(), "the leader survives the rejoin");
 }
@@ -243,17 +174,9 @@ fn dissertation_4_2_3_followers_in_lease_ignore_disruptive_votes() {
         3,
         2,
         term + 5,
-        MessageBody::RequestVote {
-            last_log_index: 99,
-            last_log_term: 99,
-            transfer: false,
-        },
+        MessageBody::RequestVote { last_log_index: 99, last_log_term: 99, transfer: false },
     ));
-    assert_eq!(
-        nodes[1].term(),
-        term,
-        "a follower that hears from its leader ignores the vote"
-    );
+    assert_eq!(nodes[1].term(), term, "a follower that hears from its leader ignores the vote");
     assert_eq!(nodes[1].leader_id(), Some(1));
 }
 
@@ -268,11 +191,7 @@ fn raft_5_3_truncate_only_at_first_conflict_and_never_on_stale_messages() {
         MessageBody::AppendEntries {
             prev_log_index: 1,
             prev_log_term: 1,
-            entries: vec![Entry {
-                term: 1,
-                index: 2,
-                payload: EntryPayload::Noop,
-            }],
+            entries: vec![Entry { term: 1, index: 2, payload: EntryPayload::Noop }],
             leader_commit: 0,
         },
     ));
@@ -285,11 +204,7 @@ fn raft_5_3_truncate_only_at_first_conflict_and_never_on_stale_messages() {
         MessageBody::AppendEntries {
             prev_log_index: 2,
             prev_log_term: 1,
-            entries: vec![Entry {
-                term: 3,
-                index: 3,
-                payload: EntryPayload::Noop,
-            }],
+            entries: vec![Entry { term: 3, index: 3, payload: EntryPayload::Noop }],
             leader_commit: 0,
         },
     ));
@@ -303,21 +218,11 @@ fn raft_5_3_fast_backtracking_hints_skip_a_whole_term() {
         1,
         2,
         5,
-        MessageBody::AppendEntries {
-            prev_log_index: 5,
-            prev_log_term: 5,
-            entries: vec![],
-            leader_commit: 0,
-        },
+        MessageBody::AppendEntries { prev_log_index: 5, prev_log_term: 5, entries: vec![], leader_commit: 0 },
     ));
     let (_, out) = drain(&mut r);
     match &out[0].body {
-        MessageBody::AppendEntriesResponse {
-            success: false,
-            index: 5,
-            conflict_term: Some(4),
-            conflict_index: 2,
-        } => {}
+        MessageBody::AppendEntriesResponse { success: false, index: 5, conflict_term: Some(4), conflict_index: 2 } => {}
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -331,20 +236,10 @@ fn raft_5_4_2_never_commit_a_previous_term_entry_by_counting_replicas() {
         let (_, out) = drain(&mut leader);
         for m in out {
             if let MessageBody::PreVote { .. } = m.body {
-                leader.step(msg(
-                    m.to,
-                    1,
-                    m.term,
-                    MessageBody::PreVoteResponse { granted: true },
-                ));
+                leader.step(msg(m.to, 1, m.term, MessageBody::PreVoteResponse { granted: true }));
             }
             if let MessageBody::RequestVote { .. } = m.body {
-                leader.step(msg(
-                    m.to,
-                    1,
-                    m.term,
-                    MessageBody::RequestVoteResponse { granted: true },
-                ));
+                leader.step(msg(m.to, 1, m.term, MessageBody::RequestVoteResponse { granted: true }));
             }
         }
         if leader.is_leader() {
@@ -359,34 +254,16 @@ fn raft_5_4_2_never_commit_a_previous_term_entry_by_counting_replicas() {
         2,
         1,
         term,
-        MessageBody::AppendEntriesResponse {
-            success: true,
-            index: 2,
-            conflict_term: None,
-            conflict_index: 0,
-        },
+        MessageBody::AppendEntriesResponse { success: true, index: 2, conflict_term: None, conflict_index: 0 },
     ));
-    assert_eq!(
-        leader.commit_index(),
-        0,
-        "index 2 is from term 2: counting replicas must not commit it"
-    );
+    assert_eq!(leader.commit_index(), 0, "index 2 is from term 2: counting replicas must not commit it");
     leader.step(msg(
         2,
         1,
         term,
-        MessageBody::AppendEntriesResponse {
-            success: true,
-            index: 3,
-            conflict_term: None,
-            conflict_index: 0,
-        },
+        MessageBody::AppendEntriesResponse { success: true, index: 3, conflict_term: None, conflict_index: 0 },
     ));
-    assert_eq!(
-        leader.commit_index(),
-        3,
-        "the no-op of the current term commits everything before it"
-    );
+    assert_eq!(leader.commit_index(), 3, "the no-op of the current term commits everything before it");
 }
 
 #[test]
@@ -397,11 +274,7 @@ fn dissertation_10_2_1_leader_counts_itself_only_after_its_own_persist() {
     }
     assert!(r.is_leader());
     let ready = r.ready();
-    assert_eq!(
-        r.commit_index(),
-        0,
-        "nothing is committed before the leader's fsync"
-    );
+    assert_eq!(r.commit_index(), 0, "nothing is committed before the leader's fsync");
     let last = ready.entries.last().unwrap();
     r.on_persisted(last.index, last.term);
     assert_eq!(r.commit_index(), 1);
@@ -413,26 +286,13 @@ fn dissertation_6_4_read_index_waits_for_a_quorum_heartbeat_round() {
     elect(&mut nodes, 0);
     nodes[0].read_index(42).unwrap();
     let (ready, out) = drain(&mut nodes[0]);
-    assert!(
-        ready.read_states.is_empty(),
-        "no answer before the quorum round"
-    );
-    let rounds: Vec<&Message> = out
-        .iter()
-        .filter(|m| matches!(m.body, MessageBody::Heartbeat { .. }))
-        .collect();
+    assert!(ready.read_states.is_empty(), "no answer before the quorum round");
+    let rounds: Vec<&Message> = out.iter().filter(|m| matches!(m.body, MessageBody::Heartbeat { .. })).collect();
     assert_eq!(rounds.len(), 2);
     let reply = {
         let m = rounds[0];
-        let MessageBody::Heartbeat { read_round, .. } = m.body else {
-            unreachable!()
-        };
-        msg(
-            m.to,
-            1,
-            m.term,
-            MessageBody::HeartbeatResponse { read_round },
-        )
+        let MessageBody::Heartbeat { read_round, .. } = m.body else { unreachable!() };
+        msg(m.to, 1, m.term, MessageBody::HeartbeatResponse { read_round })
     };
     nodes[0].step(reply);
     let (ready, _) = drain(&mut nodes[0]);
@@ -447,9 +307,7 @@ fn dissertation_6_4_followers_forward_read_index_to_the_leader() {
     elect(&mut nodes, 0);
     nodes[1].read_index(7).unwrap();
     let (_, out) = drain(&mut nodes[1]);
-    assert!(out
-        .iter()
-        .any(|m| m.to == 1 && matches!(m.body, MessageBody::ReadIndexRequest { id: 7 })));
+    assert!(out.iter().any(|m| m.to == 1 && matches!(m.body, MessageBody::ReadIndexRequest { id: 7 })));
     nodes[0].step(out.into_iter().find(|m| m.to == 1).unwrap());
     // Deliver everything; the follower's ReadState appears in one of its readies.
     let mut found = None;
@@ -475,42 +333,17 @@ fn dissertation_6_4_followers_forward_read_index_to_the_leader() {
 #[test]
 fn raft_5_2_restarted_node_remembers_its_vote() {
     let mut r = fresh(3, 3);
-    r.step(msg(
-        1,
-        3,
-        1,
-        MessageBody::RequestVote {
-            last_log_index: 0,
-            last_log_term: 0,
-            transfer: false,
-        },
-    ));
+    r.step(msg(1, 3, 1, MessageBody::RequestVote { last_log_index: 0, last_log_term: 0, transfer: false }));
     let (ready, _) = drain(&mut r);
     let hs = ready.hard_state.unwrap();
     let mut restarted = Raft::new(
         config(3),
-        Persisted {
-            hard_state: hs,
-            initial_membership: Membership::with_voters(1..=3),
-            ..Persisted::default()
-        },
+        Persisted { hard_state: hs, initial_membership: Membership::with_voters(1..=3), ..Persisted::default() },
         8,
     );
-    restarted.step(msg(
-        2,
-        3,
-        1,
-        MessageBody::RequestVote {
-            last_log_index: 0,
-            last_log_term: 0,
-            transfer: false,
-        },
-    ));
+    restarted.step(msg(2, 3, 1, MessageBody::RequestVote { last_log_index: 0, last_log_term: 0, transfer: false }));
     let (_, out) = drain(&mut restarted);
-    assert!(matches!(
-        out[0].body,
-        MessageBody::RequestVoteResponse { granted: false }
-    ));
+    assert!(matches!(out[0].body, MessageBody::RequestVoteResponse { granted: false }));
 }
 
 #[test]
@@ -528,10 +361,7 @@ fn raft_6_joint_consensus_adds_a_learner_then_a_voter() {
     let mut nodes: Vec<Raft> = (1..=3).map(|id| fresh(id, 3)).collect();
     nodes.push(Raft::new(
         config(4),
-        Persisted {
-            initial_membership: Membership::default(),
-            ..Persisted::default()
-        },
+        Persisted { initial_membership: Membership::default(), ..Persisted::default() },
         7,
     ));
     elect(&mut nodes[..3], 0);
@@ -540,11 +370,7 @@ fn raft_6_joint_consensus_adds_a_learner_then_a_voter() {
     learner.learners.insert(4);
     nodes[0].propose_membership(learner).unwrap();
     settle(&mut nodes);
-    assert_eq!(
-        nodes[3].commit_index(),
-        nodes[0].commit_index(),
-        "the learner caught up"
-    );
+    assert_eq!(nodes[3].commit_index(), nodes[0].commit_index(), "the learner caught up");
     let mut joint = nodes[0].membership().clone();
     joint.voters_outgoing = joint.voters.clone();
     joint.voters.insert(4);
@@ -552,10 +378,7 @@ fn raft_6_joint_consensus_adds_a_learner_then_a_voter() {
     nodes[0].propose_membership(joint).unwrap();
     settle(&mut nodes);
     let m = nodes[0].membership().clone();
-    assert!(
-        !m.is_joint(),
-        "the leader left the joint configuration: {m:?}"
-    );
+    assert!(!m.is_joint(), "the leader left the joint configuration: {m:?}");
     assert_eq!(m.voters.len(), 4);
     assert_eq!(nodes[3].membership(), &m);
 }
@@ -566,14 +389,7 @@ fn dissertation_6_4_1_lease_reads_skip_the_round_only_while_the_lease_holds() {
         .map(|id| {
             let mut c = config(id);
             c.lease_reads = true;
-            Raft::new(
-                c,
-                Persisted {
-                    initial_membership: Membership::with_voters(1..=3),
-                    ..Persisted::default()
-                },
-                7,
-            )
+            Raft::new(c, Persisted { initial_membership: Membership::with_voters(1..=3), ..Persisted::default() }, 7)
         })
         .collect();
     // With lease reads a starting node waits out one election timeout before voting.
@@ -590,11 +406,7 @@ fn dissertation_6_4_1_lease_reads_skip_the_round_only_while_the_lease_holds() {
     settle(&mut nodes);
     nodes[0].read_index(1).unwrap();
     let (ready, _) = drain(&mut nodes[0]);
-    assert_eq!(
-        ready.read_states.len(),
-        1,
-        "answered from the lease, without a round"
-    );
+    assert_eq!(ready.read_states.len(), 1, "answered from the lease, without a round");
     // Cut off (every message lost) for most of an election timeout: the lease lapses.
     for _ in 0..9 {
         nodes[0].tick();
@@ -602,8 +414,5 @@ fn dissertation_6_4_1_lease_reads_skip_the_round_only_while_the_lease_holds() {
     }
     nodes[0].read_index(2).unwrap();
     let (ready, _) = drain(&mut nodes[0]);
-    assert!(
-        ready.read_states.is_empty(),
-        "an expired lease needs a quorum round"
-    );
+    assert!(ready.read_states.is_empty(), "an expired lease needs a quorum round");
 }

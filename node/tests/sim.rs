@@ -9,9 +9,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
-use faultline_checker::{
-    check_plain_records, CheckOptions, ModelKind, Op as CheckerOp, OpType, Record, Verdict,
-};
+use faultline_checker::{check_plain_records, CheckOptions, ModelKind, Op as CheckerOp, OpType, Record, Verdict};
 use faultline_node::bugs::{Bug, Bugs};
 use faultline_node::sim::{run, HistoryEvent, SimConfig, SimStats};
 
@@ -55,11 +53,8 @@ fn run_seed(config: &SimConfig) -> Result<SimStats, String> {
         return Err(outcome.violations.join("; "));
     }
     // Keys and streams are different objects: each is checked with its own model.
-    let (streams, keys): (Vec<HistoryEvent>, Vec<HistoryEvent>) = outcome
-        .history
-        .iter()
-        .cloned()
-        .partition(|e| e.key.as_str().is_some_and(|k| k.starts_with('s')));
+    let (streams, keys): (Vec<HistoryEvent>, Vec<HistoryEvent>) =
+        outcome.history.iter().cloned().partition(|e| e.key.as_str().is_some_and(|k| k.starts_with('s')));
     check(&keys, ModelKind::Kv, "kv")?;
     check(&streams, ModelKind::Stream, "stream")?;
     Ok(outcome.stats)
@@ -74,46 +69,47 @@ fn check(history: &[HistoryEvent], model: ModelKind, what: &str) -> Result<(), S
         explain: false,
         ..CheckOptions::default()
     };
-    let result = check_plain_records(&records, &options)
-        .map_err(|e| format!("checker refused the {what} history: {e}"))?;
+    let result =
+        check_plain_records(&records, &options).map_err(|e| format!("checker refused the {what} history: {e}"))?;
     match result.verdict {
         Verdict::Valid => Ok(()),
-        Verdict::Invalid => Err(format!(
-            "{what} history not linearizable ({} ops)",
-            result.ops
-        )),
-        Verdict::Unknown => Err(format!(
-            "checker gave up on the {what} history: {:?}",
-            result.reason
-        )),
+        Verdict::Invalid => Err(format!("{what} history not linearizable ({} ops)", result.ops)),
+        Verdict::Unknown => Err(format!("checker gave up on the {what} history: {:?}", result.reason)),
     }
 }
 
 fn seeds_from_env(default: u64) -> u64 {
-    std::env::var("FAULTLINE_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
+    std::env::var("FAULTLINE_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
 }
 
 fn replay_seed() -> Option<u64> {
-    std::env::var("FAULTLINE_SIM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
+    std::env::var("FAULTLINE_SIM_SEED").ok().and_then(|s| s.parse().ok())
 }
 
-fn sweep(n_nodes: u64, default_seeds: u64, base: u64, tweak: impl Fn(&mut SimConfig)) {
+/// Runs `default_seeds` seeds from `base` (or the one in `FAULTLINE_SIM_SEED`) and
+/// returns the summed stats. `test` names the test, for the replay hint.
+fn sweep(test: &str, n_nodes: u64, default_seeds: u64, base: u64, tweak: impl Fn(&mut SimConfig)) -> SimStats {
     if let Some(seed) = replay_seed() {
         let mut config = SimConfig::new(seed, n_nodes);
         tweak(&mut config);
+        if let Ok(percent) = std::env::var("FAULTLINE_SIM_OPTIMISTIC_PERCENT") {
+            config.optimistic_append_percent = percent.parse().expect("a percentage");
+        }
         let outcome = run(&config);
         for e in &outcome.history {
             eprintln!("{e:?}");
         }
+        if let Ok(path) = std::env::var("FAULTLINE_SIM_HISTORY") {
+            // The history as faultline's JSON Lines, for `faultline check`.
+            let lines: Vec<String> = to_records(&outcome.history)
+                .iter()
+                .map(|r| serde_json::to_string(r).expect("record serialises"))
+                .collect();
+            std::fs::write(&path, lines.join("\n") + "\n").expect("write the history");
+            eprintln!("history written to {path}");
+        }
         eprintln!("{:?}\nviolations: {:?}", outcome.stats, outcome.violations);
-        run_seed(&config)
-            .unwrap_or_else(|why| panic!("seed {seed} ({n_nodes} nodes) failed: {why}"));
-        return;
+        return run_seed(&config).unwrap_or_else(|why| panic!("seed {seed} ({n_nodes} nodes) failed: {why}"));
     }
     let seeds = seeds_from_env(default_seeds);
     let mut total = SimStats::default();
@@ -129,34 +125,28 @@ fn sweep(n_nodes: u64, default_seeds: u64, base: u64, tweak: impl Fn(&mut SimCon
                 total.ops_info += stats.ops_info;
                 total.snapshots_installed += stats.snapshots_installed;
                 total.messages_lost += stats.messages_lost;
+                total.membership_changes += stats.membership_changes;
+                total.leadership_transfers += stats.leadership_transfers;
             }
-            Err(why) => panic!("seed {seed} ({n_nodes} nodes) failed: {why}\nreplay: FAULTLINE_SIM_SEED={seed} cargo test -p faultline-node --test sim sim_{n_nodes}_nodes -- --nocapture"),
+            Err(why) => panic!("seed {seed} ({n_nodes} nodes) failed: {why}\nreplay: FAULTLINE_SIM_SEED={seed} cargo test -p faultline-node --test sim {test} -- --nocapture"),
         }
     }
-    eprintln!("{n_nodes} nodes, {seeds} seeds: {total:?}");
+    eprintln!("{test}: {n_nodes} nodes, {seeds} seeds: {total:?}");
     // Guard against vacuous runs: faults fired and clients got answers.
-    assert!(
-        total.crashes > 0 && total.partitions > 0 && total.messages_lost > 0,
-        "no fault fired: {total:?}"
-    );
-    assert!(
-        total.ops_ok > seeds * 20,
-        "too few ops completed: {total:?}"
-    );
-    assert!(
-        total.snapshots_installed > 0,
-        "no InstallSnapshot happened: {total:?}"
-    );
+    assert!(total.crashes > 0 && total.partitions > 0 && total.messages_lost > 0, "no fault fired: {total:?}");
+    assert!(total.ops_ok > seeds * 20, "too few ops completed: {total:?}");
+    assert!(total.snapshots_installed > 0, "no InstallSnapshot happened: {total:?}");
+    total
 }
 
 #[test]
 fn sim_3_nodes() {
-    sweep(3, 1000, 0, |_| {});
+    sweep("sim_3_nodes", 3, 1000, 0, |_| {});
 }
 
 #[test]
 fn sim_5_nodes() {
-    sweep(5, 500, 1_000_000, |_| {});
+    sweep("sim_5_nodes", 5, 500, 1_000_000, |_| {});
 }
 
 /// Crashes every few ticks (often right after a persist) and frequent partitions:
@@ -172,43 +162,27 @@ fn heavy_faults(c: &mut SimConfig) {
 /// hands leadership over, while nodes crash and the network partitions.
 #[test]
 fn raft_6_sim_membership_changes_and_transfers() {
-    let seeds = seeds_from_env(300);
-    let mut total = SimStats::default();
-    for seed in 4_000_000..4_000_000 + seeds {
-        let mut config = SimConfig::new(seed, 5);
-        config.initial_voters = 3;
-        config.admin_per_mille = 60;
-        if seed % 2 == 1 {
-            heavy_faults(&mut config);
+    let total = sweep("raft_6_sim_membership_changes_and_transfers", 5, 300, 4_000_000, |c| {
+        c.initial_voters = 3;
+        c.admin_per_mille = 60;
+        if c.seed % 2 == 1 {
+            heavy_faults(c);
         }
-        match run_seed(&config) {
-            Ok(stats) => {
-                total.membership_changes += stats.membership_changes;
-                total.leadership_transfers += stats.leadership_transfers;
-                total.ops_ok += stats.ops_ok;
-            }
-            Err(why) => panic!("seed {seed} failed: {why}"),
-        }
+    });
+    if replay_seed().is_none() {
+        assert!(total.membership_changes > 300, "too few membership changes: {total:?}");
+        assert!(total.leadership_transfers > 150, "too few transfers: {total:?}");
     }
-    eprintln!("membership sim, {seeds} seeds: {total:?}");
-    assert!(
-        total.membership_changes > seeds,
-        "too few membership changes: {total:?}"
-    );
-    assert!(
-        total.leadership_transfers > seeds / 2,
-        "too few transfers: {total:?}"
-    );
 }
 
 #[test]
 fn sim_3_nodes_lease_reads() {
-    sweep(3, 300, 3_000_000, |c| c.lease_reads = true);
+    sweep("sim_3_nodes_lease_reads", 3, 300, 3_000_000, |c| c.lease_reads = true);
 }
 
 #[test]
 fn sim_5_nodes_heavy_faults() {
-    sweep(5, 300, 2_000_000, heavy_faults);
+    sweep("sim_5_nodes_heavy_faults", 5, 300, 2_000_000, heavy_faults);
 }
 
 /// Runs seeds with `bug` planted until one fails; the checks must have teeth.
@@ -217,10 +191,7 @@ fn bug_is_caught(bug: Bug, n_nodes: u64, budget: u64) {
 }
 
 fn bug_is_caught_with(bug: Bug, n_nodes: u64, budget: u64, tweak: impl Fn(&mut SimConfig)) {
-    let budget = std::env::var("FAULTLINE_BUG_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(budget);
+    let budget = std::env::var("FAULTLINE_BUG_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(budget);
     for seed in 0..budget {
         let mut config = SimConfig::new(seed, n_nodes);
         config.bugs = Bugs::one(bug);
@@ -238,17 +209,17 @@ fn bug_is_caught_with(bug: Bug, n_nodes: u64, budget: u64, tweak: impl Fn(&mut S
 
 #[test]
 fn bug_stale_read_is_caught() {
-    bug_is_caught(Bug::StaleRead, 3, 300);
+    bug_is_caught(Bug::StaleRead, 3, 1000);
 }
 
 #[test]
 fn bug_follower_stale_read_is_caught() {
-    bug_is_caught(Bug::FollowerStaleRead, 3, 300);
+    bug_is_caught(Bug::FollowerStaleRead, 3, 1000);
 }
 
 #[test]
 fn bug_ack_before_commit_is_caught() {
-    bug_is_caught(Bug::AckBeforeCommit, 3, 300);
+    bug_is_caught(Bug::AckBeforeCommit, 3, 1000);
 }
 
 #[test]
@@ -264,5 +235,5 @@ fn bug_commit_old_term_is_caught() {
 
 #[test]
 fn bug_no_dedup_is_caught() {
-    bug_is_caught(Bug::NoDedup, 3, 300);
+    bug_is_caught(Bug::NoDedup, 3, 1000);
 }

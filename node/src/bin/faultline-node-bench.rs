@@ -40,22 +40,11 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let nodes: Vec<String> = cli
-        .nodes
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
+    let nodes: Vec<String> = cli.nodes.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
     anyhow::ensure!(!nodes.is_empty(), "--nodes is empty");
-    anyhow::ensure!(
-        cli.mode == "write" || cli.mode == "read",
-        "--mode is write or read"
-    );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
+    anyhow::ensure!(cli.mode == "write" || cli.mode == "read", "--mode is write or read");
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("tokio runtime")?;
     runtime.block_on(async move {
         let stop_at = Instant::now() + Duration::from_secs(cli.seconds);
         let started = Instant::now();
@@ -72,14 +61,7 @@ fn main() -> anyhow::Result<()> {
                 while Instant::now() < stop_at {
                     n += 1;
                     let key = format!("k{}", (c * 7919 + n) % keys);
-                    let op = if mode == "write" {
-                        Op::Write {
-                            key,
-                            value: json!(n),
-                        }
-                    } else {
-                        Op::Read { key }
-                    };
+                    let op = if mode == "write" { Op::Write { key, value: json!(n) } } else { Op::Read { key } };
                     let t0 = Instant::now();
                     match client.execute(op).await {
                         Outcome::Ok(_) => latencies.push(t0.elapsed()),

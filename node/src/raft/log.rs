@@ -22,18 +22,9 @@ pub struct RaftLog {
 }
 
 impl RaftLog {
-    pub fn restore(
-        snapshot_index: u64,
-        snapshot_term: u64,
-        entries: Vec<Entry>,
-        commit: u64,
-    ) -> RaftLog {
+    pub fn restore(snapshot_index: u64, snapshot_term: u64, entries: Vec<Entry>, commit: u64) -> RaftLog {
         for (k, entry) in entries.iter().enumerate() {
-            assert_eq!(
-                entry.index,
-                snapshot_index + 1 + k as u64,
-                "stored log is not contiguous"
-            );
+            assert_eq!(entry.index, snapshot_index + 1 + k as u64, "stored log is not contiguous");
         }
         let last = snapshot_index + entries.len() as u64;
         RaftLog {
@@ -107,10 +98,7 @@ impl RaftLog {
 
     pub fn append(&mut self, entry: Entry) {
         assert_eq!(entry.index, self.last_index() + 1);
-        assert!(
-            entry.term >= self.last_term(),
-            "terms in the log never decrease"
-        );
+        assert!(entry.term >= self.last_term(), "terms in the log never decrease");
         self.entries.push(entry);
     }
 
@@ -129,8 +117,7 @@ impl RaftLog {
             self.commit
         );
         if at <= self.last_index() {
-            self.entries
-                .truncate((at - self.snapshot_index - 1) as usize);
+            self.entries.truncate((at - self.snapshot_index - 1) as usize);
             self.persisted = self.persisted.min(at - 1);
             self.unstable_from = self.unstable_from.min(at);
         }
@@ -175,11 +162,7 @@ impl RaftLog {
         if index <= self.commit {
             return;
         }
-        assert!(
-            index <= self.last_index(),
-            "commit {index} beyond last index {}",
-            self.last_index()
-        );
+        assert!(index <= self.last_index(), "commit {index} beyond last index {}", self.last_index());
         self.commit = index;
     }
 
@@ -205,8 +188,7 @@ impl RaftLog {
         if self.applied >= self.commit {
             return Vec::new();
         }
-        let out: Vec<Entry> =
-            self.entries_from(self.applied + 1)[..(self.commit - self.applied) as usize].to_vec();
+        let out: Vec<Entry> = self.entries_from(self.applied + 1)[..(self.commit - self.applied) as usize].to_vec();
         self.applied = self.commit;
         out
     }
@@ -230,12 +212,7 @@ impl RaftLog {
     /// Replaces the whole log with a snapshot from the leader (Raft §7). The
     /// caller has checked that the log does not already hold the snapshot's last entry.
     pub fn restore_snapshot(&mut self, snapshot: Snapshot) {
-        assert!(
-            snapshot.index > self.commit,
-            "snapshot {} at or below commit {}",
-            snapshot.index,
-            self.commit
-        );
+        assert!(snapshot.index > self.commit, "snapshot {} at or below commit {}", snapshot.index, self.commit);
         self.entries.clear();
         self.snapshot_index = snapshot.index;
         self.snapshot_term = snapshot.term;

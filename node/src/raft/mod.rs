@@ -92,6 +92,10 @@ pub struct Ready {
     /// Apply in order.
     pub committed_entries: Vec<Entry>,
     pub read_states: Vec<ReadState>,
+    /// The messages may be sent before the persist (dissertation §10.2.1): a
+    /// leader whose term and vote are already durable replicates in parallel
+    /// with its own fsync, since it counts itself only after [`Raft::on_persisted`].
+    pub send_before_persist: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -236,12 +240,7 @@ impl Raft {
             Some(s) => (s.index, s.term, s.membership.clone()),
             None => (0, 0, persisted.initial_membership.clone()),
         };
-        let log = RaftLog::restore(
-            snapshot_index,
-            snapshot_term,
-            persisted.entries,
-            persisted.hard_state.commit,
-        );
+        let log = RaftLog::restore(snapshot_index, snapshot_term, persisted.entries, persisted.hard_state.commit);
         let mut raft = Raft {
             rng: SplitMix64::new(seed ^ config.id.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             config,
@@ -329,11 +328,7 @@ impl Raft {
         self.log.entries_from(index)
     }
     pub fn hard_state(&self) -> HardState {
-        HardState {
-            term: self.term,
-            vote: self.vote,
-            commit: self.log.commit(),
-        }
+        HardState { term: self.term, vote: self.vote, commit: self.log.commit() }
     }
     /// The match index the leader holds for `id`, for tests and metrics.
     pub fn match_index(&self, id: NodeId) -> Option<u64> {
@@ -355,15 +350,11 @@ impl Raft {
             _ => {
                 self.election_elapsed += 1;
                 if matches!(self.role, Role::PreCandidate | Role::Candidate)
-                    && self
-                        .election_elapsed
-                        .is_multiple_of(self.config.heartbeat_interval_ticks)
+                    && self.election_elapsed.is_multiple_of(self.config.heartbeat_interval_ticks)
                 {
                     self.resend_vote_requests();
                 }
-                if self.election_elapsed >= self.randomized_election_timeout
-                    && self.membership.is_voter(self.id())
-                {
+                if self.election_elapsed >= self.randomized_election_timeout && self.membership.is_voter(self.id()) {
                     self.start_election(false);
                 }
             }
@@ -387,9 +378,8 @@ impl Raft {
                 // clients are not stranded behind a partition.
                 let me = self.id();
                 let progress = &self.progress;
-                let active = self.membership.has_quorum(&|id| {
-                    id == me || progress.get(&id).is_some_and(|p| p.recent_active)
-                });
+                let active =
+                    self.membership.has_quorum(&|id| id == me || progress.get(&id).is_some_and(|p| p.recent_active));
                 if !active {
                     let term = self.term;
                     self.become_follower(term, None);
@@ -417,11 +407,7 @@ impl Raft {
             return Err(self.not_leader());
         }
         let index = self.log.last_index() + 1;
-        let entry = Entry {
-            term: self.term,
-            index,
-            payload,
-        };
+        let entry = Entry { term: self.term, index, payload };
         if let EntryPayload::Membership(m) = &entry.payload {
             self.membership = m.clone();
             self.membership_index = index;
@@ -435,10 +421,7 @@ impl Raft {
     /// Starts a linearizable read (ReadIndex, dissertation §6.4). The answer
     /// arrives as a [`ReadState`] with the same `id` in a later [`Ready`].
     pub fn read_index(&mut self, id: u64) -> Result<(), NotLeader> {
-        let context = ReadContext {
-            origin: self.id(),
-            id,
-        };
+        let context = ReadContext { origin: self.id(), id };
         match self.role {
             Role::Leader => {
                 self.leader_read(context);
@@ -459,10 +442,7 @@ impl Raft {
         if self.membership_change_pending() {
             return Err(self.not_leader());
         }
-        assert!(
-            !membership.voters.is_empty(),
-            "a configuration needs voters"
-        );
+        assert!(!membership.voters.is_empty(), "a configuration needs voters");
         self.propose_payload(EntryPayload::Membership(membership))
     }
 
@@ -478,11 +458,7 @@ impl Raft {
         }
         self.leader_transferee = Some(target);
         self.transfer_elapsed = 0;
-        if self
-            .progress
-            .get(&target)
-            .is_some_and(|p| p.match_index == self.log.last_index())
-        {
+        if self.progress.get(&target).is_some_and(|p| p.match_index == self.log.last_index()) {
             self.send(target, MessageBody::TimeoutNow);
         } else {
             self.send_append(target, true);
@@ -511,9 +487,7 @@ impl Raft {
     }
 
     fn not_leader(&self) -> NotLeader {
-        NotLeader::NotLeader {
-            leader_hint: self.leader_id.filter(|id| *id != self.id()),
-        }
+        NotLeader::NotLeader { leader_hint: self.leader_id.filter(|id| *id != self.id()) }
     }
 
     /// Handles one message from a peer.
@@ -532,11 +506,7 @@ impl Raft {
                     return;
                 }
                 body => {
-                    let leader = if body.is_from_leader() {
-                        Some(m.from)
-                    } else {
-                        None
-                    };
+                    let leader = if body.is_from_leader() { Some(m.from) } else { None };
                     self.become_follower(m.term, leader);
                 }
             }
@@ -567,13 +537,9 @@ impl Raft {
             return;
         }
         match m.body {
-            MessageBody::PreVote {
-                last_log_index,
-                last_log_term,
-            } => {
-                let granted = m.term > self.term
-                    && !self.in_lease()
-                    && self.log.is_up_to_date(last_log_index, last_log_term);
+            MessageBody::PreVote { last_log_index, last_log_term } => {
+                let granted =
+                    m.term > self.term && !self.in_lease() && self.log.is_up_to_date(last_log_index, last_log_term);
                 let term = if granted { m.term } else { self.term };
                 self.messages.push(Message {
                     from: self.id(),
@@ -593,13 +559,8 @@ impl Raft {
                     }
                 }
             }
-            MessageBody::RequestVote {
-                last_log_index,
-                last_log_term,
-                ..
-            } => {
-                let can_vote =
-                    self.vote == Some(m.from) || (self.vote.is_none() && self.leader_id.is_none());
+            MessageBody::RequestVote { last_log_index, last_log_term, .. } => {
+                let can_vote = self.vote == Some(m.from) || (self.vote.is_none() && self.leader_id.is_none());
                 let granted = can_vote && self.log.is_up_to_date(last_log_index, last_log_term);
                 if granted {
                     self.vote = Some(m.from);
@@ -612,25 +573,11 @@ impl Raft {
                     self.record_vote(m.from, granted);
                 }
             }
-            MessageBody::AppendEntries {
-                prev_log_index,
-                prev_log_term,
-                entries,
-                leader_commit,
-            } => {
+            MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit } => {
                 self.follow(m.from);
-                self.handle_append(
-                    m.from,
-                    prev_log_index,
-                    prev_log_term,
-                    entries,
-                    leader_commit,
-                );
+                self.handle_append(m.from, prev_log_index, prev_log_term, entries, leader_commit);
             }
-            MessageBody::Heartbeat {
-                leader_commit,
-                read_round,
-            } => {
+            MessageBody::Heartbeat { leader_commit, read_round } => {
                 self.follow(m.from);
                 let commit = leader_commit.min(self.log.last_index());
                 if commit > self.log.commit() {
@@ -642,20 +589,9 @@ impl Raft {
                 self.follow(m.from);
                 self.handle_snapshot(m.from, snapshot);
             }
-            MessageBody::AppendEntriesResponse {
-                success,
-                index,
-                conflict_term,
-                conflict_index,
-            } => {
+            MessageBody::AppendEntriesResponse { success, index, conflict_term, conflict_index } => {
                 if self.role == Role::Leader {
-                    self.handle_append_response(
-                        m.from,
-                        success,
-                        index,
-                        conflict_term,
-                        conflict_index,
-                    );
+                    self.handle_append_response(m.from, success, index, conflict_term, conflict_index);
                 }
             }
             MessageBody::HeartbeatResponse { read_round } => {
@@ -722,16 +658,13 @@ impl Raft {
         }
         let hard_state = self.hard_state();
         let changed = hard_state != self.handed_hard_state;
-        assert!(
-            hard_state.term >= self.handed_hard_state.term,
-            "term went back"
-        );
-        assert!(
-            hard_state.commit >= self.handed_hard_state.commit,
-            "commit went back"
-        );
+        let term_and_vote_durable =
+            hard_state.term == self.handed_hard_state.term && hard_state.vote == self.handed_hard_state.vote;
+        assert!(hard_state.term >= self.handed_hard_state.term, "term went back");
+        assert!(hard_state.commit >= self.handed_hard_state.commit, "commit went back");
         self.handed_hard_state = hard_state;
         let snapshot = self.log.take_pending_snapshot();
+        let snapshot_is_none = snapshot.is_none();
         Ready {
             hard_state: changed.then_some(hard_state),
             entries: self.log.take_unstable(),
@@ -739,6 +672,7 @@ impl Raft {
             messages: std::mem::take(&mut self.messages),
             committed_entries: self.log.take_committed(),
             read_states: std::mem::take(&mut self.read_states),
+            send_before_persist: self.role == Role::Leader && term_and_vote_durable && snapshot_is_none,
         }
     }
 
@@ -748,8 +682,7 @@ impl Raft {
         // With lease reads, a node that just started may have promised a lease
         // before it crashed: it waits one election timeout before voting.
         let starting = self.config.lease_reads && self.ticks < self.config.election_timeout_ticks;
-        let heard_from_leader =
-            self.leader_id.is_some() && self.election_elapsed < self.config.election_timeout_ticks;
+        let heard_from_leader = self.leader_id.is_some() && self.election_elapsed < self.config.election_timeout_ticks;
         starting || (self.config.check_quorum && heard_from_leader)
     }
 
@@ -766,17 +699,10 @@ impl Raft {
             self.votes.clear();
             self.reset_election_timer();
             let term = self.term + 1;
-            let body = MessageBody::PreVote {
-                last_log_index: self.log.last_index(),
-                last_log_term: self.log.last_term(),
-            };
+            let body =
+                MessageBody::PreVote { last_log_index: self.log.last_index(), last_log_term: self.log.last_term() };
             for peer in self.voter_peers() {
-                self.messages.push(Message {
-                    from: self.id(),
-                    to: peer,
-                    term,
-                    body: body.clone(),
-                });
+                self.messages.push(Message { from: self.id(), to: peer, term, body: body.clone() });
             }
             self.record_vote(self.id(), true);
             return;
@@ -809,10 +735,7 @@ impl Raft {
         let (term, body) = if self.role == Role::PreCandidate {
             (
                 self.term + 1,
-                MessageBody::PreVote {
-                    last_log_index: self.log.last_index(),
-                    last_log_term: self.log.last_term(),
-                },
+                MessageBody::PreVote { last_log_index: self.log.last_index(), last_log_term: self.log.last_term() },
             )
         } else {
             (
@@ -826,12 +749,7 @@ impl Raft {
         };
         for peer in self.voter_peers() {
             if !self.votes.contains_key(&peer) {
-                self.messages.push(Message {
-                    from: self.id(),
-                    to: peer,
-                    term,
-                    body: body.clone(),
-                });
+                self.messages.push(Message { from: self.id(), to: peer, term, body: body.clone() });
             }
         }
     }
@@ -839,12 +757,8 @@ impl Raft {
     fn record_vote(&mut self, from: NodeId, granted: bool) {
         self.votes.insert(from, granted);
         let votes = &self.votes;
-        let won = self
-            .membership
-            .has_quorum(&|id| votes.get(&id) == Some(&true));
-        let lost = self
-            .membership
-            .has_quorum(&|id| votes.get(&id) == Some(&false));
+        let won = self.membership.has_quorum(&|id| votes.get(&id) == Some(&true));
+        let lost = self.membership.has_quorum(&|id| votes.get(&id) == Some(&false));
         if won {
             match self.role {
                 Role::PreCandidate => self.campaign(false),
@@ -858,11 +772,7 @@ impl Raft {
     }
 
     fn become_follower(&mut self, term: u64, leader: Option<NodeId>) {
-        assert!(
-            term >= self.term,
-            "term went back from {} to {term}",
-            self.term
-        );
+        assert!(term >= self.term, "term went back from {} to {term}", self.term);
         if term > self.term {
             self.term = term;
             self.vote = None;
@@ -905,11 +815,7 @@ impl Raft {
         // and tells the leader the commit index it must wait for before reads.
         // The planted bug skips it, which is what makes Figure 8 reachable.
         if !self.config.bug_commit_old_term {
-            let entry = Entry {
-                term: self.term,
-                index: self.log.last_index() + 1,
-                payload: EntryPayload::Noop,
-            };
+            let entry = Entry { term: self.term, index: self.log.last_index() + 1, payload: EntryPayload::Noop };
             self.log.append(entry);
         }
         self.append_requested = true;
@@ -919,9 +825,7 @@ impl Raft {
         let next = self.log.last_index() + 1;
         for id in self.membership.members() {
             if id != self.id() {
-                self.progress
-                    .entry(id)
-                    .or_insert_with(|| Progress::new(next));
+                self.progress.entry(id).or_insert_with(|| Progress::new(next));
             }
         }
         let members = self.membership.members();
@@ -938,12 +842,7 @@ impl Raft {
     // ---- replication -----------------------------------------------------
 
     fn send(&mut self, to: NodeId, body: MessageBody) {
-        self.messages.push(Message {
-            from: self.id(),
-            to,
-            term: self.term,
-            body,
-        });
+        self.messages.push(Message { from: self.id(), to, term: self.term, body });
     }
 
     /// Sends entries to `peer` while its pipeline has room. With `force`, a
@@ -965,9 +864,7 @@ impl Raft {
                 self.send_snapshot(peer);
                 return;
             };
-            let entries = self
-                .log
-                .slice(p.next_index, self.config.max_entries_per_append);
+            let entries = self.log.slice(p.next_index, self.config.max_entries_per_append);
             let p = self.progress.get_mut(&peer).expect("progress exists");
             match p.state {
                 ProgressState::Replicate => {
@@ -980,15 +877,7 @@ impl Raft {
             }
             let more = p.state == ProgressState::Replicate;
             let leader_commit = self.log.commit();
-            self.send(
-                peer,
-                MessageBody::AppendEntries {
-                    prev_log_index,
-                    prev_log_term,
-                    entries,
-                    leader_commit,
-                },
-            );
+            self.send(peer, MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit });
             if !more {
                 return;
             }
@@ -1020,13 +909,7 @@ impl Raft {
             let last_new = prev_log_index + entries.len() as u64;
             if last_new > commit {
                 let rest: Vec<Entry> = entries.into_iter().filter(|e| e.index > commit).collect();
-                return self.handle_append(
-                    leader,
-                    commit,
-                    self.log.term(commit).unwrap_or(0),
-                    rest,
-                    leader_commit,
-                );
+                return self.handle_append(leader, commit, self.log.term(commit).unwrap_or(0), rest, leader_commit);
             }
             self.send(
                 leader,
@@ -1127,8 +1010,7 @@ impl Raft {
         }
         // A rejection is stale if it is about an index we already know matches, or
         // (in probe) not about the probe we sent.
-        let stale = index <= p.match_index
-            || (p.state == ProgressState::Probe && index != p.next_index - 1);
+        let stale = index <= p.match_index || (p.state == ProgressState::Probe && index != p.next_index - 1);
         if stale {
             return;
         }
@@ -1196,9 +1078,7 @@ impl Raft {
     }
 
     fn recompute_membership_after_append(&mut self, entries: &[Entry]) {
-        if entries
-            .iter()
-            .any(|e| matches!(e.payload, EntryPayload::Membership(_)))
+        if entries.iter().any(|e| matches!(e.payload, EntryPayload::Membership(_)))
             || self.membership_index > self.log.last_index()
         {
             self.recompute_membership();
@@ -1208,15 +1088,10 @@ impl Raft {
     /// The configuration in force is the latest one in the log, committed or not (Raft §6).
     fn recompute_membership(&mut self) {
         let from = self.log.snapshot_index() + 1;
-        let latest = self
-            .log
-            .entries_from(from)
-            .iter()
-            .rev()
-            .find_map(|e| match &e.payload {
-                EntryPayload::Membership(m) => Some((e.index, m.clone())),
-                _ => None,
-            });
+        let latest = self.log.entries_from(from).iter().rev().find_map(|e| match &e.payload {
+            EntryPayload::Membership(m) => Some((e.index, m.clone())),
+            _ => None,
+        });
         match latest {
             Some((index, m)) => {
                 self.membership = m;
@@ -1238,19 +1113,9 @@ impl Raft {
             self.round_sent_at.pop_front();
         }
         let commit = self.log.commit();
-        let peers: Vec<(NodeId, u64)> = self
-            .progress
-            .iter()
-            .map(|(id, p)| (*id, p.match_index))
-            .collect();
+        let peers: Vec<(NodeId, u64)> = self.progress.iter().map(|(id, p)| (*id, p.match_index)).collect();
         for (peer, match_index) in peers {
-            self.send(
-                peer,
-                MessageBody::Heartbeat {
-                    leader_commit: commit.min(match_index),
-                    read_round: round,
-                },
-            );
+            self.send(peer, MessageBody::Heartbeat { leader_commit: commit.min(match_index), read_round: round });
         }
     }
 
@@ -1266,9 +1131,7 @@ impl Raft {
             p.stalled_heartbeats = 0;
         }
         p.match_at_last_heartbeat = p.match_index;
-        if p.stalled_heartbeats >= STALLED_HEARTBEATS_BEFORE_PROBE
-            && p.state != ProgressState::Probe
-        {
+        if p.stalled_heartbeats >= STALLED_HEARTBEATS_BEFORE_PROBE && p.state != ProgressState::Probe {
             // AppendEntries or a snapshot were lost: without this the pipeline
             // would wait forever for acknowledgements that never come.
             p.stalled_heartbeats = 0;
@@ -1302,9 +1165,7 @@ impl Raft {
         }
         let index = self.log.commit();
         let me = self.id();
-        if self.membership.has_quorum(&|id| id == me)
-            || (self.config.lease_reads && self.lease_valid())
-        {
+        if self.membership.has_quorum(&|id| id == me) || (self.config.lease_reads && self.lease_valid()) {
             return self.answer_read(context, Some(index));
         }
         if self.pending_reads.len() >= MAX_PENDING_READS {
@@ -1333,10 +1194,7 @@ impl Raft {
         let progress = &self.progress;
         let fresh = |id: NodeId| {
             id == me
-                || progress
-                    .get(&id)
-                    .and_then(|p| p.acked_round_sent_at)
-                    .is_some_and(|sent| sent + lease_ticks > now)
+                || progress.get(&id).and_then(|p| p.acked_round_sent_at).is_some_and(|sent| sent + lease_ticks > now)
         };
         self.config.check_quorum && self.membership.has_quorum(&fresh)
     }
@@ -1354,18 +1212,9 @@ impl Raft {
 
     fn answer_read(&mut self, context: ReadContext, index: Option<u64>) {
         if context.origin == self.id() {
-            self.read_states.push(ReadState {
-                id: context.id,
-                index,
-            });
+            self.read_states.push(ReadState { id: context.id, index });
         } else {
-            self.send(
-                context.origin,
-                MessageBody::ReadIndexResponse {
-                    id: context.id,
-                    index,
-                },
-            );
+            self.send(context.origin, MessageBody::ReadIndexResponse { id: context.id, index });
         }
     }
 

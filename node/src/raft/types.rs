@@ -47,11 +47,7 @@ pub struct Membership {
 
 impl Membership {
     pub fn with_voters(voters: impl IntoIterator<Item = NodeId>) -> Membership {
-        Membership {
-            voters: voters.into_iter().collect(),
-            voters_outgoing: BTreeSet::new(),
-            learners: BTreeSet::new(),
-        }
+        Membership { voters: voters.into_iter().collect(), voters_outgoing: BTreeSet::new(), learners: BTreeSet::new() }
     }
 
     pub fn is_joint(&self) -> bool {
