@@ -379,3 +379,96 @@ async fn restart_cuts_a_torn_wal_tail_and_refuses_a_corrupt_middle() {
     // The other two still serve.
     assert_eq!(c.execute(Op::Read { key: "k7".into() }).await, Outcome::Ok(json!(7)));
 }
+
+/// A Jepsen-style history of reads, writes and cas on a real cluster whose leader
+/// is killed with -9 and restarted mid-run, checked for linearizability.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_leader_mid_load_kv_history_is_linearizable() {
+    use faultline_checker::{check_plain_records, CheckOptions, ModelKind, Op as CheckerOp, OpType, Record, Verdict};
+    let mut cluster = Cluster::start("kv-history", 3, &[]);
+    let leader = cluster.leader(Duration::from_secs(15)).await;
+    let history: Arc<Mutex<Vec<Record>>> = Arc::default();
+    let epoch = Instant::now();
+    let record = {
+        let history = history.clone();
+        move |process: u64, op_type: OpType, f: &str, key: &str, value: Value, error: Option<String>| {
+            let mut h = history.lock().unwrap();
+            let index = h.len() as u64;
+            let time = epoch.elapsed().as_nanos() as u64;
+            h.push(Record::Op(CheckerOp {
+                index,
+                time,
+                process,
+                op_type,
+                f: f.into(),
+                value,
+                key: Some(json!(key)),
+                error,
+            }));
+        }
+    };
+    let stop_at = Instant::now() + Duration::from_secs(5);
+    let mut tasks = Vec::new();
+    for c in 0..6u64 {
+        let record = record.clone();
+        let mut client = client(&cluster, 500 + c);
+        tasks.push(tokio::spawn(async move {
+            let mut process = c;
+            let mut n = 0u64;
+            while Instant::now() < stop_at {
+                n += 1;
+                let key = format!("k{}", n % 3);
+                let value = json!(c * 1_000_000 + n);
+                let (f, op, invoke_value) = match n % 3 {
+                    0 => ("read", Op::Read { key: key.clone() }, Value::Null),
+                    1 => ("write", Op::Write { key: key.clone(), value: value.clone() }, value.clone()),
+                    _ => {
+                        let from = json!((c + 1) % 6 * 1_000_000 + n - 1);
+                        (
+                            "cas",
+                            Op::Cas { key: key.clone(), from: from.clone(), to: value.clone() },
+                            json!([from, value]),
+                        )
+                    }
+                };
+                record(process, OpType::Invoke, f, &key, invoke_value.clone(), None);
+                match client.execute(op).await {
+                    Outcome::Ok(v) => {
+                        record(process, OpType::Ok, f, &key, if f == "read" { v } else { invoke_value }, None)
+                    }
+                    Outcome::Fail(e) => record(process, OpType::Fail, f, &key, invoke_value, Some(e)),
+                    Outcome::Info(e) => {
+                        record(process, OpType::Info, f, &key, invoke_value, Some(e));
+                        process += 100; // the op may still be in flight: a new process
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cluster.kill9(leader);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    cluster.spawn(leader, &[]);
+    for t in tasks {
+        t.await.expect("client task");
+    }
+    let records = history.lock().unwrap().clone();
+    let oks = records.iter().filter(|r| matches!(r, Record::Op(op) if op.op_type == OpType::Ok)).count();
+    assert!(oks > 300, "too few ops completed to mean anything: {oks}");
+    let options = CheckOptions {
+        model: ModelKind::Kv,
+        timeout: Some(Duration::from_secs(60)),
+        threads: 1,
+        ..CheckOptions::default()
+    };
+    let result = check_plain_records(&records, &options).expect("the checker takes the history");
+    assert_eq!(
+        result.verdict,
+        Verdict::Valid,
+        "{} ops; anomalies: {:?}",
+        result.ops,
+        result.anomalies.first().map(|a| &a.text)
+    );
+    eprintln!("{} ops checked, {oks} ok, verdict valid in {:.0} ms", result.ops, result.check_ms);
+}
