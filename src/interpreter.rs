@@ -43,6 +43,8 @@ pub struct Interpreter<'h> {
     running: Vec<Option<Invocation>>,
     /// Workers we gave up waiting for; never used again.
     lost: Vec<bool>,
+    /// The worker that got the latest op.
+    last_worker: usize,
     /// The longest a single operation may take before we stop waiting for it.
     pub op_deadline: Duration,
 }
@@ -57,6 +59,9 @@ impl<'h> Interpreter<'h> {
         concurrency: usize,
         op_deadline: Duration,
     ) -> Result<Interpreter<'h>> {
+        if concurrency == 0 {
+            bail!("concurrency must be at least 1");
+        }
         let (finished_tx, finished_rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
         let mut to_workers = Vec::new();
@@ -70,16 +75,7 @@ impl<'h> Interpreter<'h> {
             std::thread::Builder::new()
                 .name(format!("worker-{worker}"))
                 .spawn_scoped(scope, move || {
-                    run_worker(
-                        worker,
-                        node,
-                        cluster,
-                        db,
-                        history_start,
-                        task_rx,
-                        finished_tx,
-                        ready_tx,
-                    )
+                    run_worker(worker, node, cluster, db, history_start, task_rx, finished_tx, ready_tx)
                 })
                 .context("spawning a worker thread")?;
         }
@@ -98,6 +94,7 @@ impl<'h> Interpreter<'h> {
             process_of: (0..concurrency as u64).collect(),
             running: vec![None; concurrency],
             lost: vec![false; concurrency],
+            last_worker: concurrency - 1,
             op_deadline,
         })
     }
@@ -110,8 +107,11 @@ impl<'h> Interpreter<'h> {
         self.running.iter().filter(|r| r.is_some()).count()
     }
 
+    /// The next idle worker after the one used last (round robin), so that load spreads over
+    /// every worker and so over every worker's home node, instead of piling on worker 0.
     fn free_worker(&self) -> Option<usize> {
-        (0..self.concurrency()).find(|w| self.running[*w].is_none() && !self.lost[*w])
+        let n = self.concurrency();
+        (1..=n).map(|offset| (self.last_worker + offset) % n).find(|w| self.running[*w].is_none() && !self.lost[*w])
     }
 
     /// Runs `generator` until it is done (or `stop` is set) and every op it started completed or
@@ -133,6 +133,7 @@ impl<'h> Interpreter<'h> {
                     };
                     match generator.next(&context) {
                         Step::Op(invocation) => {
+                            self.last_worker = worker;
                             self.invoke(worker, invocation)?;
                             continue;
                         }
@@ -196,15 +197,7 @@ impl<'h> Interpreter<'h> {
         if op_type == OpType::Info {
             self.process_of[worker] += self.concurrency() as u64;
         }
-        self.history.op(
-            finished.time_ns,
-            process,
-            op_type,
-            &invocation.f,
-            invocation.key,
-            value,
-            error,
-        )
+        self.history.op(finished.time_ns, process, op_type, &invocation.f, invocation.key, value, error)
     }
 
     /// Records every still-running op as `info` and retires its worker.
@@ -261,14 +254,7 @@ fn run_worker(
             client.close();
             opened = client.open(node).is_ok();
         }
-        if finished
-            .send(Finished {
-                worker,
-                time_ns,
-                completion,
-            })
-            .is_err()
-        {
+        if finished.send(Finished { worker, time_ns, completion }).is_err() {
             break;
         }
     }

@@ -75,11 +75,7 @@ impl NodeClient {
 
 /// The node addresses of a cluster, index = node id - 1.
 fn node_addresses(cluster: &Cluster) -> Vec<SocketAddr> {
-    cluster
-        .node_ids()
-        .into_iter()
-        .map(|node| SocketAddr::from((cluster.node_address(node), NODE_PORT)))
-        .collect()
+    cluster.node_ids().into_iter().map(|node| SocketAddr::from((cluster.node_address(node), NODE_PORT))).collect()
 }
 
 fn remaining(deadline: Instant) -> Duration {
@@ -87,12 +83,7 @@ fn remaining(deadline: Instant) -> Duration {
 }
 
 /// Sends one frame and reads frames until the response with `request_id` arrives.
-fn round_trip(
-    stream: &mut TcpStream,
-    request: &Value,
-    request_id: u64,
-    deadline: Instant,
-) -> std::io::Result<Value> {
+fn round_trip(stream: &mut TcpStream, request: &Value, request_id: u64, deadline: Instant) -> std::io::Result<Value> {
     let payload = serde_json::to_vec(request).expect("a JSON value serialises");
     let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(&payload);
@@ -100,25 +91,19 @@ fn round_trip(
     loop {
         let timeout = remaining(deadline);
         if timeout.is_zero() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "operation deadline",
-            ));
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "operation deadline"));
         }
         stream.set_read_timeout(Some(timeout))?;
         let mut length = [0u8; 4];
         stream.read_exact(&mut length)?;
         let length = u32::from_be_bytes(length);
         if length > MAX_FRAME_BYTES {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("frame of {length} bytes"),
-            ));
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("frame of {length} bytes")));
         }
         let mut body = vec![0u8; length as usize];
         stream.read_exact(&mut body)?;
-        let response: Value = serde_json::from_slice(&body)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let response: Value =
+            serde_json::from_slice(&body).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         // An answer to an earlier request on this connection is skipped.
         if response["id"].as_u64() == Some(request_id) {
             return Ok(response);
@@ -147,7 +132,7 @@ impl Client for NodeClient {
         }
         // A fresh session per (Jepsen) process: a write left in doubt by the previous process
         // must not be deduplicated against this one's.
-        self.client_id = rand::random::<u64>() >> 1;
+        self.client_id = (rand::random::<u64>() >> 1) | 1;
         self.next_seq = 1;
         self.node = node;
         self.connection = None;
@@ -189,10 +174,7 @@ impl Client for NodeClient {
                 Err(e) => {
                     // The request may have reached the node: indefinite.
                     self.connection = None;
-                    let what = if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) {
+                    let what = if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
                         "timeout".to_string()
                     } else {
                         format!("connection lost: {}", e.kind())
@@ -216,16 +198,12 @@ impl Client for NodeClient {
                     }
                     if error == "not-leader" {
                         match response["leader_id"].as_u64() {
-                            Some(leader)
-                                if leader >= 1 && (leader as usize) <= self.addresses.len() =>
-                            {
+                            Some(leader) if leader >= 1 && (leader as usize) <= self.addresses.len() => {
                                 self.move_to(leader as usize)
                             }
                             // No leader known yet: give the election a moment, then try elsewhere.
                             _ => {
-                                std::thread::sleep(
-                                    Duration::from_millis(50).min(remaining(deadline)),
-                                );
+                                std::thread::sleep(Duration::from_millis(50).min(remaining(deadline)));
                                 self.next_node();
                             }
                         }
@@ -262,10 +240,7 @@ pub fn find_leader(cluster: &Cluster, timeout: Duration) -> Option<NodeId> {
         let leader = if status["role"].as_str() == Some("leader") {
             Some(index + 1)
         } else {
-            status["leader"]
-                .as_u64()
-                .or_else(|| status["leader_id"].as_u64())
-                .map(|l| l as usize)
+            status["leader"].as_u64().or_else(|| status["leader_id"].as_u64()).map(|l| l as usize)
         };
         if let Some(leader) = leader.filter(|l| *l >= 1 && *l <= addresses.len()) {
             if best.is_none_or(|(best_term, _)| term > best_term) {
@@ -279,8 +254,7 @@ pub fn find_leader(cluster: &Cluster, timeout: Duration) -> Option<NodeId> {
 /// One `status` request to one node.
 pub fn node_status(address: SocketAddr, timeout: Duration) -> Result<Value> {
     let deadline = Instant::now() + timeout;
-    let mut stream =
-        connect(address, timeout).with_context(|| format!("connecting to {address}"))?;
+    let mut stream = connect(address, timeout).with_context(|| format!("connecting to {address}"))?;
     let response = round_trip(&mut stream, &json!({"id": 1, "op": "status"}), 1, deadline)
         .with_context(|| format!("status of {address}"))?;
     if response["status"].as_str() != Some("ok") {
@@ -295,29 +269,11 @@ mod tests {
 
     #[test]
     fn invocations_map_to_the_node_protocol() {
-        let cas = Invocation {
-            f: "cas".into(),
-            key: Some(json!("k1")),
-            value: json!([1, 2]),
-        };
-        assert_eq!(
-            request_body(&cas),
-            Some(json!({"op": "cas", "key": "k1", "from": 1, "to": 2}))
-        );
-        let read = Invocation {
-            f: "read".into(),
-            key: Some(json!("k0")),
-            value: Value::Null,
-        };
-        assert_eq!(
-            request_body(&read),
-            Some(json!({"op": "read", "key": "k0"}))
-        );
-        let unknown = Invocation {
-            f: "append".into(),
-            key: Some(json!("k0")),
-            value: Value::Null,
-        };
+        let cas = Invocation { f: "cas".into(), key: Some(json!("k1")), value: json!([1, 2]) };
+        assert_eq!(request_body(&cas), Some(json!({"op": "cas", "key": "k1", "from": 1, "to": 2})));
+        let read = Invocation { f: "read".into(), key: Some(json!("k0")), value: Value::Null };
+        assert_eq!(request_body(&read), Some(json!({"op": "read", "key": "k0"})));
+        let unknown = Invocation { f: "append".into(), key: Some(json!("k0")), value: Value::Null };
         assert_eq!(request_body(&unknown), None);
     }
 }

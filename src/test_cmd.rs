@@ -59,7 +59,8 @@ pub struct TestArgs {
     /// Seconds of load before the final heal, recovery and reads.
     #[arg(long, default_value_t = 60)]
     pub time_limit: u64,
-    /// Fault families, comma-separated: partition, kill, pause, loss; or "none".
+    /// Fault families, comma-separated: partition, kill, pause, loss, isolated-pause (isolate the
+    /// leader, pause it, resume it while still isolated, heal); or "none".
     #[arg(long, default_value = "partition,kill,pause")]
     pub nemesis: String,
     /// Mean seconds between fault edges.
@@ -70,10 +71,7 @@ pub struct TestArgs {
     pub nemesis_targets: String,
     /// Partition shapes: halves, random-halves, majorities-ring, bridge, isolate-one,
     /// isolate-leader, one-way.
-    #[arg(
-        long,
-        default_value = "halves,random-halves,majorities-ring,bridge,isolate-one,isolate-leader,one-way"
-    )]
+    #[arg(long, default_value = "halves,random-halves,majorities-ring,bridge,isolate-one,isolate-leader,one-way")]
     pub partition_shapes: String,
     /// Seed for the workload, the nemesis schedule and its targets (default: random).
     #[arg(long)]
@@ -119,9 +117,7 @@ fn install_signal_thread() -> Result<()> {
     signals.add(Signal::SIGINT);
     signals.add(Signal::SIGTERM);
     signals.add(Signal::SIGHUP);
-    signals
-        .thread_block()
-        .context("blocking termination signals")?;
+    signals.thread_block().context("blocking termination signals")?;
     std::thread::Builder::new()
         .name("signals".to_string())
         .spawn(move || loop {
@@ -135,10 +131,7 @@ fn install_signal_thread() -> Result<()> {
 }
 
 fn make_run_id() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
     let mut hash = fnv1a(format!("{}-{nanos}", std::process::id()).as_bytes());
     let alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut id = String::new();
@@ -153,18 +146,13 @@ fn build_db(args: &TestArgs) -> Result<Box<dyn Db>> {
     let op_timeout = Duration::from_millis(args.op_timeout_ms);
     match args.db.as_str() {
         "faultline-node" => {
-            let binary = args
-                .node_bin
-                .clone()
-                .unwrap_or_else(|| db::sibling_binary("faultline-node"));
+            let binary = args.node_bin.clone().unwrap_or_else(|| db::sibling_binary("faultline-node"));
             let resolved = if binary.components().count() > 1 {
                 binary.clone()
             } else {
                 std::env::var_os("PATH")
                     .and_then(|paths| {
-                        std::env::split_paths(&paths)
-                            .map(|dir| dir.join(&binary))
-                            .find(|p| db::is_executable(p))
+                        std::env::split_paths(&paths).map(|dir| dir.join(&binary)).find(|p| db::is_executable(p))
                     })
                     .unwrap_or(binary.clone())
             };
@@ -176,22 +164,14 @@ fn build_db(args: &TestArgs) -> Result<Box<dyn Db>> {
                 );
             }
             let binary = resolved.canonicalize().unwrap_or(resolved);
-            Ok(Box::new(FaultlineNodeDb {
-                binary,
-                bug: args.bug.clone(),
-                op_timeout,
-            }))
+            Ok(Box::new(FaultlineNodeDb { binary, bug: args.bug.clone(), op_timeout }))
         }
         "toy" => {
             let python = PathBuf::from("python3");
             if !crate::netns::program_exists("python3") {
                 bail!("--db toy needs python3");
             }
-            Ok(Box::new(ToyDb {
-                python,
-                bug: args.bug.clone(),
-                op_timeout,
-            }))
+            Ok(Box::new(ToyDb { python, bug: args.bug.clone(), op_timeout }))
         }
         other => bail!("unknown --db `{other}`; known: faultline-node, toy"),
     }
@@ -210,7 +190,7 @@ fn parse_options(args: &TestArgs) -> Result<Parsed> {
         nemesis::parse_list(
             &args.nemesis,
             "nemesis",
-            &["partition", "kill", "pause", "loss", "none"],
+            &["partition", "kill", "pause", "loss", "isolated-pause", "none"],
             Family::parse,
         )?
     };
@@ -221,12 +201,7 @@ fn parse_options(args: &TestArgs) -> Result<Parsed> {
         TargetSpec::parse,
     )?;
     let shape_names: Vec<&str> = Shape::ALL.iter().map(|s| s.name()).collect();
-    let shapes = nemesis::parse_list(
-        &args.partition_shapes,
-        "partition shape",
-        &shape_names,
-        Shape::parse,
-    )?;
+    let shapes = nemesis::parse_list(&args.partition_shapes, "partition shape", &shape_names, Shape::parse)?;
     if targets.is_empty() || shapes.is_empty() {
         bail!("--nemesis-targets and --partition-shapes need at least one entry");
     }
@@ -236,11 +211,7 @@ fn parse_options(args: &TestArgs) -> Result<Parsed> {
     if args.rate <= 0.0 || args.nemesis_interval <= 0.0 || args.keys == 0 {
         bail!("--rate, --nemesis-interval and --keys must be positive");
     }
-    Ok(Parsed {
-        families,
-        targets,
-        shapes,
-    })
+    Ok(Parsed { families, targets, shapes })
 }
 
 /// The command line that re-runs this test with the same seed.
@@ -289,10 +260,7 @@ fn run_test(args: TestArgs) -> Result<i32> {
         "started_at": run_store::utc_timestamp(SystemTime::now()),
         "planned_faults": nemesis::plan_summary(&events),
     });
-    std::fs::write(
-        run_dir.join("test.json"),
-        serde_json::to_string_pretty(&test_json)?,
-    )?;
+    std::fs::write(run_dir.join("test.json"), serde_json::to_string_pretty(&test_json)?)?;
     eprintln!(
         "faultline test {}: run {run_id}, seed {seed}, {} nodes, {concurrency} workers, {}s; store {}",
         args.name,
@@ -300,10 +268,7 @@ fn run_test(args: TestArgs) -> Result<i32> {
         args.time_limit,
         run_dir.display()
     );
-    log.log(format!(
-        "run {run_id} seed {seed} dir {}",
-        run_dir.display()
-    ));
+    log.log(format!("run {run_id} seed {seed} dir {}", run_dir.display()));
 
     let history = HistoryLog::create(&run_dir.join("history.jsonl"), start)?;
     let setup_started = Instant::now();
@@ -315,22 +280,9 @@ fn run_test(args: TestArgs) -> Result<i32> {
         cluster.namespaces()
     ));
 
-    let outcome = drive(
-        &args,
-        &parsed,
-        &events,
-        seed,
-        concurrency,
-        db.as_ref(),
-        &cluster,
-        &history,
-        &log,
-    );
-    let cluster_logs: Vec<PathBuf> = cluster
-        .node_ids()
-        .into_iter()
-        .flat_map(|node| db.log_paths(&cluster, node))
-        .collect();
+    let outcome = drive(&args, &parsed, &events, seed, concurrency, db.as_ref(), &cluster, &history, &log);
+    let cluster_logs: Vec<PathBuf> =
+        cluster.node_ids().into_iter().flat_map(|node| db.log_paths(&cluster, node)).collect();
     // Tear down whatever happened: the cluster must not outlive the run.
     let teardown = db.teardown(&cluster).and_then(|_| cluster.destroy());
     log.log(format!("teardown: {teardown:?}"));
@@ -340,10 +292,7 @@ fn run_test(args: TestArgs) -> Result<i32> {
     let unexpected_exits = outcome?;
     teardown?;
     if INTERRUPTED.load(Ordering::SeqCst) {
-        eprintln!(
-            "faultline test: interrupted; the partial history is in {}",
-            run_dir.display()
-        );
+        eprintln!("faultline test: interrupted; the partial history is in {}", run_dir.display());
         return Ok(EXIT_HARNESS_FAILURE);
     }
 
@@ -356,10 +305,7 @@ fn run_test(args: TestArgs) -> Result<i32> {
         vacuous_reasons.push("no fault fired".to_string());
     }
     if counts.ok < 20 || counts.ok * 20 < counts.invoked {
-        vacuous_reasons.push(format!(
-            "only {} of {} ops succeeded",
-            counts.ok, counts.invoked
-        ));
+        vacuous_reasons.push(format!("only {} of {} ops succeeded", counts.ok, counts.invoked));
     }
     let vacuous = !vacuous_reasons.is_empty();
     let results = json!({
@@ -373,10 +319,7 @@ fn run_test(args: TestArgs) -> Result<i32> {
         "duration_s": start.elapsed().as_secs_f64(),
         "checker": checker_report,
     });
-    std::fs::write(
-        run_dir.join("results.json"),
-        serde_json::to_string_pretty(&results)?,
-    )?;
+    std::fs::write(run_dir.join("results.json"), serde_json::to_string_pretty(&results)?)?;
     let shown = match (verdict, vacuous) {
         (Verdict::Valid, true) => "VACUOUS (valid, but nothing was really tested)".to_string(),
         (Verdict::Valid, false) => "VALID".to_string(),
@@ -392,10 +335,7 @@ fn run_test(args: TestArgs) -> Result<i32> {
         eprintln!("   vacuous: {}", vacuous_reasons.join("; "));
     }
     if !unexpected_exits.is_empty() {
-        eprintln!(
-            "   nodes that exited on their own (see their logs): {}",
-            unexpected_exits.join(", ")
-        );
+        eprintln!("   nodes that exited on their own (see their logs): {}", unexpected_exits.join(", "));
     }
     eprintln!("   report: {}", run_dir.join("results.json").display());
     let node_logs: Vec<String> = cluster_logs
@@ -405,10 +345,7 @@ fn run_test(args: TestArgs) -> Result<i32> {
             Err(_) => p.display().to_string(),
         })
         .collect();
-    eprintln!(
-        "   logs (in the run directory): faultline.log {}",
-        node_logs.join(" ")
-    );
+    eprintln!("   logs (in the run directory): faultline.log {}", node_logs.join(" "));
     eprintln!("   re-run: {}", rerun_command(seed));
     Ok(match (verdict, vacuous) {
         (Verdict::Invalid, _) => EXIT_INVALID,
@@ -442,10 +379,7 @@ fn drive(
         db,
         history,
         log,
-        NemesisOptions {
-            targets: parsed.targets.clone(),
-            shapes: parsed.shapes.clone(),
-        },
+        NemesisOptions { targets: parsed.targets.clone(), shapes: parsed.shapes.clone() },
         seed ^ 0x6e656d65,
     );
     let op_deadline = Duration::from_millis(args.op_timeout_ms) * 3 + Duration::from_secs(2);
@@ -455,14 +389,12 @@ fn drive(
         // However this closure ends (error or panic), the nemesis and progress threads must stop,
         // or the scope would wait for them before the cluster can be torn down.
         let _stop_helpers = SetOnDrop(&[&nemesis_stop, &progress_stop]);
-        let mut interpreter =
-            Interpreter::start(scope, cluster, db, history, concurrency, op_deadline)?;
+        let mut interpreter = Interpreter::start(scope, cluster, db, history, concurrency, op_deadline)?;
         let load_start = Instant::now();
         let nemesis_ref = &nemesis;
         let nemesis_stop_ref = &nemesis_stop;
-        let nemesis_thread = std::thread::Builder::new()
-            .name("nemesis".to_string())
-            .spawn_scoped(scope, move || -> Result<()> {
+        let nemesis_thread =
+            std::thread::Builder::new().name("nemesis".to_string()).spawn_scoped(scope, move || -> Result<()> {
                 cluster.enter_client_namespace()?;
                 nemesis_ref.run(events, load_start, nemesis_stop_ref)
             })?;
@@ -471,11 +403,7 @@ fn drive(
 
         let mut load = TimeLimit::new(
             args.time_limit * 1_000_000_000,
-            Rate::new(
-                args.rate,
-                seed ^ 0x72617465,
-                CasRegister::new(args.keys, seed),
-            ),
+            Rate::new(args.rate, seed ^ 0x72617465, CasRegister::new(args.keys, seed)),
         );
         if std::env::var("FAULTLINE_FAILPOINT").as_deref() == Ok("panic-during-load") {
             // For the tests of cleanup after a harness panic.
@@ -485,9 +413,8 @@ fn drive(
         let load_result = interpreter.run(&mut load, &INTERRUPTED);
         log.log(format!("load phase over: {load_result:?}"));
         nemesis_stop.store(true, Ordering::SeqCst);
-        let nemesis_result = nemesis_thread
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("the nemesis thread panicked")));
+        let nemesis_result =
+            nemesis_thread.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the nemesis thread panicked")));
         log.log(format!("final heal: {nemesis_result:?}"));
         load_result?;
         nemesis_result?;
@@ -500,8 +427,7 @@ fn drive(
             }
             // Every key is read twice, by different workers and so through different nodes.
             let keys: Vec<_> = (0..args.keys).map(generator::register_key).collect();
-            let mut final_reads =
-                ReadEachKey::new(keys.iter().chain(keys.iter()).cloned().collect());
+            let mut final_reads = ReadEachKey::new(keys.iter().chain(keys.iter()).cloned().collect());
             interpreter.run(&mut final_reads, &INTERRUPTED)?;
             log.log("final reads done");
         }
@@ -558,11 +484,7 @@ fn wait_for_leader(db: &dyn Db, cluster: &Cluster, log: &RunLog) -> Result<()> {
 /// A live progress line on a terminal; a plain line every 10 s otherwise.
 fn progress(history: &HistoryLog, nemesis: &Nemesis, start: Instant, stop: &AtomicBool) {
     let interactive = std::io::stderr().is_terminal();
-    let period = if interactive {
-        Duration::from_secs(1)
-    } else {
-        Duration::from_secs(10)
-    };
+    let period = if interactive { Duration::from_secs(1) } else { Duration::from_secs(10) };
     let mut next = Instant::now() + period;
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));

@@ -30,7 +30,14 @@ pub enum Family {
     Kill,
     Pause,
     Loss,
+    /// Isolate the leader and pause it; resume it while still isolated, then heal. The old
+    /// leader's timers were frozen, so after the resume it still believes it leads for up to an
+    /// election timeout, while a new leader has committed writes: stale reads show up.
+    IsolatedPause,
 }
+
+/// How long an isolated-pause victim runs resumed but still isolated before the heal.
+const ISOLATED_RESUME_LINGER: Duration = Duration::from_secs(1);
 
 impl Family {
     pub fn name(self) -> &'static str {
@@ -39,11 +46,12 @@ impl Family {
             Family::Kill => "kill",
             Family::Pause => "pause",
             Family::Loss => "loss",
+            Family::IsolatedPause => "isolated-pause",
         }
     }
 
     pub fn parse(text: &str) -> Option<Family> {
-        [Family::Partition, Family::Kill, Family::Pause, Family::Loss]
+        [Family::Partition, Family::Kill, Family::Pause, Family::Loss, Family::IsolatedPause]
             .into_iter()
             .find(|f| f.name() == text)
     }
@@ -71,25 +79,14 @@ impl TargetSpec {
     }
 
     pub fn parse(text: &str) -> Option<TargetSpec> {
-        [
-            TargetSpec::One,
-            TargetSpec::Minority,
-            TargetSpec::Majority,
-            TargetSpec::All,
-            TargetSpec::Leader,
-        ]
-        .into_iter()
-        .find(|t| t.name() == text)
+        [TargetSpec::One, TargetSpec::Minority, TargetSpec::Majority, TargetSpec::All, TargetSpec::Leader]
+            .into_iter()
+            .find(|t| t.name() == text)
     }
 }
 
 /// Resolves a target spec to concrete nodes. Pure: `leader` is looked up by the caller.
-pub fn resolve_targets(
-    spec: TargetSpec,
-    nodes: &[NodeId],
-    leader: Option<NodeId>,
-    rng: &mut impl Rng,
-) -> Vec<NodeId> {
+pub fn resolve_targets(spec: TargetSpec, nodes: &[NodeId], leader: Option<NodeId>, rng: &mut impl Rng) -> Vec<NodeId> {
     let mut shuffled = nodes.to_vec();
     shuffled.shuffle(rng);
     let n = nodes.len();
@@ -119,12 +116,7 @@ pub struct PlannedEvent {
 /// A seeded schedule: each family runs its own cycle of `wait, fault, wait, ...`, every wait and
 /// every fault lasting a random 0.5..1.5 x `interval`; so families overlap and mix. Every window
 /// closes before `duration`. Pure.
-pub fn plan(
-    seed: u64,
-    families: &[Family],
-    interval: Duration,
-    duration: Duration,
-) -> Vec<PlannedEvent> {
+pub fn plan(seed: u64, families: &[Family], interval: Duration, duration: Duration) -> Vec<PlannedEvent> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut events = Vec::new();
     let interval_ms = interval.as_millis().max(1) as u64;
@@ -138,16 +130,8 @@ pub fn plan(
             if stop >= duration_ms {
                 break;
             }
-            events.push(PlannedEvent {
-                at: Duration::from_millis(start),
-                family: *family,
-                phase: FaultPhase::Start,
-            });
-            events.push(PlannedEvent {
-                at: Duration::from_millis(stop),
-                family: *family,
-                phase: FaultPhase::Stop,
-            });
+            events.push(PlannedEvent { at: Duration::from_millis(start), family: *family, phase: FaultPhase::Start });
+            events.push(PlannedEvent { at: Duration::from_millis(stop), family: *family, phase: FaultPhase::Stop });
             t = stop + draw(&mut rng);
         }
     }
@@ -168,6 +152,7 @@ struct Active {
     loss: Option<Loss>,
     killed: BTreeSet<NodeId>,
     paused: BTreeSet<NodeId>,
+    isolated_pause: Option<(NodeId, Grudge)>,
 }
 
 pub struct Nemesis<'a> {
@@ -215,6 +200,9 @@ impl<'a> Nemesis<'a> {
         if active.loss.is_some() {
             parts.push("loss".to_string());
         }
+        if let Some((node, _)) = &active.isolated_pause {
+            parts.push(format!("isolated-pause({})", node_name(*node)));
+        }
         if !active.killed.is_empty() {
             parts.push(format!("kill{:?}", active.killed));
         }
@@ -230,23 +218,13 @@ impl<'a> Nemesis<'a> {
 
     /// Runs the plan from `run_start` until it ends or `stop` is set; then heals everything.
     /// Must be called on a thread inside the client namespace (for leader discovery).
-    pub fn run(
-        &self,
-        events: &[PlannedEvent],
-        run_start: Instant,
-        stop: &AtomicBool,
-    ) -> Result<()> {
+    pub fn run(&self, events: &[PlannedEvent], run_start: Instant, stop: &AtomicBool) -> Result<()> {
         let result = self.run_events(events, run_start, stop);
         let healed = self.heal_all();
         result.and(healed)
     }
 
-    fn run_events(
-        &self,
-        events: &[PlannedEvent],
-        run_start: Instant,
-        stop: &AtomicBool,
-    ) -> Result<()> {
+    fn run_events(&self, events: &[PlannedEvent], run_start: Instant, stop: &AtomicBool) -> Result<()> {
         let mut next_crash_check = Instant::now();
         let mut events = events.iter().peekable();
         loop {
@@ -276,12 +254,8 @@ impl<'a> Nemesis<'a> {
     /// Logs nodes that died on their own; they stay down until the next restart or the final heal.
     fn note_unexpected_exits(&self) {
         for (node, status) in self.cluster.take_unexpected_exits() {
-            self.log
-                .log(format!("{} exited on its own: {status}", node_name(node)));
-            self.unexpected_exits
-                .lock()
-                .unwrap()
-                .push(format!("{}: {status}", node_name(node)));
+            self.log.log(format!("{} exited on its own: {status}", node_name(node)));
+            self.unexpected_exits.lock().unwrap().push(format!("{}: {status}", node_name(node)));
         }
     }
 
@@ -291,22 +265,9 @@ impl<'a> Nemesis<'a> {
     }
 
     fn pick_targets(&self) -> (TargetSpec, Vec<NodeId>) {
-        let spec = *self
-            .options
-            .targets
-            .choose(&mut *self.rng.lock().unwrap())
-            .unwrap_or(&TargetSpec::One);
-        let leader = if spec == TargetSpec::Leader {
-            self.db.leader(self.cluster)
-        } else {
-            None
-        };
-        let targets = resolve_targets(
-            spec,
-            &self.cluster.node_ids(),
-            leader,
-            &mut *self.rng.lock().unwrap(),
-        );
+        let spec = *self.options.targets.choose(&mut *self.rng.lock().unwrap()).unwrap_or(&TargetSpec::One);
+        let leader = if spec == TargetSpec::Leader { self.db.leader(self.cluster) } else { None };
+        let targets = resolve_targets(spec, &self.cluster.node_ids(), leader, &mut *self.rng.lock().unwrap());
         (spec, targets)
     }
 
@@ -314,16 +275,8 @@ impl<'a> Nemesis<'a> {
         let nodes = self.cluster.node_ids();
         match family {
             Family::Partition => {
-                let shape = *self
-                    .options
-                    .shapes
-                    .choose(&mut *self.rng.lock().unwrap())
-                    .unwrap_or(&Shape::RandomHalves);
-                let leader = if shape == Shape::IsolateLeader {
-                    self.db.leader(self.cluster)
-                } else {
-                    None
-                };
+                let shape = *self.options.shapes.choose(&mut *self.rng.lock().unwrap()).unwrap_or(&Shape::RandomHalves);
+                let leader = if shape == Shape::IsolateLeader { self.db.leader(self.cluster) } else { None };
                 let grudge = grudge::build(shape, &nodes, leader, &mut *self.rng.lock().unwrap());
                 let targets = names(grudge::grudge_nodes(&grudge));
                 self.history.fault(
@@ -333,24 +286,15 @@ impl<'a> Nemesis<'a> {
                     Some(grudge::named_grudge(&grudge)),
                     Some(json!({"shape": shape.name(), "leader": leader.map(node_name)})),
                 )?;
-                self.log
-                    .log(format!("partition {} {:?}", shape.name(), grudge));
+                self.log.log(format!("partition {} {:?}", shape.name(), grudge));
                 self.active.lock().unwrap().partition = Some((shape, grudge));
                 self.apply_rules()?;
             }
             Family::Loss => {
                 let (spec, targets) = self.pick_targets();
-                let rest: Vec<NodeId> = nodes
-                    .iter()
-                    .copied()
-                    .filter(|n| !targets.contains(n))
-                    .collect();
+                let rest: Vec<NodeId> = nodes.iter().copied().filter(|n| !targets.contains(n)).collect();
                 // With every node targeted, lose packets among them all.
-                let others = if rest.is_empty() {
-                    targets.clone()
-                } else {
-                    rest
-                };
+                let others = if rest.is_empty() { targets.clone() } else { rest };
                 let probability = [0.1, 0.2, 0.3, 0.5][self.rng.lock().unwrap().gen_range(0..4)];
                 let loss = grudge::loss_between(&targets, &others, probability);
                 self.history.fault(
@@ -361,9 +305,7 @@ impl<'a> Nemesis<'a> {
                     Some(json!({"targets": spec.name(), "probability": probability,
                                 "peers": names(others.iter().copied())})),
                 )?;
-                self.log.log(format!(
-                    "loss {probability} between {targets:?} and {others:?}"
-                ));
+                self.log.log(format!("loss {probability} between {targets:?} and {others:?}"));
                 self.active.lock().unwrap().loss = Some(loss);
                 self.apply_rules()?;
             }
@@ -379,9 +321,7 @@ impl<'a> Nemesis<'a> {
                 self.log.log(format!("kill {targets:?}"));
                 for node in &targets {
                     self.active.lock().unwrap().killed.insert(*node);
-                    self.db
-                        .kill(self.cluster, *node)
-                        .with_context(|| format!("killing {}", node_name(*node)))?;
+                    self.db.kill(self.cluster, *node).with_context(|| format!("killing {}", node_name(*node)))?;
                 }
             }
             Family::Pause => {
@@ -396,10 +336,27 @@ impl<'a> Nemesis<'a> {
                 self.log.log(format!("pause {targets:?}"));
                 for node in &targets {
                     self.active.lock().unwrap().paused.insert(*node);
-                    self.db
-                        .pause(self.cluster, *node)
-                        .with_context(|| format!("pausing {}", node_name(*node)))?;
+                    self.db.pause(self.cluster, *node).with_context(|| format!("pausing {}", node_name(*node)))?;
                 }
+            }
+            Family::IsolatedPause => {
+                let nodes = self.cluster.node_ids();
+                let known_leader = self.db.leader(self.cluster);
+                let leader = known_leader
+                    .unwrap_or_else(|| *nodes.choose(&mut *self.rng.lock().unwrap()).expect("a cluster has nodes"));
+                let cut = grudge::isolate(&nodes, leader);
+                self.history.fault(
+                    family.name(),
+                    FaultPhase::Start,
+                    vec![node_name(leader)],
+                    Some(grudge::named_grudge(&cut)),
+                    Some(json!({"shape": "isolate-leader", "paused": node_name(leader),
+                                "leader_known": known_leader.is_some()})),
+                )?;
+                self.log.log(format!("isolated-pause {}", node_name(leader)));
+                self.active.lock().unwrap().isolated_pause = Some((leader, cut));
+                self.apply_rules()?;
+                self.db.pause(self.cluster, leader).with_context(|| format!("pausing {}", node_name(leader)))?;
             }
         }
         Ok(())
@@ -407,6 +364,17 @@ impl<'a> Nemesis<'a> {
 
     pub fn stop(&self, family: Family) -> Result<()> {
         match family {
+            Family::IsolatedPause => {
+                let Some((node, _)) = self.active.lock().unwrap().isolated_pause.clone() else {
+                    return Ok(());
+                };
+                self.db.resume(self.cluster, node).with_context(|| format!("resuming {}", node_name(node)))?;
+                std::thread::sleep(ISOLATED_RESUME_LINGER);
+                self.active.lock().unwrap().isolated_pause = None;
+                self.apply_rules()?;
+                self.history.fault(family.name(), FaultPhase::Stop, vec![node_name(node)], None, None)?;
+                self.log.log(format!("isolated-pause of {} healed", node_name(node)));
+            }
             Family::Partition => {
                 let Some((_, grudge)) = self.active.lock().unwrap().partition.take() else {
                     return Ok(());
@@ -426,13 +394,7 @@ impl<'a> Nemesis<'a> {
                     return Ok(());
                 };
                 self.apply_rules()?;
-                self.history.fault(
-                    family.name(),
-                    FaultPhase::Stop,
-                    names(loss.keys().copied()),
-                    None,
-                    None,
-                )?;
+                self.history.fault(family.name(), FaultPhase::Stop, names(loss.keys().copied()), None, None)?;
                 self.log.log("loss healed");
             }
             Family::Kill => {
@@ -443,13 +405,7 @@ impl<'a> Nemesis<'a> {
                 for node in &killed {
                     self.restart(*node)?;
                 }
-                self.history.fault(
-                    family.name(),
-                    FaultPhase::Stop,
-                    names(killed.iter().copied()),
-                    None,
-                    None,
-                )?;
+                self.history.fault(family.name(), FaultPhase::Stop, names(killed.iter().copied()), None, None)?;
                 self.log.log(format!("restarted {killed:?}"));
             }
             Family::Pause => {
@@ -458,17 +414,9 @@ impl<'a> Nemesis<'a> {
                     return Ok(());
                 }
                 for node in &paused {
-                    self.db
-                        .resume(self.cluster, *node)
-                        .with_context(|| format!("resuming {}", node_name(*node)))?;
+                    self.db.resume(self.cluster, *node).with_context(|| format!("resuming {}", node_name(*node)))?;
                 }
-                self.history.fault(
-                    family.name(),
-                    FaultPhase::Stop,
-                    names(paused.iter().copied()),
-                    None,
-                    None,
-                )?;
+                self.history.fault(family.name(), FaultPhase::Stop, names(paused.iter().copied()), None, None)?;
                 self.log.log(format!("resumed {paused:?}"));
             }
         }
@@ -477,9 +425,7 @@ impl<'a> Nemesis<'a> {
 
     fn restart(&self, node: NodeId) -> Result<()> {
         if !self.cluster.node_running(node) {
-            self.db
-                .start(self.cluster, node)
-                .with_context(|| format!("restarting {}", node_name(node)))?;
+            self.db.start(self.cluster, node).with_context(|| format!("restarting {}", node_name(node)))?;
         }
         Ok(())
     }
@@ -488,7 +434,7 @@ impl<'a> Nemesis<'a> {
     /// call at any time and more than once.
     pub fn heal_all(&self) -> Result<()> {
         self.note_unexpected_exits();
-        for family in [Family::Partition, Family::Loss, Family::Pause, Family::Kill] {
+        for family in [Family::IsolatedPause, Family::Partition, Family::Loss, Family::Pause, Family::Kill] {
             self.stop(family)?;
         }
         // Belt and braces: whatever the bookkeeping says, leave no rule, no stopped or dead node.
@@ -504,14 +450,14 @@ impl<'a> Nemesis<'a> {
     fn apply_rules(&self) -> Result<()> {
         let (grudge, loss) = {
             let active = self.active.lock().unwrap();
-            (
-                active
-                    .partition
-                    .as_ref()
-                    .map(|(_, g)| g.clone())
-                    .unwrap_or_default(),
-                active.loss.clone().unwrap_or_default(),
-            )
+            let mut grudge = active.partition.as_ref().map(|(_, g)| g.clone()).unwrap_or_default();
+            // Two partitions at once (a partition and an isolated pause) drop the union.
+            if let Some((_, cut)) = &active.isolated_pause {
+                for (node, dropped) in cut {
+                    grudge.entry(*node).or_default().extend(dropped.iter().copied());
+                }
+            }
+            (grudge, active.loss.clone().unwrap_or_default())
         };
         let cluster = self.cluster;
         std::thread::scope(|scope| -> Result<()> {
@@ -519,8 +465,7 @@ impl<'a> Nemesis<'a> {
                 .node_ids()
                 .into_iter()
                 .map(|node| {
-                    let rules =
-                        grudge::rules_for_node(node, &grudge, &loss, |n| cluster.node_address(n));
+                    let rules = grudge::rules_for_node(node, &grudge, &loss, |n| cluster.node_address(n));
                     scope.spawn(move || cluster.set_fault_rules(node, &rules))
                 })
                 .collect();
@@ -540,12 +485,7 @@ fn names(nodes: impl IntoIterator<Item = NodeId>) -> Vec<String> {
 }
 
 /// Parses a comma-separated list with `parse`, naming the bad item and the valid ones.
-pub fn parse_list<T>(
-    text: &str,
-    what: &str,
-    valid: &[&str],
-    parse: impl Fn(&str) -> Option<T>,
-) -> Result<Vec<T>> {
+pub fn parse_list<T>(text: &str, what: &str, valid: &[&str], parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>> {
     let mut items = Vec::new();
     for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         match parse(item) {
@@ -572,42 +512,16 @@ mod tests {
     #[test]
     fn the_plan_is_seeded_balanced_and_ends_in_time() {
         let families = [Family::Partition, Family::Kill, Family::Pause];
-        let a = plan(
-            9,
-            &families,
-            Duration::from_secs(10),
-            Duration::from_secs(120),
-        );
-        let b = plan(
-            9,
-            &families,
-            Duration::from_secs(10),
-            Duration::from_secs(120),
-        );
+        let a = plan(9, &families, Duration::from_secs(10), Duration::from_secs(120));
+        let b = plan(9, &families, Duration::from_secs(10), Duration::from_secs(120));
         assert_eq!(a, b);
-        assert_ne!(
-            a,
-            plan(
-                10,
-                &families,
-                Duration::from_secs(10),
-                Duration::from_secs(120)
-            )
-        );
+        assert_ne!(a, plan(10, &families, Duration::from_secs(10), Duration::from_secs(120)));
         for family in families {
             let mine: Vec<&PlannedEvent> = a.iter().filter(|e| e.family == family).collect();
-            assert!(
-                mine.len() >= 4,
-                "{family:?} fired only {} edges",
-                mine.len()
-            );
+            assert!(mine.len() >= 4, "{family:?} fired only {} edges", mine.len());
             // Strictly alternating start/stop, each window closed before the end.
             for (i, event) in mine.iter().enumerate() {
-                let expected = if i % 2 == 0 {
-                    FaultPhase::Start
-                } else {
-                    FaultPhase::Stop
-                };
+                let expected = if i % 2 == 0 { FaultPhase::Start } else { FaultPhase::Stop };
                 assert_eq!(event.phase, expected);
                 assert!(event.at < Duration::from_secs(120));
             }
@@ -618,12 +532,7 @@ mod tests {
 
     #[test]
     fn a_short_run_gets_at_least_one_fault_with_a_short_interval() {
-        let events = plan(
-            1,
-            &[Family::Kill],
-            Duration::from_secs(2),
-            Duration::from_secs(20),
-        );
+        let events = plan(1, &[Family::Kill], Duration::from_secs(2), Duration::from_secs(20));
         assert!(plan_summary(&events)["kill"] >= 2);
     }
 
@@ -632,36 +541,20 @@ mod tests {
         let nodes = [1, 2, 3, 4, 5];
         let mut rng = StdRng::seed_from_u64(5);
         for _ in 0..100 {
-            assert_eq!(
-                resolve_targets(TargetSpec::One, &nodes, None, &mut rng).len(),
-                1
-            );
+            assert_eq!(resolve_targets(TargetSpec::One, &nodes, None, &mut rng).len(), 1);
             let minority = resolve_targets(TargetSpec::Minority, &nodes, None, &mut rng);
             assert!((1..=2).contains(&minority.len()));
-            assert_eq!(
-                resolve_targets(TargetSpec::Majority, &nodes, None, &mut rng).len(),
-                3
-            );
-            assert_eq!(
-                resolve_targets(TargetSpec::All, &nodes, None, &mut rng),
-                nodes.to_vec()
-            );
-            assert_eq!(
-                resolve_targets(TargetSpec::Leader, &nodes, Some(4), &mut rng),
-                vec![4]
-            );
+            assert_eq!(resolve_targets(TargetSpec::Majority, &nodes, None, &mut rng).len(), 3);
+            assert_eq!(resolve_targets(TargetSpec::All, &nodes, None, &mut rng), nodes.to_vec());
+            assert_eq!(resolve_targets(TargetSpec::Leader, &nodes, Some(4), &mut rng), vec![4]);
         }
     }
 
     #[test]
     fn lists_parse_and_reject_unknown_names() {
         let families = parse_list("partition, kill,pause", "nemesis", &[], Family::parse).unwrap();
-        assert_eq!(
-            families,
-            vec![Family::Partition, Family::Kill, Family::Pause]
-        );
-        let error =
-            parse_list("partition,flood", "nemesis", &["partition"], Family::parse).unwrap_err();
+        assert_eq!(families, vec![Family::Partition, Family::Kill, Family::Pause]);
+        let error = parse_list("partition,flood", "nemesis", &["partition"], Family::parse).unwrap_err();
         assert!(error.to_string().contains("flood"));
     }
 }
