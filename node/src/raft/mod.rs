@@ -532,6 +532,10 @@ impl Raft {
                     let id = *id;
                     self.send(m.from, MessageBody::ReadIndexResponse { id, index: None });
                 }
+                MessageBody::ReadIndexResponse { id, .. } => {
+                    // From a leader of an older term: its answer may be stale; retry.
+                    self.read_states.push(ReadState { id: *id, index: None });
+                }
                 _ => {}
             }
             return;
@@ -903,6 +907,7 @@ impl Raft {
         entries: Vec<Entry>,
         leader_commit: u64,
     ) {
+        assert_ne!(self.role, Role::Leader, "a leader never takes entries from another node");
         let commit = self.log.commit();
         if prev_log_index < commit {
             // Everything up to our commit index matches any current leader; skip it.
