@@ -1,12 +1,291 @@
-//! `faultline check`: offline linearizability checking.
+//! `faultline check`: offline linearizability checking of our own and foreign histories.
+
+use anyhow::{bail, Context, Result};
 use clap::Args;
+use faultline_checker::{check_records, html, read_path, CheckOptions, CheckResult, Format, ModelKind, Verdict};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
-    /// History files or run directories.
-    pub paths: Vec<std::path::PathBuf>,
+    /// History files (ours, Jepsen history.edn, porcupine logs) or run directories.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// The model: register, cas-register, kv, string-kv, set, stream. Default: the run's own
+    /// (test.json), cas-register for Jepsen logs, string-kv for porcupine kv files.
+    #[arg(long, short)]
+    pub model: Option<String>,
+    /// The input format: jsonl, jepsen-edn, porcupine-kv, jepsen-log. Default: detected.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Time budget for each history (e.g. 30s, 2m, 500ms); past it the verdict is unknown.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Memory budget for each search (e.g. 2GiB, 512MiB); past it the verdict is unknown.
+    #[arg(long, default_value = "2GiB", value_parser = parse_bytes)]
+    pub memory_limit: u64,
+    /// Check all keys as one object instead of one partition per key.
+    #[arg(long)]
+    pub no_partition: bool,
+    /// Keep checking the other keys after one is invalid, to explain every anomaly.
+    #[arg(long)]
+    pub all_partitions: bool,
+    /// Every key's initial value, as JSON (default null: never written).
+    #[arg(long, default_value = "null")]
+    pub initial_value: String,
+    /// Skip bad lines (they are counted) instead of stopping at the first.
+    #[arg(long)]
+    pub lenient: bool,
+    /// Worker threads for partitions (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Where to write results.json (and check.html when invalid). Default: the run directory, or
+    /// faultline-check/<file name>/ for a file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
-pub fn run(_args: CheckArgs) -> i32 {
-    3
+pub const EXIT_VALID: i32 = 0;
+pub const EXIT_INVALID: i32 = 1;
+pub const EXIT_UNKNOWN: i32 = 2;
+pub const EXIT_ERROR: i32 = 3;
+
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| format!("not a size: {text}"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} (use KiB, MiB, GiB)")),
+    };
+    Ok((number * scale as f64) as u64)
+}
+
+/// What checking one path produced.
+struct FileOutcome {
+    path: PathBuf,
+    result: Result<(CheckResult, Option<PathBuf>)>,
+}
+
+pub fn run(args: CheckArgs) -> i32 {
+    let initial_value: Value = match serde_json::from_str(&args.initial_value) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("faultline check: --initial-value is not JSON: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    let format = match args.format.as_deref().map(|f| (f, Format::from_name(f))) {
+        None => None,
+        Some((_, Some(format))) => Some(format),
+        Some((name, None)) => {
+            eprintln!("faultline check: unknown --format {name}; one of {}", Format::NAMES.join(", "));
+            return EXIT_ERROR;
+        }
+    };
+    if let Some(name) = &args.model {
+        if ModelKind::from_name(name).is_none() {
+            eprintln!("faultline check: unknown --model {name}; one of {}", ModelKind::NAMES.join(", "));
+            return EXIT_ERROR;
+        }
+    }
+    let several = args.paths.len() > 1;
+    let mut outcomes = Vec::new();
+    for path in &args.paths {
+        let result = check_one(path, &args, format, &initial_value, several);
+        outcomes.push(FileOutcome { path: path.clone(), result });
+    }
+    report(&outcomes, &args);
+    exit_code(&outcomes)
+}
+
+fn exit_code(outcomes: &[FileOutcome]) -> i32 {
+    let mut code = EXIT_VALID;
+    for outcome in outcomes {
+        match &outcome.result {
+            Err(_) => return EXIT_ERROR,
+            Ok((result, _)) => match result.verdict {
+                Verdict::Invalid => code = EXIT_INVALID,
+                Verdict::Unknown if code != EXIT_INVALID => code = EXIT_UNKNOWN,
+                _ => {}
+            },
+        }
+    }
+    code
+}
+
+/// The model for a path: --model, else the run's own, else the format's usual one.
+fn choose_model(args: &CheckArgs, path: &Path, format: Format) -> Result<ModelKind> {
+    if let Some(name) = &args.model {
+        return ModelKind::from_name(name).context("unknown model");
+    }
+    if path.is_dir() {
+        let test_json = path.join("test.json");
+        if let Ok(text) = std::fs::read_to_string(&test_json) {
+            let test: Value = serde_json::from_str(&text).with_context(|| format!("{}", test_json.display()))?;
+            let name = test
+                .get("model")
+                .and_then(Value::as_str)
+                .or_else(|| test.pointer("/options/model").and_then(Value::as_str));
+            if let Some(model) = name.and_then(ModelKind::from_name) {
+                return Ok(model);
+            }
+        }
+    }
+    match format {
+        Format::JepsenLog => Ok(ModelKind::CasRegister),
+        Format::PorcupineKv => Ok(ModelKind::StringKv),
+        _ => bail!("{}: name a model with --model ({})", path.display(), ModelKind::NAMES.join(", ")),
+    }
+}
+
+fn check_one(
+    path: &Path,
+    args: &CheckArgs,
+    format: Option<Format>,
+    initial_value: &Value,
+    several: bool,
+) -> Result<(CheckResult, Option<PathBuf>)> {
+    let imported = read_path(path, format, args.lenient)?;
+    let model = match choose_model(args, path, imported.format) {
+        Ok(model) => model,
+        // An empty history needs no model: its verdict is "no operations" whatever the model.
+        Err(_) if imported.records.is_empty() => ModelKind::Kv,
+        Err(e) => return Err(e),
+    };
+    let options = CheckOptions {
+        model,
+        initial_value: initial_value.clone(),
+        timeout: args.timeout,
+        memory_limit_bytes: args.memory_limit,
+        partition: !args.no_partition,
+        threads: args.threads,
+        lenient: args.lenient,
+        explain: true,
+        all_partitions: args.all_partitions,
+        source_name: faultline_checker::import::history_path(path).display().to_string(),
+    };
+    let mut result = check_records(&imported.records, &options)?;
+    result.skipped_lines += imported.skipped.len();
+    let out_dir = output_dir(path, args, several);
+    let html_path = write_outputs(&result, &out_dir, path, &imported.skipped)?;
+    Ok((result, html_path))
+}
+
+fn output_dir(path: &Path, args: &CheckArgs, several: bool) -> PathBuf {
+    let stem = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "history".into());
+    match (&args.out, path.is_dir()) {
+        (Some(out), _) if several => out.join(stem),
+        (Some(out), _) => out.clone(),
+        (None, true) => path.to_path_buf(),
+        (None, false) => PathBuf::from("faultline-check").join(stem),
+    }
+}
+
+/// Writes results.json, and check.html when the history is invalid. Returns the HTML's path.
+fn write_outputs(
+    result: &CheckResult,
+    out_dir: &Path,
+    path: &Path,
+    skipped: &[faultline_checker::InputError],
+) -> Result<Option<PathBuf>> {
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let mut document = serde_json::to_value(result)?;
+    document["history"] = json!(path.display().to_string());
+    document["skipped"] = json!(skipped.iter().map(|e| e.to_string()).collect::<Vec<_>>());
+    let results_path = out_dir.join("results.json");
+    std::fs::write(&results_path, serde_json::to_string_pretty(&document)? + "\n")
+        .with_context(|| format!("writing {}", results_path.display()))?;
+    if result.verdict == Verdict::Invalid {
+        let html_path = out_dir.join("check.html");
+        std::fs::write(&html_path, html::render(result, &path.display().to_string()))
+            .with_context(|| format!("writing {}", html_path.display()))?;
+        return Ok(Some(html_path));
+    }
+    Ok(None)
+}
+
+fn report(outcomes: &[FileOutcome], args: &CheckArgs) {
+    if args.json {
+        let files: Vec<Value> = outcomes
+            .iter()
+            .map(|o| match &o.result {
+                Ok((result, html)) => {
+                    let mut v = serde_json::to_value(result).unwrap_or(Value::Null);
+                    v["path"] = json!(o.path.display().to_string());
+                    v["html"] = json!(html.as_ref().map(|h| h.display().to_string()));
+                    v
+                }
+                Err(e) => json!({"path": o.path.display().to_string(), "verdict": "error", "error": format!("{e:#}")}),
+            })
+            .collect();
+        let document = json!({"files": files, "summary": summary_counts(outcomes)});
+        println!("{}", serde_json::to_string_pretty(&document).unwrap_or_default());
+        return;
+    }
+    let single = outcomes.len() == 1;
+    for outcome in outcomes {
+        match &outcome.result {
+            Err(e) => println!("error    {}  {e:#}", outcome.path.display()),
+            Ok((result, html)) => {
+                println!(
+                    "{:<8} {}  {} events  {:.1} ms{}",
+                    result.verdict.as_str(),
+                    outcome.path.display(),
+                    result.events,
+                    result.check_ms,
+                    result.reason.as_ref().map(|r| format!("  ({r})")).unwrap_or_default()
+                );
+                if single {
+                    for anomaly in &result.anomalies {
+                        print!("{}", anomaly.text);
+                    }
+                    if result.skipped_lines > 0 {
+                        println!("  {} bad lines skipped (--lenient)", result.skipped_lines);
+                    }
+                    if let Some(html) = html {
+                        println!("  timeline: {}", html.display());
+                    }
+                }
+            }
+        }
+    }
+    if !single {
+        let counts = summary_counts(outcomes);
+        println!(
+            "{} histories: {} valid, {} invalid, {} unknown, {} errors; {:.1} ms checking",
+            outcomes.len(),
+            counts["valid"],
+            counts["invalid"],
+            counts["unknown"],
+            counts["error"],
+            counts["check_ms"].as_f64().unwrap_or(0.0)
+        );
+    }
+}
+
+fn summary_counts(outcomes: &[FileOutcome]) -> Value {
+    let (mut valid, mut invalid, mut unknown, mut error, mut check_ms) = (0, 0, 0, 0, 0.0);
+    for o in outcomes {
+        match &o.result {
+            Err(_) => error += 1,
+            Ok((r, _)) => {
+                check_ms += r.check_ms;
+                match r.verdict {
+                    Verdict::Valid => valid += 1,
+                    Verdict::Invalid => invalid += 1,
+                    Verdict::Unknown => unknown += 1,
+                }
+            }
+        }
+    }
+    json!({"valid": valid, "invalid": invalid, "unknown": unknown, "error": error, "check_ms": check_ms})
 }

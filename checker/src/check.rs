@@ -154,8 +154,8 @@ pub struct Explanation {
     /// The first op (by completion) that cannot be linearised: the history up to its completion is
     /// not linearizable, the history just before it is.
     pub failing_op: OpSummary,
-    /// The ops around the failure: the failing op, every op concurrent with it, and the last op
-    /// completed before it was invoked.
+    /// The ops around the failure: the failing op, every op concurrent with it, and the last few
+    /// ops of the longest linearisation that completed before it was invoked.
     pub window: Vec<OpSummary>,
     /// The longest linearisable prefix the search found, in linearisation order.
     pub longest_prefix: Vec<OpSummary>,
@@ -202,6 +202,12 @@ pub struct CheckResult {
     pub all_ops: Vec<OpSummary>,
     #[serde(skip)]
     pub fault_records: Vec<crate::history::Fault>,
+}
+
+impl CheckResult {
+    pub fn model_name(&self) -> &'static str {
+        self.model.name()
+    }
 }
 
 /// Checks records (already parsed) against the options' model.
@@ -517,6 +523,9 @@ fn check_partition<M: Model>(
     Some((partition, explanation))
 }
 
+/// How many of the ops done before the failing op an explanation's window shows.
+const WINDOW_CONTEXT_OPS: usize = 3;
+
 /// Works out why an invalid partition is invalid. `None` if the budget ran out meanwhile.
 fn explain<M: Model>(
     model: &M,
@@ -567,19 +576,22 @@ fn explain<M: Model>(
         summarize(model, context.values, &context.paired[c.paired_index], c.paired_index, Some(&c.search.op))
     };
 
-    // The window: the failing op, everything concurrent with it, and the last op completed before
-    // it was invoked.
+    let deepest = report.deepest.as_ref()?;
+    // The window: the failing op, everything concurrent with it, and the last few ops of the
+    // longest linearisation that completed before it was invoked (what the object had surely done).
     let failing_op = &ops[failing];
     let overlaps = |o: &SearchOp<M::Op>| o.call < end && o.ret.is_none_or(|r| r > failing_op.call);
     let mut window: Vec<usize> = (0..ops.len()).filter(|&i| overlaps(&ops[i])).collect();
-    if let Some(before) =
-        (0..ops.len()).filter(|&i| ops[i].ret.is_some_and(|r| r < failing_op.call)).max_by_key(|&i| ops[i].ret)
-    {
-        window.push(before);
-    }
+    let done_before: Vec<usize> = deepest
+        .order
+        .iter()
+        .map(|&i| cut_indices[i])
+        .filter(|&i| ops[i].ret.is_some_and(|r| r < failing_op.call))
+        .collect();
+    window.extend(done_before.iter().rev().take(WINDOW_CONTEXT_OPS));
     window.sort_by_key(|&i| ops[i].call);
+    window.dedup();
 
-    let deepest = report.deepest.as_ref()?;
     let longest_prefix: Vec<OpSummary> = deepest.order.iter().map(|&i| summary(cut_indices[i])).collect();
     let state_after_prefix = model.describe_state(&deepest.state, context.values);
     let states_at_failure: Vec<String> =
