@@ -27,8 +27,7 @@ pub fn check(records: &[Record]) -> (Verdict, Value) {
                 faultline_checker::Verdict::Invalid => Verdict::Invalid,
                 faultline_checker::Verdict::Unknown => Verdict::Unknown,
             };
-            let report =
-                serde_json::to_value(&result).unwrap_or_else(|e| json!({"error": e.to_string()}));
+            let report = serde_json::to_value(&result).unwrap_or_else(|e| json!({"error": e.to_string()}));
             (verdict, report)
         }
         Err(e) => (Verdict::Unknown, json!({"error": e.to_string()})),

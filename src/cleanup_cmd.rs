@@ -37,10 +37,7 @@ pub fn run(args: CleanupArgs) -> i32 {
             }
         };
         if run_state.harness_alive() && !args.all {
-            println!(
-                "run {} is live (harness pid {}): left alone",
-                run_state.run_id, run_state.harness_pid
-            );
+            println!("run {} is live (harness pid {}): left alone", run_state.run_id, run_state.harness_pid);
             live_runs.insert(run_state.run_id.clone());
             continue;
         }

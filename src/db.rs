@@ -106,18 +106,14 @@ impl Db for FaultlineNodeDb {
     fn setup(&self, cluster: &Cluster) -> Result<()> {
         for node in cluster.node_ids() {
             let data = node_dir(cluster, node).join("data");
-            std::fs::create_dir_all(&data)
-                .with_context(|| format!("creating {}", data.display()))?;
+            std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
         }
         Ok(())
     }
 
     fn start(&self, cluster: &Cluster, node: NodeId) -> Result<()> {
-        let peers: Vec<String> = cluster
-            .node_ids()
-            .into_iter()
-            .map(|peer| format!("{peer}={}", Self::address(cluster, peer)))
-            .collect();
+        let peers: Vec<String> =
+            cluster.node_ids().into_iter().map(|peer| format!("{peer}={}", Self::address(cluster, peer))).collect();
         let mut args = vec![
             "--id".to_string(),
             node.to_string(),
@@ -151,10 +147,7 @@ impl Db for FaultlineNodeDb {
     }
 
     fn new_client(&self, cluster: &Cluster) -> Box<dyn Client> {
-        Box::new(crate::node_client::NodeClient::new(
-            cluster,
-            self.op_timeout,
-        ))
+        Box::new(crate::node_client::NodeClient::new(cluster, self.op_timeout))
     }
 }
 
@@ -313,9 +306,7 @@ impl Client for LineJsonClient {
                         Completion::Ok(invocation.value.clone())
                     }
                 }
-                Ok(reply) => {
-                    Completion::Fail(reply["error"].as_str().unwrap_or("error").to_string())
-                }
+                Ok(reply) => Completion::Fail(reply["error"].as_str().unwrap_or("error").to_string()),
                 Err(e) => {
                     self.connection = None;
                     Completion::Info(format!("bad answer: {e}"))

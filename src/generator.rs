@@ -46,11 +46,7 @@ pub struct CasRegister {
 impl CasRegister {
     pub fn new(n_keys: u64, seed: u64) -> CasRegister {
         assert!(n_keys > 0);
-        CasRegister {
-            n_keys,
-            max_value: 5,
-            rng: StdRng::seed_from_u64(seed),
-        }
+        CasRegister { n_keys, max_value: 5, rng: StdRng::seed_from_u64(seed) }
     }
 }
 
@@ -63,23 +59,12 @@ impl Generator for CasRegister {
     fn next(&mut self, _context: &Context) -> Step {
         let key = Some(register_key(self.rng.gen_range(0..self.n_keys)));
         let invocation = match self.rng.gen_range(0..10) {
-            0..=3 => Invocation {
-                f: "read".to_string(),
-                key,
-                value: Value::Null,
-            },
-            4..=6 => Invocation {
-                f: "write".to_string(),
-                key,
-                value: json!(self.rng.gen_range(0..self.max_value)),
-            },
+            0..=3 => Invocation { f: "read".to_string(), key, value: Value::Null },
+            4..=6 => Invocation { f: "write".to_string(), key, value: json!(self.rng.gen_range(0..self.max_value)) },
             _ => Invocation {
                 f: "cas".to_string(),
                 key,
-                value: json!([
-                    self.rng.gen_range(0..self.max_value),
-                    self.rng.gen_range(0..self.max_value)
-                ]),
+                value: json!([self.rng.gen_range(0..self.max_value), self.rng.gen_range(0..self.max_value)]),
             },
         };
         Step::Op(invocation)
@@ -104,11 +89,7 @@ impl Generator for ReadEachKey {
             return Step::Done;
         };
         self.next_key += 1;
-        Step::Op(Invocation {
-            f: "read".to_string(),
-            key: Some(key.clone()),
-            value: Value::Null,
-        })
+        Step::Op(Invocation { f: "read".to_string(), key: Some(key.clone()), value: Value::Null })
     }
 }
 
@@ -121,26 +102,20 @@ pub struct TimeLimit<G> {
 
 impl<G: Generator> TimeLimit<G> {
     pub fn new(limit_ns: u64, inner: G) -> TimeLimit<G> {
-        TimeLimit {
-            inner,
-            limit_ns,
-            deadline_ns: None,
-        }
+        TimeLimit { inner, limit_ns, deadline_ns: None }
     }
 }
 
 impl<G: Generator> Generator for TimeLimit<G> {
     fn next(&mut self, context: &Context) -> Step {
-        let deadline = *self
-            .deadline_ns
-            .get_or_insert(context.time_ns + self.limit_ns);
+        let deadline = *self.deadline_ns.get_or_insert(context.time_ns + self.limit_ns);
         if context.time_ns >= deadline {
             return Step::Done;
         }
         match self.inner.next(context) {
-            Step::Pending { wake_at_ns } => Step::Pending {
-                wake_at_ns: Some(wake_at_ns.map_or(deadline, |t| t.min(deadline))),
-            },
+            Step::Pending { wake_at_ns } => {
+                Step::Pending { wake_at_ns: Some(wake_at_ns.map_or(deadline, |t| t.min(deadline))) }
+            }
             step => step,
         }
     }
@@ -171,16 +146,13 @@ impl<G: Generator> Generator for Rate<G> {
     fn next(&mut self, context: &Context) -> Step {
         let due = *self.next_due_ns.get_or_insert(context.time_ns);
         if context.time_ns < due {
-            return Step::Pending {
-                wake_at_ns: Some(due),
-            };
+            return Step::Pending { wake_at_ns: Some(due) };
         }
         let step = self.inner.next(context);
         if let Step::Op(_) = step {
             let gap = self.rng.gen_range(0..=2 * self.mean_interval_ns);
             // Never schedule from a time far in the past: a slow interpreter must not burst.
-            self.next_due_ns =
-                Some(due.max(context.time_ns.saturating_sub(self.mean_interval_ns)) + gap);
+            self.next_due_ns = Some(due.max(context.time_ns.saturating_sub(self.mean_interval_ns)) + gap);
         }
         step
     }
@@ -204,10 +176,7 @@ mod tests {
 
     impl<G: Generator> Limit<G> {
         pub fn new(n: u64, inner: G) -> Limit<G> {
-            Limit {
-                inner,
-                remaining: n,
-            }
+            Limit { inner, remaining: n }
         }
     }
 
@@ -225,11 +194,7 @@ mod tests {
     }
 
     fn context(time_ns: u64) -> Context {
-        Context {
-            time_ns,
-            free_workers: 1,
-            in_flight: 0,
-        }
+        Context { time_ns, free_workers: 1, in_flight: 0 }
     }
 
     /// Drives a generator like the interpreter would, with instant ops and a fake clock that jumps
@@ -258,16 +223,13 @@ mod tests {
         for f in ["read", "write", "cas"] {
             assert!(ops_a.iter().any(|(_, op)| op.f == f), "no {f}");
         }
-        assert!(ops_a.iter().all(
-            |(_, op)| ["k0", "k1", "k2"].contains(&op.key.as_ref().unwrap().as_str().unwrap())
-        ));
+        assert!(ops_a.iter().all(|(_, op)| ["k0", "k1", "k2"].contains(&op.key.as_ref().unwrap().as_str().unwrap())));
     }
 
     #[test]
     fn rate_and_time_limit_give_about_rate_times_limit_ops() {
         // 100 ops/s for 10 s of fake time.
-        let mut generator =
-            TimeLimit::new(10_000_000_000, Rate::new(100.0, 1, CasRegister::new(2, 1)));
+        let mut generator = TimeLimit::new(10_000_000_000, Rate::new(100.0, 1, CasRegister::new(2, 1)));
         let ops = simulate(&mut generator, 100_000);
         assert!((800..=1200).contains(&ops.len()), "{} ops", ops.len());
         assert!(ops.iter().all(|(t, _)| *t < 10_000_000_000));

@@ -28,10 +28,7 @@ pub fn list_namespaces() -> Vec<String> {
     let Ok(dir) = std::fs::read_dir("/run/netns") else {
         return Vec::new();
     };
-    let mut names: Vec<String> = dir
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
+    let mut names: Vec<String> = dir.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect();
     names.sort();
     names
 }
@@ -68,13 +65,8 @@ pub fn pids_in_namespaces(inodes: &[u64]) -> Vec<i32> {
 /// A non-zero exit is an error that quotes stderr.
 pub fn run(mut command: Command, stdin: &[u8], timeout: Duration) -> Result<String> {
     let description = format!("{command:?}");
-    command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("spawning {description}"))?;
+    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().with_context(|| format!("spawning {description}"))?;
     {
         let mut child_stdin = child.stdin.take().expect("stdin was piped");
         // A command that exits early closes its stdin; its exit status says what went wrong.
@@ -147,25 +139,20 @@ pub struct NamespaceHandle {
 
 impl NamespaceHandle {
     pub fn open(name: &str) -> Result<NamespaceHandle> {
-        let file = File::open(netns_path(name))
-            .with_context(|| format!("opening network namespace {name}"))?;
+        let file = File::open(netns_path(name)).with_context(|| format!("opening network namespace {name}"))?;
         Ok(NamespaceHandle { file })
     }
 
     /// Moves the calling thread (only it) into this namespace; sockets it opens afterwards live
     /// there.
     pub fn enter_current_thread(&self) -> Result<()> {
-        nix::sched::setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET)
-            .context("setns into a network namespace")
+        nix::sched::setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET).context("setns into a network namespace")
     }
 
     /// Makes `command` run inside this namespace, in a session of its own (so a terminal's
     /// Ctrl-C reaches only the harness, which then cleans up), with no blocked signals.
     pub fn configure_command(&self, command: &mut Command) -> Result<()> {
-        let fd = self
-            .file
-            .try_clone()
-            .context("duplicating a namespace fd")?;
+        let fd = self.file.try_clone().context("duplicating a namespace fd")?;
         let raw_fd = fd.as_raw_fd();
         // The child gets its own copy of the fd table, so the fd stays valid until exec; `fd` is
         // moved into the closure to keep it open in the parent until spawn returns.
@@ -184,12 +171,7 @@ impl NamespaceHandle {
 }
 
 /// Runs a command inside namespace `name` with a timeout (used for iptables).
-pub fn run_in_namespace(
-    name: &str,
-    program: &str,
-    args: &[&str],
-    stdin: &[u8],
-) -> Result<String> {
+pub fn run_in_namespace(name: &str, program: &str, args: &[&str], stdin: &[u8]) -> Result<String> {
     let handle = NamespaceHandle::open(name)?;
     let mut command = Command::new(program);
     command.args(args);

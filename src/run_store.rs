@@ -17,8 +17,7 @@ use serde_json::Value;
 /// Creates `store/<test_name>/<timestamp>/` and points `store/latest` at it.
 pub fn create_run_dir(store: &Path, test_name: &str) -> Result<PathBuf> {
     let test_dir = store.join(test_name);
-    std::fs::create_dir_all(&test_dir)
-        .with_context(|| format!("creating {}", test_dir.display()))?;
+    std::fs::create_dir_all(&test_dir).with_context(|| format!("creating {}", test_dir.display()))?;
     let mut stamp = utc_timestamp(SystemTime::now());
     let mut run_dir = test_dir.join(&stamp);
     // Two runs started in the same millisecond get distinct directories.
@@ -58,8 +57,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let mp = (5 * day_of_year + 2) / 153;
     let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;
@@ -99,10 +97,7 @@ impl HistoryLog {
             .with_context(|| format!("creating {}", path.display()))?;
         Ok(HistoryLog {
             start,
-            inner: Mutex::new(HistoryInner {
-                writer: HistoryWriter::new(BufWriter::new(file)),
-                records: Vec::new(),
-            }),
+            inner: Mutex::new(HistoryInner { writer: HistoryWriter::new(BufWriter::new(file)), records: Vec::new() }),
             counters: OpCounters::default(),
         })
     }
@@ -116,10 +111,7 @@ impl HistoryLog {
         let mut inner = self.inner.lock().unwrap();
         let index = inner.records.len() as u64;
         let record = make(index);
-        inner
-            .writer
-            .write(&record)
-            .context("appending to history.jsonl")?;
+        inner.writer.write(&record).context("appending to history.jsonl")?;
         inner.records.push(record);
         Ok(())
     }
@@ -142,16 +134,7 @@ impl HistoryLog {
             OpType::Invoke => 0,
         };
         self.append(|index| {
-            Record::Op(Op {
-                index,
-                time: time_ns,
-                process,
-                op_type,
-                f: f.to_string(),
-                value,
-                key,
-                error,
-            })
+            Record::Op(Op { index, time: time_ns, process, op_type, f: f.to_string(), value, key, error })
         })
     }
 
@@ -167,17 +150,7 @@ impl HistoryLog {
             self.counters.faults_started.fetch_add(1, Ordering::Relaxed);
         }
         let time = self.now_ns();
-        self.append(|index| {
-            Record::Fault(Fault {
-                index,
-                time,
-                f: f.to_string(),
-                phase,
-                targets,
-                grudge,
-                detail,
-            })
-        })
+        self.append(|index| Record::Fault(Fault { index, time, f: f.to_string(), phase, targets, grudge, detail }))
     }
 
     pub fn records(&self) -> Vec<Record> {
@@ -199,19 +172,11 @@ impl RunLog {
             .append(true)
             .open(path)
             .with_context(|| format!("creating {}", path.display()))?;
-        Ok(RunLog {
-            start,
-            file: Mutex::new(file),
-            echo_to_stderr,
-        })
+        Ok(RunLog { start, file: Mutex::new(file), echo_to_stderr })
     }
 
     pub fn log(&self, message: impl AsRef<str>) {
-        let line = format!(
-            "[{:9.3}s] {}\n",
-            self.start.elapsed().as_secs_f64(),
-            message.as_ref()
-        );
+        let line = format!("[{:9.3}s] {}\n", self.start.elapsed().as_secs_f64(), message.as_ref());
         let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
         let _ = file.write_all(line.as_bytes());
         if self.echo_to_stderr {
@@ -228,10 +193,7 @@ pub fn git_revision() -> Option<String> {
         .stderr(std::process::Stdio::null())
         .output()
         .ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
 #[cfg(test)]

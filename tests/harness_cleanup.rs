@@ -26,31 +26,14 @@ fn a_normal_run_is_valid_and_leaves_nothing_behind() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     let run_dir = latest_run(&store);
-    for file in [
-        "test.json",
-        "history.jsonl",
-        "results.json",
-        "faultline.log",
-        "n1.log",
-    ] {
-        assert!(
-            run_dir.join(file).exists(),
-            "{file} missing in {}",
-            run_dir.display()
-        );
+    for file in ["test.json", "history.jsonl", "results.json", "faultline.log", "n1.log"] {
+        assert!(run_dir.join(file).exists(), "{file} missing in {}", run_dir.display());
     }
     let run_id = run_id_of(&run_dir);
     assert_nothing_left(&run_id);
-    assert_eq!(
-        root_firewall(),
-        firewall_before,
-        "the root namespace's firewall changed"
-    );
+    assert_eq!(root_firewall(), firewall_before, "the root namespace's firewall changed");
     let history = std::fs::read_to_string(run_dir.join("history.jsonl")).unwrap();
-    assert!(
-        history.contains("\"type\":\"fault\""),
-        "no fault record in the history"
-    );
+    assert!(history.contains("\"type\":\"fault\""), "no fault record in the history");
     let _ = std::fs::remove_dir_all(&store);
 }
 
@@ -93,11 +76,7 @@ fn sigterm_mid_run_heals_and_cleans_up() {
     std::thread::sleep(Duration::from_secs(2));
     signal(child.id() as i32, "TERM");
     let status = wait_child(&mut child, Duration::from_secs(30));
-    assert_eq!(
-        status.code(),
-        Some(4),
-        "an interrupted run is not a verdict"
-    );
+    assert_eq!(status.code(), Some(4), "an interrupted run is not a verdict");
     assert_nothing_left(&run_id);
     let _ = std::fs::remove_dir_all(&store);
 }
@@ -109,18 +88,12 @@ fn a_harness_panic_still_cleans_up() {
     }
     let store = temp_store("panic");
     let started = Instant::now();
-    let output = faultline()
-        .args(toy_args(&store, 60))
-        .env("FAULTLINE_FAILPOINT", "panic-during-load")
-        .output()
-        .unwrap();
+    let output =
+        faultline().args(toy_args(&store, 60)).env("FAULTLINE_FAILPOINT", "panic-during-load").output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("failpoint panic-during-load"), "{stderr}");
     assert_ne!(output.status.code(), Some(0));
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "the panic did not end the run promptly"
-    );
+    assert!(started.elapsed() < Duration::from_secs(30), "the panic did not end the run promptly");
     assert_nothing_left(&run_id_of(&latest_run(&store)));
     let _ = std::fs::remove_dir_all(&store);
 }
@@ -132,11 +105,7 @@ fn cleanup_removes_everything_a_killed_harness_left() {
     }
     let firewall_before = root_firewall();
     let store = temp_store("kill9");
-    let mut child = faultline()
-        .args(toy_args(&store, 60))
-        .args(["--nemesis", "partition,pause"])
-        .spawn()
-        .unwrap();
+    let mut child = faultline().args(toy_args(&store, 60)).args(["--nemesis", "partition,pause"]).spawn().unwrap();
     let run_id = wait_for_running_nodes(&store, Duration::from_secs(20));
     // Let the nemesis install some rules and pause someone.
     std::thread::sleep(Duration::from_secs(3));
@@ -147,10 +116,7 @@ fn cleanup_removes_everything_a_killed_harness_left() {
     let namespaces = run_namespaces(&run_id);
     assert_eq!(namespaces.len(), 6, "{namespaces:?}");
     let pids = processes_in(&namespaces);
-    assert!(
-        !pids.is_empty(),
-        "the nodes should have outlived the harness"
-    );
+    assert!(!pids.is_empty(), "the nodes should have outlived the harness");
 
     let started = Instant::now();
     let output = faultline().arg("cleanup").output().unwrap();
@@ -165,11 +131,7 @@ fn cleanup_removes_everything_a_killed_harness_left() {
     for pid in pids {
         assert!(!process_alive(pid), "node process {pid} survived cleanup");
     }
-    assert_eq!(
-        root_firewall(),
-        firewall_before,
-        "the root namespace's firewall changed"
-    );
+    assert_eq!(root_firewall(), firewall_before, "the root namespace's firewall changed");
     // A second cleanup has nothing to do and still succeeds.
     let again = faultline().arg("cleanup").output().unwrap();
     assert!(again.status.success());
@@ -178,16 +140,11 @@ fn cleanup_removes_everything_a_killed_harness_left() {
 
 #[test]
 fn not_root_or_bad_options_are_harness_failures_with_a_clear_message() {
-    let output = faultline()
-        .args(["test", "--db", "nosuchdb", "--store", "/nonexistent"])
-        .output()
-        .unwrap();
+    let output = faultline().args(["test", "--db", "nosuchdb", "--store", "/nonexistent"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(4), "{stderr}");
     assert!(
-        stderr.contains("nosuchdb")
-            || stderr.contains("needs root")
-            || stderr.contains("not installed"),
+        stderr.contains("nosuchdb") || stderr.contains("needs root") || stderr.contains("not installed"),
         "{stderr}"
     );
     let _ = Command::new("true").status();

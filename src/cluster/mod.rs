@@ -64,12 +64,7 @@ impl Cluster {
     }
 
     pub fn node_namespace(&self, node: NodeId) -> String {
-        format!(
-            "{}{}-{}",
-            state::NAMESPACE_PREFIX,
-            self.run_id,
-            node_name(node)
-        )
+        format!("{}{}-{}", state::NAMESPACE_PREFIX, self.run_id, node_name(node))
     }
 
     pub fn node_ids(&self) -> Vec<NodeId> {
@@ -97,17 +92,10 @@ impl Cluster {
         let harness_pid = std::process::id() as i32;
         let mut namespaces = vec![format!("{}{run_id}-br", state::NAMESPACE_PREFIX)];
         for node in 1..=n_nodes {
-            namespaces.push(format!(
-                "{}{run_id}-{}",
-                state::NAMESPACE_PREFIX,
-                node_name(node)
-            ));
+            namespaces.push(format!("{}{run_id}-{}", state::NAMESPACE_PREFIX, node_name(node)));
         }
         // Never adopt a namespace we did not create: a rollback would delete someone else's.
-        if let Some(existing) = namespaces
-            .iter()
-            .find(|name| netns::netns_path(name).exists())
-        {
+        if let Some(existing) = namespaces.iter().find(|name| netns::netns_path(name).exists()) {
             state::release_subnet(run_id, subnet_octet);
             bail!("namespace {existing} already exists; run `faultline cleanup` or pick another run id");
         }
@@ -135,9 +123,7 @@ impl Cluster {
             destroyed: AtomicBool::new(false),
         };
         // On error `cluster` is dropped here, and its Drop removes whatever was half built.
-        cluster
-            .build()
-            .context("building the cluster's namespaces")?;
+        cluster.build().context("building the cluster's namespaces")?;
         Ok(cluster)
     }
 
@@ -158,11 +144,7 @@ impl Cluster {
         }
         netns::ip_batch(None, &root_lines)?;
         {
-            let inodes: Vec<u64> = self
-                .namespaces()
-                .iter()
-                .filter_map(|name| netns::namespace_inode(name))
-                .collect();
+            let inodes: Vec<u64> = self.namespaces().iter().filter_map(|name| netns::namespace_inode(name)).collect();
             let mut run_state = self.state.lock().unwrap();
             run_state.namespace_inodes = inodes;
             run_state.save()?;
@@ -207,9 +189,8 @@ impl Cluster {
                 "link set eth0 up".to_string(),
             ],
         )?;
-        let rules = format!(
-            "*filter\n:{FAULT_CHAIN} - [0:0]\n-A INPUT -j {FAULT_CHAIN}\n-A OUTPUT -j {FAULT_CHAIN}\nCOMMIT\n"
-        );
+        let rules =
+            format!("*filter\n:{FAULT_CHAIN} - [0:0]\n-A INPUT -j {FAULT_CHAIN}\n-A OUTPUT -j {FAULT_CHAIN}\nCOMMIT\n");
         netns::run_in_namespace(&namespace, "iptables-restore", &[], rules.as_bytes())
             .with_context(|| format!("creating the {FAULT_CHAIN} chain in {namespace}"))?;
         Ok(())
@@ -229,30 +210,16 @@ impl Cluster {
             script.push('\n');
         }
         script.push_str("COMMIT\n");
-        netns::run_in_namespace(
-            &self.node_namespace(node),
-            "iptables-restore",
-            &["--noflush"],
-            script.as_bytes(),
-        )
-        .with_context(|| format!("setting fault rules on {}", node_name(node)))?;
+        netns::run_in_namespace(&self.node_namespace(node), "iptables-restore", &["--noflush"], script.as_bytes())
+            .with_context(|| format!("setting fault rules on {}", node_name(node)))?;
         Ok(())
     }
 
     /// `iptables -S FAULTLINE` in a node namespace.
     #[cfg(test)]
     pub fn fault_rules(&self, node: NodeId) -> Result<Vec<String>> {
-        let output = netns::run_in_namespace(
-            &self.node_namespace(node),
-            "iptables",
-            &["-S", FAULT_CHAIN],
-            b"",
-        )?;
-        Ok(output
-            .lines()
-            .filter(|line| line.starts_with("-A"))
-            .map(str::to_string)
-            .collect())
+        let output = netns::run_in_namespace(&self.node_namespace(node), "iptables", &["-S", FAULT_CHAIN], b"")?;
+        Ok(output.lines().filter(|line| line.starts_with("-A")).map(str::to_string).collect())
     }
 
     /// Moves the calling thread into the bridge namespace, where every node is reachable.
@@ -279,24 +246,17 @@ impl Cluster {
                 bail!("{} already has a running process", node_name(node));
             }
         }
-        std::fs::create_dir_all(working_dir)
-            .with_context(|| format!("creating {}", working_dir.display()))?;
+        std::fs::create_dir_all(working_dir).with_context(|| format!("creating {}", working_dir.display()))?;
         let log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(log_path)
             .with_context(|| format!("opening {}", log_path.display()))?;
         let mut command = Command::new(program);
-        command
-            .args(args)
-            .current_dir(working_dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
+        command.args(args).current_dir(working_dir).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         NamespaceHandle::open(&self.node_namespace(node))?.configure_command(&mut command)?;
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting {} on {}", program.display(), node_name(node)))?;
+        let child =
+            command.spawn().with_context(|| format!("starting {} on {}", program.display(), node_name(node)))?;
         let pid = child.id() as i32;
         processes.insert(node, child);
         let mut run_state = self.state.lock().unwrap();
@@ -327,10 +287,7 @@ impl Cluster {
         if let Some(mut child) = processes.remove(&node) {
             let _ = nix::sys::signal::kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
             if netns::wait_with_timeout(&mut child, REAP_TIMEOUT)?.is_none() {
-                bail!(
-                    "{} did not die within {REAP_TIMEOUT:?} of SIGKILL",
-                    node_name(node)
-                );
+                bail!("{} did not die within {REAP_TIMEOUT:?} of SIGKILL", node_name(node));
             }
         }
         Ok(())
@@ -339,9 +296,7 @@ impl Cluster {
     /// Is the node's process alive (running or stopped)?
     pub fn node_running(&self, node: NodeId) -> bool {
         let mut processes = self.processes.lock().unwrap();
-        processes
-            .get_mut(&node)
-            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+        processes.get_mut(&node).is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
     /// Nodes whose process exited without being killed by us (a crash, an assertion, a refusal to
@@ -432,8 +387,7 @@ mod tests {
         if !root() || !netns::program_exists("python3") || netns::check_prerequisites().is_err() {
             return;
         }
-        let run_dir =
-            std::env::temp_dir().join(format!("faultline-cluster-test-{}", std::process::id()));
+        let run_dir = std::env::temp_dir().join(format!("faultline-cluster-test-{}", std::process::id()));
         std::fs::create_dir_all(&run_dir).unwrap();
         let run_id = format!("t{}", std::process::id() % 100_000);
         let started = Instant::now();
@@ -455,67 +409,36 @@ mod tests {
                 ),
             ];
             cluster
-                .spawn_node_process(
-                    node,
-                    Path::new("python3"),
-                    &args,
-                    &run_dir,
-                    &run_dir.join(format!("n{node}.log")),
-                )
+                .spawn_node_process(node, Path::new("python3"), &args, &run_dir, &run_dir.join(format!("n{node}.log")))
                 .unwrap();
         }
         let ready = Instant::now();
         while !can_connect(&cluster.node_namespace(2), cluster.node_address(1), 7300) {
-            assert!(
-                ready.elapsed() < Duration::from_secs(5),
-                "n2 never reached n1"
-            );
+            assert!(ready.elapsed() < Duration::from_secs(5), "n2 never reached n1");
             std::thread::sleep(Duration::from_millis(50));
         }
         // The client side reaches nodes through the bridge.
-        assert!(can_connect(
-            &cluster.bridge_namespace(),
-            cluster.node_address(2),
-            7300
-        ));
+        assert!(can_connect(&cluster.bridge_namespace(), cluster.node_address(2), 7300));
 
         // Isolate n1: n2 cannot reach it, in either direction; the client side still can.
         let cut = grudge::isolate(&cluster.node_ids(), 1);
         for node in cluster.node_ids() {
-            let rules = grudge::rules_for_node(node, &cut, &grudge::Loss::new(), |n| {
-                cluster.node_address(n)
-            });
+            let rules = grudge::rules_for_node(node, &cut, &grudge::Loss::new(), |n| cluster.node_address(n));
             cluster.set_fault_rules(node, &rules).unwrap();
             // Idempotent: applying twice leaves the same rules.
             cluster.set_fault_rules(node, &rules).unwrap();
             assert_eq!(cluster.fault_rules(node).unwrap().len(), rules.len());
         }
-        assert!(!can_connect(
-            &cluster.node_namespace(2),
-            cluster.node_address(1),
-            7300
-        ));
-        assert!(!can_connect(
-            &cluster.node_namespace(1),
-            cluster.node_address(2),
-            7300
-        ));
-        assert!(can_connect(
-            &cluster.bridge_namespace(),
-            cluster.node_address(1),
-            7300
-        ));
+        assert!(!can_connect(&cluster.node_namespace(2), cluster.node_address(1), 7300));
+        assert!(!can_connect(&cluster.node_namespace(1), cluster.node_address(2), 7300));
+        assert!(can_connect(&cluster.bridge_namespace(), cluster.node_address(1), 7300));
 
         // Heal is one flush per node.
         for node in cluster.node_ids() {
             cluster.set_fault_rules(node, &[]).unwrap();
             assert!(cluster.fault_rules(node).unwrap().is_empty());
         }
-        assert!(can_connect(
-            &cluster.node_namespace(2),
-            cluster.node_address(1),
-            7300
-        ));
+        assert!(can_connect(&cluster.node_namespace(2), cluster.node_address(1), 7300));
 
         // Pause and kill are idempotent.
         assert!(cluster.signal_node(1, Signal::SIGSTOP).unwrap());
@@ -529,10 +452,7 @@ mod tests {
         let state_path = cluster.state.lock().unwrap().path();
         drop(cluster);
         assert!(namespaces.iter().all(|n| !netns::netns_path(n).exists()));
-        assert!(
-            !Path::new(&format!("/proc/{pid_2}")).exists(),
-            "n2's process survived"
-        );
+        assert!(!Path::new(&format!("/proc/{pid_2}")).exists(), "n2's process survived");
         assert!(!state_path.exists());
         let _ = std::fs::remove_dir_all(&run_dir);
     }
@@ -542,38 +462,27 @@ mod tests {
         if !root() || netns::check_prerequisites().is_err() {
             return;
         }
-        let run_dir =
-            std::env::temp_dir().join(format!("faultline-rollback-test-{}", std::process::id()));
+        let run_dir = std::env::temp_dir().join(format!("faultline-rollback-test-{}", std::process::id()));
         let run_id = format!("r{}", std::process::id() % 100_000);
         // More nodes than a /24 can hold is refused before anything is created.
         assert!(Cluster::create(&run_id, MAX_NODES + 1, &run_dir).is_err());
         // A name clash in the middle of setup: n3's namespace exists already (someone else's).
         let clash = format!("{}{run_id}-n3", state::NAMESPACE_PREFIX);
         netns::ip_batch(None, &[format!("netns add {clash}")]).unwrap();
-        let error = Cluster::create(&run_id, 5, &run_dir)
-            .err()
-            .expect("setup must fail");
+        let error = Cluster::create(&run_id, 5, &run_dir).err().expect("setup must fail");
         assert!(format!("{error:#}").contains("already exists"), "{error:#}");
         let leftovers: Vec<String> = netns::list_namespaces()
             .into_iter()
             .filter(|n| n.starts_with(&format!("{}{run_id}-", state::NAMESPACE_PREFIX)))
             .collect();
-        assert_eq!(
-            leftovers,
-            vec![clash.clone()],
-            "only the foreign namespace may remain"
-        );
+        assert_eq!(leftovers, vec![clash.clone()], "only the foreign namespace may remain");
         netns::ip_batch(None, &[format!("netns del {clash}")]).unwrap();
 
         // A failure after the namespaces exist rolls all of them back, and the state file too.
         let run_id = format!("xfail{}", std::process::id() % 100_000);
-        let error = Cluster::create(&run_id, 3, &run_dir)
-            .err()
-            .expect("setup must fail");
+        let error = Cluster::create(&run_id, 3, &run_dir).err().expect("setup must fail");
         assert!(format!("{error:#}").contains("injected"), "{error:#}");
-        assert!(netns::list_namespaces()
-            .iter()
-            .all(|n| !n.contains(&run_id)));
+        assert!(netns::list_namespaces().iter().all(|n| !n.contains(&run_id)));
         assert!(!state::state_dir().join(format!("{run_id}.json")).exists());
     }
 }

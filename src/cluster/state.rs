@@ -20,9 +20,7 @@ pub const NAMESPACE_PREFIX: &str = "fl-";
 
 /// Where state files and subnet locks live (tmpfs: a reboot clears both, and the namespaces too).
 pub fn state_dir() -> PathBuf {
-    std::env::var_os("FAULTLINE_STATE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/run/faultline"))
+    std::env::var_os("FAULTLINE_STATE_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/run/faultline"))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,15 +50,13 @@ impl RunState {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let temporary = dir.join(format!(".{}.json.tmp", self.run_id));
         let text = serde_json::to_string_pretty(self)?;
-        std::fs::write(&temporary, text)
-            .with_context(|| format!("writing {}", temporary.display()))?;
+        std::fs::write(&temporary, text).with_context(|| format!("writing {}", temporary.display()))?;
         std::fs::rename(&temporary, self.path()).context("renaming the run state file")?;
         Ok(())
     }
 
     pub fn load(path: &Path) -> Result<RunState> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 
@@ -149,11 +145,7 @@ pub struct CleanupReport {
 /// SIGKILLs every process inside the given namespaces (by namespace inode, which survives PID
 /// reuse checks) plus `pids` whose namespace is one of them, waits for them to go, then deletes
 /// the namespaces (which deletes their veths and the bridge). Idempotent.
-pub fn remove_namespaces_and_processes(
-    namespaces: &[String],
-    recorded_inodes: &[u64],
-    pids: &[i32],
-) -> CleanupReport {
+pub fn remove_namespaces_and_processes(namespaces: &[String], recorded_inodes: &[u64], pids: &[i32]) -> CleanupReport {
     let mut report = CleanupReport::default();
     let mut inodes: Vec<u64> = recorded_inodes.to_vec();
     for name in namespaces {
@@ -180,30 +172,19 @@ pub fn remove_namespaces_and_processes(
     }
     let deadline = Instant::now() + KILL_WAIT;
     loop {
-        let alive = netns::pids_in_namespaces(&inodes)
-            .into_iter()
-            .filter(|pid| !is_zombie(*pid))
-            .count();
+        let alive = netns::pids_in_namespaces(&inodes).into_iter().filter(|pid| !is_zombie(*pid)).count();
         if alive == 0 {
             break;
         }
         if Instant::now() >= deadline {
-            report
-                .errors
-                .push(format!("{alive} processes still alive after SIGKILL"));
+            report.errors.push(format!("{alive} processes still alive after SIGKILL"));
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let existing: Vec<&String> = namespaces
-        .iter()
-        .filter(|name| netns::netns_path(name).exists())
-        .collect();
+    let existing: Vec<&String> = namespaces.iter().filter(|name| netns::netns_path(name).exists()).collect();
     if !existing.is_empty() {
-        let lines: Vec<String> = existing
-            .iter()
-            .map(|name| format!("netns del {name}"))
-            .collect();
+        let lines: Vec<String> = existing.iter().map(|name| format!("netns del {name}")).collect();
         if let Err(e) = netns::ip_batch(None, &lines) {
             // Fall back to one by one so one failure does not keep the others alive.
             report.errors.push(format!("{e:#}"));

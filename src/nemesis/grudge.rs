@@ -57,12 +57,8 @@ impl Shape {
 pub fn complete_grudge(components: &[Vec<NodeId>]) -> Grudge {
     let mut grudge = Grudge::new();
     for (i, component) in components.iter().enumerate() {
-        let others: BTreeSet<NodeId> = components
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i)
-            .flat_map(|(_, c)| c.iter().copied())
-            .collect();
+        let others: BTreeSet<NodeId> =
+            components.iter().enumerate().filter(|(j, _)| *j != i).flat_map(|(_, c)| c.iter().copied()).collect();
         for node in component {
             if !others.is_empty() {
                 grudge.insert(*node, others.clone());
@@ -184,34 +180,18 @@ pub fn loss_between(a: &[NodeId], bs: &[NodeId], probability: f64) -> Loss {
 
 /// The nodes a grudge touches, for the fault record's targets.
 pub fn grudge_nodes(grudge: &Grudge) -> BTreeSet<NodeId> {
-    grudge
-        .iter()
-        .flat_map(|(node, dropped)| std::iter::once(*node).chain(dropped.iter().copied()))
-        .collect()
+    grudge.iter().flat_map(|(node, dropped)| std::iter::once(*node).chain(dropped.iter().copied())).collect()
 }
 
 /// The grudge with node names, as the history records it.
 pub fn named_grudge(grudge: &Grudge) -> BTreeMap<String, Vec<String>> {
-    grudge
-        .iter()
-        .map(|(node, dropped)| {
-            (
-                node_name(*node),
-                dropped.iter().map(|n| node_name(*n)).collect(),
-            )
-        })
-        .collect()
+    grudge.iter().map(|(node, dropped)| (node_name(*node), dropped.iter().map(|n| node_name(*n)).collect())).collect()
 }
 
 /// The rules of `node`'s FAULTLINE chain (jumped to from both INPUT and OUTPUT) for a grudge and
 /// loss. A dropped pair is cut at both ends, incoming and outgoing, so neither host's stack sees
 /// anything of the other; `-s peer` only matches incoming and `-d peer` only outgoing packets.
-pub fn rules_for_node(
-    node: NodeId,
-    grudge: &Grudge,
-    loss: &Loss,
-    address: impl Fn(NodeId) -> Ipv4Addr,
-) -> Vec<String> {
+pub fn rules_for_node(node: NodeId, grudge: &Grudge, loss: &Loss, address: impl Fn(NodeId) -> Ipv4Addr) -> Vec<String> {
     let mut rules = Vec::new();
     if let Some(dropped) = grudge.get(&node) {
         for peer in dropped {
@@ -279,10 +259,7 @@ mod tests {
         let minority: Vec<NodeId> = nodes.iter().copied().filter(|n| a[n].len() == 3).collect();
         assert_eq!(minority.len(), 2);
         for node in nodes {
-            assert_eq!(
-                sees(&a, &nodes, node).len(),
-                if minority.contains(&node) { 2 } else { 3 }
-            );
+            assert_eq!(sees(&a, &nodes, node).len(), if minority.contains(&node) { 2 } else { 3 });
         }
     }
 
@@ -324,12 +301,7 @@ mod tests {
     #[test]
     fn isolate_leader_uses_the_leader_when_known() {
         let nodes = [1, 2, 3, 4, 5];
-        let grudge = build(
-            Shape::IsolateLeader,
-            &nodes,
-            Some(2),
-            &mut StdRng::seed_from_u64(1),
-        );
+        let grudge = build(Shape::IsolateLeader, &nodes, Some(2), &mut StdRng::seed_from_u64(1));
         assert_eq!(grudge, isolate(&nodes, 2));
     }
 
@@ -363,13 +335,7 @@ mod tests {
             ]
         );
         let rules_2 = rules_for_node(2, &grudge, &Loss::new(), address);
-        assert_eq!(
-            rules_2,
-            vec![
-                "-A FAULTLINE -s 10.77.9.1 -j DROP",
-                "-A FAULTLINE -d 10.77.9.1 -j DROP"
-            ]
-        );
+        assert_eq!(rules_2, vec!["-A FAULTLINE -s 10.77.9.1 -j DROP", "-A FAULTLINE -d 10.77.9.1 -j DROP"]);
     }
 
     #[test]

@@ -30,10 +30,8 @@ fn on_path(program: &str) -> bool {
 
 /// Root, ip, iptables and python3 are needed for a real cluster; say why a test does nothing.
 pub fn environment_ok() -> bool {
-    let missing: Vec<&str> = ["ip", "iptables", "iptables-restore", "python3"]
-        .into_iter()
-        .filter(|p| !on_path(p))
-        .collect();
+    let missing: Vec<&str> =
+        ["ip", "iptables", "iptables-restore", "python3"].into_iter().filter(|p| !on_path(p)).collect();
     if !is_root() || !missing.is_empty() {
         eprintln!("skipping: needs root and {missing:?}");
         return false;
@@ -103,27 +101,19 @@ fn net_inode_of(path: &str) -> Option<u64> {
 
 /// PIDs of processes living in any of these namespaces.
 pub fn processes_in(namespaces: &[String]) -> Vec<i32> {
-    let inodes: Vec<u64> = namespaces
-        .iter()
-        .filter_map(|n| net_inode_of(&format!("/run/netns/{n}")))
-        .collect();
+    let inodes: Vec<u64> = namespaces.iter().filter_map(|n| net_inode_of(&format!("/run/netns/{n}"))).collect();
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            net_inode_of(&format!("/proc/{pid}/ns/net")).is_some_and(|i| inodes.contains(&i))
-        })
+        .filter(|pid| net_inode_of(&format!("/proc/{pid}/ns/net")).is_some_and(|i| inodes.contains(&i)))
         .collect()
 }
 
 pub fn process_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
-            let state = stat
-                .rsplit(')')
-                .next()
-                .and_then(|rest| rest.split_whitespace().next());
+            let state = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next());
             state != Some("Z")
         }
         Err(_) => false,
@@ -148,10 +138,7 @@ pub fn wait_for_running_nodes(store: &Path, timeout: Duration) -> String {
 }
 
 pub fn signal(pid: i32, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args([&format!("-{name}"), &pid.to_string()]).status().unwrap();
     assert!(status.success());
 }
 
@@ -174,26 +161,17 @@ pub fn assert_nothing_left(run_id: &str) {
     let namespaces = run_namespaces(run_id);
     assert!(namespaces.is_empty(), "namespaces left: {namespaces:?}");
     let state_file = Path::new("/run/faultline").join(format!("{run_id}.json"));
-    assert!(
-        !state_file.exists(),
-        "state file left: {}",
-        state_file.display()
-    );
+    assert!(!state_file.exists(), "state file left: {}", state_file.display());
     let subnet_locks: Vec<String> = std::fs::read_dir("/run/faultline")
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .filter(|e| e.file_name().to_string_lossy().starts_with("subnet-"))
-                .filter(|e| {
-                    std::fs::read_to_string(e.path()).is_ok_and(|owner| owner.trim() == run_id)
-                })
+                .filter(|e| std::fs::read_to_string(e.path()).is_ok_and(|owner| owner.trim() == run_id))
                 .map(|e| e.file_name().to_string_lossy().to_string())
                 .collect()
         })
         .unwrap_or_default();
-    assert!(
-        subnet_locks.is_empty(),
-        "subnet lock left: {subnet_locks:?}"
-    );
+    assert!(subnet_locks.is_empty(), "subnet lock left: {subnet_locks:?}");
 }
 
 /// The root namespace's ruleset, to prove it was never touched.
@@ -202,10 +180,7 @@ pub fn root_firewall() -> String {
     ["filter", "nat", "mangle", "raw"]
         .iter()
         .map(|table| {
-            let output = Command::new("iptables")
-                .args(["-t", table, "-S"])
-                .output()
-                .unwrap();
+            let output = Command::new("iptables").args(["-t", table, "-S"]).output().unwrap();
             String::from_utf8_lossy(&output.stdout).to_string()
         })
         .collect::<Vec<_>>()
