@@ -1,0 +1,303 @@
+//! Property tests of the whole pipeline (records -> pairing -> models -> search):
+//! - histories linearizable by construction are valid;
+//! - the same histories with one ok read changed to a value nobody wrote are invalid;
+//! - on small random histories (linearizable or not), the verdict equals a brute-force checker's
+//!   that shares no code with the real one.
+//! Seeds are printed on failure; FAULTLINE_PROPTEST_CASES raises the number of cases.
+
+use faultline_checker::{check_plain_records, CheckOptions, ModelKind, Op, OpType, Record, Verdict, CAS_MISMATCH};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+fn cases(default: u64) -> u64 {
+    std::env::var("FAULTLINE_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Read,
+    Write(i64),
+    Cas(i64, i64),
+}
+
+/// One generated op with its real-time interval and how it ended.
+#[derive(Debug, Clone)]
+struct GenOp {
+    process: u64,
+    key: i64,
+    kind: Kind,
+    call: u64,
+    /// None: crashed (info).
+    ret: Option<u64>,
+    outcome: OpType,
+    /// What a read returned.
+    read: Option<i64>,
+    error: Option<&'static str>,
+}
+
+/// Simulates `n_processes` clients against registers (one per key): each op takes effect at a
+/// random point inside its interval (or, for a crash, maybe at some point, maybe never).
+fn linearizable_history(rng: &mut StdRng, n_processes: u64, n_ops: usize, n_keys: i64) -> Vec<GenOp> {
+    struct Pending {
+        op: GenOp,
+        point: Option<u64>,
+    }
+    let mut clock: Vec<u64> = vec![0; n_processes as usize];
+    let mut process_ids: Vec<u64> = (0..n_processes).collect();
+    let mut next_process = n_processes;
+    let mut pending = Vec::new();
+    for _ in 0..n_ops {
+        let slot = rng.gen_range(0..n_processes as usize);
+        let call = clock[slot] + rng.gen_range(1..20);
+        let point = call + rng.gen_range(1..30);
+        let ret = point + rng.gen_range(1..30);
+        let kind = match rng.gen_range(0..3) {
+            0 => Kind::Read,
+            1 => Kind::Write(rng.gen_range(1..6)),
+            _ => Kind::Cas(rng.gen_range(0..6), rng.gen_range(1..6)),
+        };
+        let crashed = rng.gen_bool(0.1);
+        let key = rng.gen_range(0..n_keys);
+        let op = GenOp {
+            process: process_ids[slot],
+            key,
+            kind,
+            call,
+            ret: Some(ret),
+            outcome: OpType::Ok,
+            read: None,
+            error: None,
+        };
+        if crashed {
+            // A crashed op may take effect anywhere after its call, or never; its process is done.
+            let effect = rng.gen_bool(0.5).then(|| call + rng.gen_range(1..200));
+            pending.push(Pending { op: GenOp { ret: None, outcome: OpType::Info, ..op }, point: effect });
+            process_ids[slot] = next_process;
+            next_process += 1;
+            clock[slot] = call;
+        } else {
+            pending.push(Pending { op, point: Some(point) });
+            clock[slot] = ret;
+        }
+    }
+    // Apply the effects in order of their points.
+    let mut by_point: Vec<usize> = (0..pending.len()).filter(|&i| pending[i].point.is_some()).collect();
+    by_point.sort_by_key(|&i| pending[i].point);
+    let mut registers = vec![0i64; n_keys as usize];
+    for i in by_point {
+        let op = &mut pending[i].op;
+        let register = &mut registers[op.key as usize];
+        match op.kind {
+            Kind::Read => op.read = Some(*register),
+            Kind::Write(v) => *register = v,
+            Kind::Cas(from, to) => {
+                if *register == from {
+                    *register = to;
+                } else if op.outcome == OpType::Ok {
+                    op.outcome = OpType::Fail;
+                    op.error = Some(CAS_MISMATCH);
+                }
+            }
+        }
+    }
+    pending
+        .into_iter()
+        .map(|p| p.op)
+        .map(|mut op| {
+            // A crashed read tells nothing; a definite failure with no observation is also fine.
+            if op.outcome == OpType::Info && op.kind == Kind::Read {
+                op.read = None;
+            }
+            op
+        })
+        .collect()
+}
+
+fn value_of(v: i64) -> Value {
+    if v == 0 {
+        Value::Null
+    } else {
+        json!(v)
+    }
+}
+
+/// Writes generated ops as records in real-time order.
+fn records(ops: &[GenOp]) -> Vec<Record> {
+    let mut events: Vec<(u64, u8, usize)> = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        events.push((op.call, 0, i));
+        if let Some(ret) = op.ret {
+            events.push((ret, 1, i));
+        } else if op.call % 2 == 0 {
+            // Half the crashed ops get an explicit info completion; the rest never complete.
+            events.push((op.call + 40, 1, i));
+        }
+    }
+    events.sort();
+    events
+        .iter()
+        .enumerate()
+        .map(|(index, &(time, phase, i))| {
+            let op = &ops[i];
+            let (f, invoke_value, result_value) = match op.kind {
+                Kind::Read => ("read", Value::Null, op.read.map(value_of).unwrap_or(Value::Null)),
+                Kind::Write(v) => ("write", json!(v), json!(v)),
+                Kind::Cas(a, b) => ("cas", json!([value_of(a), b]), json!([value_of(a), b])),
+            };
+            let (op_type, value, error) =
+                if phase == 0 { (OpType::Invoke, invoke_value, None) } else { (op.outcome, result_value, op.error) };
+            Record::Op(Op {
+                index: index as u64,
+                time,
+                process: op.process,
+                op_type,
+                f: f.into(),
+                value,
+                key: Some(json!(op.key)),
+                error: error.map(str::to_string),
+            })
+        })
+        .collect()
+}
+
+fn verdict(records: &[Record], partition: bool) -> Verdict {
+    let options = CheckOptions { model: ModelKind::Kv, partition, ..CheckOptions::default() };
+    check_plain_records(records, &options).expect("generated histories are well formed").verdict
+}
+
+#[test]
+fn histories_linearizable_by_construction_are_valid_and_one_impossible_read_makes_them_invalid() {
+    for seed in 0..cases(300) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let n_keys = rng.gen_range(1..4);
+        let (n_processes, n_ops) = (rng.gen_range(2..6), rng.gen_range(5..60));
+        let ops = linearizable_history(&mut rng, n_processes, n_ops, n_keys);
+        let history = records(&ops);
+        for partition in [true, false] {
+            assert_eq!(verdict(&history, partition), Verdict::Valid, "seed {seed} partition {partition}: {ops:#?}");
+        }
+        let reads: Vec<usize> =
+            (0..ops.len()).filter(|&i| ops[i].kind == Kind::Read && ops[i].outcome == OpType::Ok).collect();
+        if reads.is_empty() {
+            continue;
+        }
+        let mut broken = ops.clone();
+        broken[reads[rng.gen_range(0..reads.len())]].read = Some(999);
+        let history = records(&broken);
+        for partition in [true, false] {
+            assert_eq!(
+                verdict(&history, partition),
+                Verdict::Invalid,
+                "seed {seed} partition {partition}: {broken:#?}"
+            );
+        }
+    }
+}
+
+/// A brute-force checker that shares no code with the real one: tries every subset of the
+/// optional ops and every order that respects real time.
+fn brute_force(ops: &[GenOp]) -> bool {
+    let required: Vec<usize> =
+        (0..ops.len()).filter(|&i| ops[i].outcome != OpType::Info && !dropped(&ops[i])).collect();
+    let optional: Vec<usize> =
+        (0..ops.len()).filter(|&i| ops[i].outcome == OpType::Info && ops[i].kind != Kind::Read).collect();
+    for mask in 0u32..(1 << optional.len()) {
+        let mut chosen = required.clone();
+        chosen.extend(optional.iter().enumerate().filter(|(b, _)| mask & (1 << b) != 0).map(|(_, &i)| i));
+        let mut used = vec![false; chosen.len()];
+        let mut registers = std::collections::HashMap::new();
+        if permute(ops, &chosen, &mut used, &mut registers) {
+            return true;
+        }
+    }
+    false
+}
+
+/// A failed op without an observation had no effect and constrains nothing.
+fn dropped(op: &GenOp) -> bool {
+    op.outcome == OpType::Fail && op.error.is_none()
+}
+
+fn permute(
+    ops: &[GenOp],
+    chosen: &[usize],
+    used: &mut [bool],
+    registers: &mut std::collections::HashMap<i64, i64>,
+) -> bool {
+    if used.iter().all(|&u| u) {
+        return true;
+    }
+    for slot in 0..chosen.len() {
+        if used[slot] {
+            continue;
+        }
+        let op = &ops[chosen[slot]];
+        // Real time: no unused chosen op may have returned before this one was called.
+        let blocked =
+            (0..chosen.len()).any(|other| !used[other] && ops[chosen[other]].ret.is_some_and(|r| r < op.call));
+        if blocked {
+            continue;
+        }
+        let value = *registers.get(&op.key).unwrap_or(&0);
+        let next = match (op.kind, op.outcome) {
+            (Kind::Read, _) => (op.read == Some(value)).then_some(value),
+            (Kind::Write(v), _) => Some(v),
+            (Kind::Cas(from, _), OpType::Fail) => (value != from).then_some(value),
+            (Kind::Cas(from, to), _) => (value == from).then_some(to),
+        };
+        let Some(next) = next else { continue };
+        used[slot] = true;
+        registers.insert(op.key, next);
+        if permute(ops, chosen, used, registers) {
+            return true;
+        }
+        registers.insert(op.key, value);
+        used[slot] = false;
+    }
+    false
+}
+
+/// Random small histories, linearizable or not: the checker must agree with brute force.
+#[test]
+fn small_random_histories_agree_with_brute_force() {
+    let mut counts = [0usize; 2];
+    for seed in 0..cases(3000) {
+        let mut rng = StdRng::seed_from_u64(1_000_000 + seed);
+        let n_keys = rng.gen_range(1..3);
+        let (n_processes, n_ops) = (rng.gen_range(2..4), rng.gen_range(1..9));
+        let mut ops = linearizable_history(&mut rng, n_processes, n_ops, n_keys);
+        // Scramble some results so that about half the histories are not linearizable.
+        for op in ops.iter_mut() {
+            if op.kind == Kind::Read && op.outcome == OpType::Ok && rng.gen_bool(0.25) {
+                op.read = Some(rng.gen_range(0..6));
+            }
+            if matches!(op.kind, Kind::Cas(..)) && op.outcome != OpType::Info && rng.gen_bool(0.2) {
+                // Flip the cas outcome: claimed success, or a claimed compare failure.
+                if op.outcome == OpType::Ok {
+                    op.outcome = OpType::Fail;
+                    op.error = Some(CAS_MISMATCH);
+                } else {
+                    op.outcome = OpType::Ok;
+                    op.error = None;
+                }
+            }
+            if op.outcome == OpType::Fail && rng.gen_bool(0.2) {
+                op.error = None; // a failure that tells nothing
+            }
+        }
+        let expected = if brute_force(&ops) { Verdict::Valid } else { Verdict::Invalid };
+        counts[(expected == Verdict::Valid) as usize] += 1;
+        let history = records(&ops);
+        for partition in [true, false] {
+            assert_eq!(
+                verdict(&history, partition),
+                expected,
+                "seed {} partition {partition}: {ops:#?}",
+                1_000_000 + seed
+            );
+        }
+    }
+    // The generator must produce both kinds, or the test proves little.
+    assert!(counts[0] > counts[1] / 10 && counts[1] > counts[0] / 10, "valid/invalid mix too skewed: {counts:?}");
+}
