@@ -39,15 +39,12 @@ pub struct NodeClient {
 
 impl NodeClient {
     pub fn new(cluster: &Cluster, op_timeout: Duration) -> NodeClient {
-        NodeClient {
-            addresses: node_addresses(cluster),
-            op_timeout,
-            node: 1,
-            connection: None,
-            client_id: 0,
-            next_seq: 1,
-            next_request_id: 1,
-        }
+        NodeClient::with_addresses(node_addresses(cluster), op_timeout)
+    }
+
+    /// A client for nodes at `addresses` (node id = index + 1).
+    pub fn with_addresses(addresses: Vec<SocketAddr>, op_timeout: Duration) -> NodeClient {
+        NodeClient { addresses, op_timeout, node: 1, connection: None, client_id: 0, next_seq: 1, next_request_id: 1 }
     }
 
     fn ensure_connected(&mut self, deadline: Instant) -> std::io::Result<()> {
@@ -266,6 +263,93 @@ pub fn node_status(address: SocketAddr, timeout: Duration) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener;
+
+    /// A fake node on loopback: answers each request frame with `answer(request)`, or stays silent
+    /// when it returns None. Serves connections one after another until the test ends.
+    fn fake_node(answer: impl Fn(&Value) -> Option<Value> + Send + 'static) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                loop {
+                    let mut length = [0u8; 4];
+                    if stream.read_exact(&mut length).is_err() {
+                        break;
+                    }
+                    let mut body = vec![0u8; u32::from_be_bytes(length) as usize];
+                    if stream.read_exact(&mut body).is_err() {
+                        break;
+                    }
+                    let request: Value = serde_json::from_slice(&body).unwrap();
+                    if let Some(mut response) = answer(&request) {
+                        response["id"] = request["id"].clone();
+                        let payload = serde_json::to_vec(&response).unwrap();
+                        let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+                        frame.extend_from_slice(&payload);
+                        if stream.write_all(&frame).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        address
+    }
+
+    fn write(value: i64) -> Invocation {
+        Invocation { f: "write".into(), key: Some(json!("k0")), value: json!(value) }
+    }
+
+    fn error(name: &str, definite: bool) -> Value {
+        json!({"status": "error", "error": name, "definite": definite, "message": name})
+    }
+
+    #[test]
+    fn a_not_leader_answer_is_followed_to_the_leader_with_the_same_seq() {
+        let leader = fake_node(|request| {
+            assert_eq!(request["seq"], json!(1), "a redirect must keep the write's seq");
+            assert_ne!(request["client_id"], json!(0));
+            Some(json!({"status": "ok", "value": null}))
+        });
+        let follower = fake_node(|_| {
+            let mut answer = error("not-leader", true);
+            answer["leader_id"] = json!(2);
+            Some(answer)
+        });
+        let mut client = NodeClient::with_addresses(vec![follower, leader], Duration::from_secs(2));
+        client.open(1).unwrap();
+        assert_eq!(client.invoke(&write(3)), Completion::Ok(json!(3)));
+        assert_eq!(client.node, 2, "the client stays with the leader");
+    }
+
+    #[test]
+    fn errors_map_to_fail_or_info_as_the_node_says() {
+        let node = fake_node(|request| match request["value"].as_i64() {
+            Some(1) => Some(error("cas-mismatch", true)),
+            Some(2) => Some(error("leadership-lost", false)),
+            Some(3) => None, // silence: the client times out
+            _ => Some(json!({"status": "ok", "value": 7})),
+        });
+        let mut client = NodeClient::with_addresses(vec![node], Duration::from_millis(300));
+        client.open(1).unwrap();
+        assert_eq!(client.invoke(&write(1)), Completion::Fail("cas-mismatch".into()));
+        assert_eq!(client.invoke(&write(2)), Completion::Info("leadership-lost".into()));
+        assert_eq!(client.invoke(&write(3)), Completion::Info("timeout".into()));
+        // After a timeout the connection is dropped; the next op reconnects.
+        let read = Invocation { f: "read".into(), key: Some(json!("k0")), value: Value::Null };
+        assert_eq!(client.invoke(&read), Completion::Ok(json!(7)));
+    }
+
+    #[test]
+    fn an_unreachable_cluster_is_a_definite_failure() {
+        // Bind then drop a listener: nothing listens on that port any more.
+        let address = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let mut client = NodeClient::with_addresses(vec![address], Duration::from_millis(300));
+        client.open(1).unwrap();
+        assert!(matches!(client.invoke(&write(1)), Completion::Fail(_)));
+    }
 
     #[test]
     fn invocations_map_to_the_node_protocol() {
