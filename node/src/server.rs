@@ -10,7 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -81,6 +83,8 @@ const MAX_QUEUED_PEER_MESSAGES: usize = 16_384;
 const PEER_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const PEER_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+const PEER_UNACKED_TIMEOUT: Duration = Duration::from_millis(1500);
+const PEER_SILENCE_REDIAL: Duration = Duration::from_secs(1);
 const PEER_BACKOFF_MIN: Duration = Duration::from_millis(10);
 /// Kept short so that a healed partition reconnects within a fraction of an election timeout.
 const PEER_BACKOFF_MAX: Duration = Duration::from_millis(200);
@@ -122,9 +126,12 @@ pub async fn run(options: NodeOptions, shutdown: impl std::future::Future<Output
     let (events_tx, events_rx) = std::sync::mpsc::sync_channel::<Event>(MAX_QUEUED_EVENTS);
 
     let mut peer_senders = BTreeMap::new();
+    let mut redials = BTreeMap::new();
     for (&peer, addr) in &options.peers {
         let (tx, rx) = mpsc::channel(MAX_QUEUED_PEER_MESSAGES);
-        tokio::spawn(peer_sender(options.id, peer, addr.clone(), rx));
+        let redial = Arc::new(AtomicU64::new(0));
+        tokio::spawn(peer_sender(options.id, peer, addr.clone(), rx, redial.clone()));
+        redials.insert(peer, redial);
         peer_senders.insert(peer, tx);
     }
     let accept_events = events_tx.clone();
@@ -139,6 +146,8 @@ pub async fn run(options: NodeOptions, shutdown: impl std::future::Future<Output
         deadlines: BTreeSet::new(),
         next_token: 1,
         persisted_hard_state: recovered.hard_state,
+        redials,
+        last_heard: BTreeMap::new(),
     };
     event_loop.wal.fsync = options.fsync;
     let loop_thread = std::thread::Builder::new()
@@ -173,6 +182,10 @@ struct EventLoop {
     deadlines: BTreeSet<(Instant, Token)>,
     next_token: Token,
     persisted_hard_state: HardState,
+    /// Bumped to make a peer's sender drop its connection and dial again.
+    redials: BTreeMap<NodeId, Arc<AtomicU64>>,
+    /// When we last heard from each peer, and when we last asked for a redial.
+    last_heard: BTreeMap<NodeId, (Instant, Instant)>,
 }
 
 impl EventLoop {
@@ -202,6 +215,7 @@ impl EventLoop {
                     next_tick = now + tick; // fell behind (a long fsync): do not burst ticks
                 }
                 self.expire(now);
+                self.redial_silent_peers(now);
             }
             self.process_ready()?;
             if shutting_down {
@@ -216,6 +230,8 @@ impl EventLoop {
     fn handle(&mut self, event: Event) -> bool {
         match event {
             Event::Peer(message) => {
+                let now = Instant::now();
+                self.last_heard.entry(message.from).and_modify(|(heard, _)| *heard = now).or_insert((now, now));
                 if message.to == self.options.id {
                     self.replica.step(message);
                 }
@@ -312,6 +328,19 @@ impl EventLoop {
             },
         };
         let _ = reply.send(Response { id, result });
+    }
+
+    /// A connection that a partition left half-open can swallow messages for
+    /// minutes while TCP backs off. Silence from a peer for PEER_SILENCE_REDIAL
+    /// makes us redial it, so traffic resumes soon after a partition heals.
+    fn redial_silent_peers(&mut self, now: Instant) {
+        for (peer, redial) in &self.redials {
+            let (heard, asked) = self.last_heard.entry(*peer).or_insert((now, now));
+            if now.duration_since(*heard) > PEER_SILENCE_REDIAL && now.duration_since(*asked) > PEER_SILENCE_REDIAL {
+                *asked = now;
+                redial.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     fn address_of(&self, node: NodeId) -> Option<String> {
@@ -583,7 +612,13 @@ async fn peer_receiver(mut reader: tokio::net::tcp::OwnedReadHalf, events: SyncS
 /// Owns the outbound connection to one peer: connects with bounded exponential
 /// backoff, drops queued messages while the peer is unreachable (Raft resends),
 /// and batches writes.
-async fn peer_sender(me: NodeId, peer: NodeId, addr: String, mut outbox: mpsc::Receiver<Message>) {
+async fn peer_sender(
+    me: NodeId,
+    peer: NodeId,
+    addr: String,
+    mut outbox: mpsc::Receiver<Message>,
+    redial: Arc<AtomicU64>,
+) {
     let mut backoff = PEER_BACKOFF_MIN;
     let hello = serde_json::to_vec(&PeerHello { peer_hello: me }).expect("hello serialises");
     loop {
@@ -600,7 +635,12 @@ async fn peer_sender(me: NodeId, peer: NodeId, addr: String, mut outbox: mpsc::R
             }
         };
         let _ = stream.set_nodelay(true);
+        // Without this, a partition leaves data unacknowledged in the socket and TCP
+        // backs off for minutes; with it the kernel drops the connection after
+        // PEER_UNACKED_TIMEOUT and we redial within PEER_BACKOFF_MAX of the heal.
+        let _ = socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(PEER_UNACKED_TIMEOUT));
         backoff = PEER_BACKOFF_MIN;
+        let generation = redial.load(Ordering::Relaxed);
         debug!(peer, %addr, "connected to peer");
         let mut writer = BufWriter::with_capacity(256 << 10, stream);
         if protocol::write_frame(&mut writer, &hello).await.is_err() {
@@ -610,6 +650,10 @@ async fn peer_sender(me: NodeId, peer: NodeId, addr: String, mut outbox: mpsc::R
             let Some(first) = outbox.recv().await else {
                 return;
             };
+            if redial.load(Ordering::Relaxed) != generation {
+                debug!(peer, "peer silent; redialling");
+                break;
+            }
             let write = async {
                 let payload = bincode::serialize(&first).expect("messages serialise");
                 protocol::write_frame(&mut writer, &payload).await?;
