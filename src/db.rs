@@ -45,6 +45,10 @@ pub trait Client: Send {
 
 pub trait Db: Send + Sync {
     fn name(&self) -> String;
+    /// What exactly is under test (binary, planted bug, ...), for test.json.
+    fn describe(&self) -> Value {
+        json!({"name": self.name()})
+    }
     /// Prepares per-node directories and anything else needed before the first start.
     fn setup(&self, cluster: &Cluster) -> Result<()>;
     fn start(&self, cluster: &Cluster, node: NodeId) -> Result<()>;
@@ -101,6 +105,13 @@ impl FaultlineNodeDb {
 impl Db for FaultlineNodeDb {
     fn name(&self) -> String {
         "faultline-node".to_string()
+    }
+
+    fn describe(&self) -> Value {
+        let modified =
+            std::fs::metadata(&self.binary).and_then(|m| m.modified()).ok().map(crate::run_store::utc_timestamp);
+        json!({"name": self.name(), "binary": self.binary, "binary_modified": modified, "bug": self.bug,
+               "port": NODE_PORT, "op_timeout_ms": self.op_timeout.as_millis() as u64})
     }
 
     fn setup(&self, cluster: &Cluster) -> Result<()> {
@@ -218,6 +229,10 @@ Server((listen_host, port), Handler).serve_forever()
 impl Db for ToyDb {
     fn name(&self) -> String {
         "toy".to_string()
+    }
+
+    fn describe(&self) -> Value {
+        json!({"name": self.name(), "python": self.python, "bug": self.bug})
     }
 
     fn setup(&self, cluster: &Cluster) -> Result<()> {

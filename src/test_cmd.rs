@@ -256,7 +256,7 @@ fn run_test(args: TestArgs) -> Result<i32> {
         "concurrency": concurrency,
         "argv": std::env::args().collect::<Vec<_>>(),
         "git_revision": run_store::git_revision(),
-        "versions": {"faultline": env!("CARGO_PKG_VERSION"), "db": db.name()},
+        "versions": {"faultline": env!("CARGO_PKG_VERSION"), "db": db.describe()},
         "started_at": run_store::utc_timestamp(SystemTime::now()),
         "planned_faults": nemesis::plan_summary(&events),
     });
