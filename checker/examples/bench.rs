@@ -90,7 +90,12 @@ fn main() {
 
     if want("million") {
         let records = million_event_history(1_000_000, 1_000, 10);
-        let options = CheckOptions { model: ModelKind::Kv, timeout: Some(Duration::from_secs(120)), ..base.clone() };
+        let options = CheckOptions {
+            model: ModelKind::Kv,
+            initial_value: json!(0),
+            timeout: Some(Duration::from_secs(120)),
+            ..base.clone()
+        };
         let (verdict, elapsed) = time_check(&records, &options);
         println!(
             "generated kv: {} events, 1000 keys, {} in {:.2} s (peak RSS {} MiB)",

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Times the checker on porcupine's corpus and on a generated 1,000,000-event kv history.
+# Single-threaded, parse time excluded. Pass --only NAME to run one line (e.g. --only etcd),
+# --threads N to use more cores. Peak memory is printed by /usr/bin/time when it is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -q -p faultline-checker --example bench
+if [ -x /usr/bin/time ]; then
+  exec /usr/bin/time -f 'peak RSS %M KiB, %e s wall' ./target/release/examples/bench "$@"
+fi
+exec ./target/release/examples/bench "$@"

@@ -1,0 +1,126 @@
+//! `faultline check` end to end: exit codes, outputs, bad input, several files, run directories.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn corpus(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("checker/tests/data/porcupine").join(file)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("faultline-check-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn check(args: &[&str], out: &Path) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("check")
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("runs faultline");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    (output.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn a_valid_history_exits_0_and_writes_results_json() {
+    let out = scratch("valid");
+    let (code, text) = check(&[corpus("jepsen/etcd_002.log").to_str().unwrap()], &out);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.starts_with("valid"), "{text}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["verdict"], "valid");
+    assert_eq!(results["model"], "cas-register");
+    assert!(!out.join("check.html").exists(), "the page is only written for invalid histories");
+}
+
+#[test]
+fn an_invalid_history_exits_1_with_an_explanation_and_a_self_contained_page() {
+    let out = scratch("invalid");
+    let (code, text) = check(&[corpus("jepsen/etcd_000.log").to_str().unwrap()], &out);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("first op that cannot be linearised"), "{text}");
+    assert!(text.contains("longest linearisable prefix"), "{text}");
+    let html = std::fs::read_to_string(out.join("check.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("class=\"op failing"), "the failing op is drawn highlighted");
+    assert!(!html.contains("src=\"http") && !html.contains("href=\"http"), "no external assets");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["anomalies"].as_array().unwrap().len(), 1);
+    assert!(results["anomalies"][0]["window"].as_array().unwrap().len() >= 2);
+}
+
+#[test]
+fn an_empty_history_is_unknown_with_no_operations() {
+    let out = scratch("empty");
+    let (code, text) = check(&[corpus("jepsen/etcd_095.log").to_str().unwrap()], &out);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("no operations"), "{text}");
+}
+
+#[test]
+fn several_files_give_one_line_each_and_a_summary() {
+    let out = scratch("several");
+    let files = [corpus("jepsen/etcd_002.log"), corpus("jepsen/etcd_000.log"), corpus("kv/c10-ok.txt")];
+    let args: Vec<&str> = files.iter().map(|f| f.to_str().unwrap()).collect();
+    let (code, text) = check(&args, &out);
+    assert_eq!(code, 1, "{text}");
+    assert_eq!(text.lines().filter(|l| l.contains(" events ")).count(), 3, "{text}");
+    assert!(text.contains("3 histories: 2 valid, 1 invalid, 0 unknown, 0 errors"), "{text}");
+
+    let mut json_args = args.clone();
+    json_args.push("--json");
+    let (_, text) = check(&json_args, &out);
+    let document: serde_json::Value = serde_json::from_str(&text).expect("--json prints JSON");
+    assert_eq!(document["summary"]["invalid"], 1);
+    assert_eq!(document["files"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn bad_input_names_file_and_line_and_exits_3_unless_lenient() {
+    let out = scratch("bad");
+    let history = out.join("bad.jsonl");
+    std::fs::write(
+        &history,
+        concat!(
+            "{\"index\":0,\"time\":1,\"process\":0,\"type\":\"invoke\",\"f\":\"write\",\"value\":1}\n",
+            "{\"index\":1,\"time\":2,\"process\":0,\"type\":\"ok\",\"f\":\"write\",\"value\":1}\n",
+            "{\"index\":2,\"time\":3,\"process\":7,\"type\":\"ok\",\"f\":\"read\",\"value\":1}\n",
+            "{\"index\":3,\"time\":4,\"process\":1,\"type\":\"invoke\",\"f\":\"read\",\"value\":null}\n",
+            "{\"index\":4,\"time\":5,\"process\":1,\"type\":\"ok\",\"f\":\"read\",\"value\":1}\n",
+        ),
+    )
+    .unwrap();
+    let path = history.to_str().unwrap();
+    let (code, text) = check(&[path, "--model", "register"], &out);
+    assert_eq!(code, 3, "{text}");
+    assert!(text.contains("bad.jsonl:3:") && text.contains("without an invocation"), "{text}");
+
+    let (code, text) = check(&[path, "--model", "register", "--lenient"], &out);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("1 bad lines skipped"), "{text}");
+
+    let clean = out.join("clean.jsonl");
+    let text = std::fs::read_to_string(&history).unwrap();
+    let first_two: Vec<&str> = text.lines().take(2).collect();
+    std::fs::write(&clean, first_two.join("\n") + "\n").unwrap();
+    let (code, text) = check(&[clean.to_str().unwrap(), "--model", "set"], &out);
+    assert_eq!(code, 3, "{text}");
+    assert!(text.contains("unknown op :write for set"), "{text}");
+}
+
+#[test]
+fn a_run_directory_is_checked_with_its_own_model() {
+    let run = scratch("rundir");
+    std::fs::write(run.join("test.json"), r#"{"model": "cas-register"}"#).unwrap();
+    std::fs::copy(corpus("jepsen/etcd_000.log"), run.join("history.jsonl")).unwrap();
+    // The run's history here is a Jepsen log: detection does not care about the file name.
+    let output = Command::new(env!("CARGO_BIN_EXE_faultline")).arg("check").arg(&run).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(run.join("results.json").exists() && run.join("check.html").exists());
+}
