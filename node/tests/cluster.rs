@@ -17,6 +17,8 @@ use serde_json::{json, Value};
 
 struct Cluster {
     addrs: Vec<String>,
+    /// The addresses the nodes dial each other at (proxies in partition tests).
+    peer_addrs: Vec<String>,
     dirs: Vec<PathBuf>,
     children: Vec<Option<Child>>,
     root: PathBuf,
@@ -31,8 +33,15 @@ impl Cluster {
         let root = std::env::temp_dir().join(format!("faultline-cluster-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let addrs: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+        Cluster::start_with(name, addrs.clone(), addrs, extra_args)
+    }
+
+    fn start_with(name: &str, addrs: Vec<String>, peer_addrs: Vec<String>, extra_args: &[&str]) -> Cluster {
+        let n = addrs.len();
+        let root = std::env::temp_dir().join(format!("faultline-cluster-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
         let dirs = (0..n).map(|i| root.join(format!("n{}", i + 1))).collect();
-        let mut cluster = Cluster { addrs, dirs, children: (0..n).map(|_| None).collect(), root };
+        let mut cluster = Cluster { addrs, peer_addrs, dirs, children: (0..n).map(|_| None).collect(), root };
         for i in 0..n {
             cluster.spawn(i, extra_args);
         }
@@ -40,7 +49,7 @@ impl Cluster {
     }
 
     fn peers(&self) -> String {
-        self.addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",")
+        self.peer_addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",")
     }
 
     fn spawn(&mut self, i: usize, extra_args: &[&str]) {
@@ -471,4 +480,125 @@ async fn kill_9_leader_mid_load_kv_history_is_linearizable() {
         result.anomalies.first().map(|a| &a.text)
     );
     eprintln!("{} ops checked, {oks} ok, verdict valid in {:.0} ms", result.ops, result.check_ms);
+}
+
+/// A TCP proxy in front of one node. Paused, it stops forwarding in both
+/// directions and holds what it read, so the peers' TCP connections stall as
+/// they do behind a firewall that drops packets.
+struct StallProxy {
+    addr: String,
+    paused: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StallProxy {
+    async fn start(target: String) -> StallProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let p = paused.clone();
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(Ok(outbound)) =
+                    tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(&target)).await
+                else {
+                    continue;
+                };
+                let (ri, wi) = inbound.into_split();
+                let (ro, wo) = outbound.into_split();
+                tokio::spawn(pump(ri, wo, p.clone()));
+                tokio::spawn(pump(ro, wi, p.clone()));
+            }
+        });
+        StallProxy { addr, paused }
+    }
+
+    fn pause(&self, on: bool) {
+        self.paused.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    paused: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        while paused.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while paused.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Dissertation §6.2 and §9.6 on real processes: the leader is cut off from its
+/// peers (their traffic to it stalls); the others elect a new leader and keep
+/// serving; after the heal the old leader follows, catches up, and every
+/// acknowledged write is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_leader_steps_down_and_rejoins_after_heal() {
+    let addrs: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    let mut proxies = Vec::new();
+    for a in &addrs {
+        proxies.push(StallProxy::start(a.clone()).await);
+    }
+    let cluster =
+        Cluster::start_with("partition", addrs.clone(), proxies.iter().map(|p| p.addr.clone()).collect(), &[]);
+    let leader = cluster.leader(Duration::from_secs(15)).await;
+    let mut c = client(&cluster, 1);
+    assert_eq!(c.execute(Op::Write { key: "k".into(), value: json!(1) }).await, Outcome::Ok(Value::Null));
+    let term_before = Client::status(&addrs[leader], Duration::from_secs(1)).await.unwrap()["term"].as_u64().unwrap();
+    proxies[leader].pause(true);
+    // The other two elect a leader of a newer term and take writes.
+    let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    wait_for("a new leader among the others", Duration::from_secs(10), async || {
+        for &i in &others {
+            if let Ok(s) = Client::status(&addrs[i], Duration::from_millis(500)).await {
+                if s["role"] == "leader" && s["term"].as_u64() > Some(term_before) {
+                    return true;
+                }
+            }
+        }
+        false
+    })
+    .await;
+    let mut acked = Vec::new();
+    let mut c2 = Client::new(ClientOptions::new(others.iter().map(|i| addrs[*i].clone()).collect(), 2));
+    for n in 0..20 {
+        if c2.execute(Op::Append { stream: "s".into(), event: json!(n), expected_version: None }).await
+            == Outcome::Ok(json!(acked.len() + 1))
+        {
+            acked.push(n);
+        }
+    }
+    assert_eq!(acked.len(), 20, "the majority side serves writes");
+    wait_for("the cut-off leader to step down (CheckQuorum)", Duration::from_secs(10), async || {
+        Client::status(&addrs[leader], Duration::from_millis(500)).await.is_ok_and(|s| s["role"] != "leader")
+    })
+    .await;
+    proxies[leader].pause(false);
+    let healed = Instant::now();
+    wait_for("the old leader to catch up after the heal", Duration::from_secs(15), async || {
+        let a = Client::status(&addrs[leader], Duration::from_millis(500)).await.ok();
+        let b = Client::status(&addrs[others[0]], Duration::from_millis(500)).await.ok();
+        matches!((a, b), (Some(a), Some(b)) if a["applied_index"] == b["commit_index"] && a["term"] == b["term"])
+    })
+    .await;
+    eprintln!("caught up {:?} after the heal", healed.elapsed());
+    let mut reader = Client::new(ClientOptions::new(vec![addrs[leader].clone()], 3));
+    let expected: Vec<Value> = acked.iter().map(|n| json!(n)).collect();
+    assert_eq!(
+        reader.execute(Op::ReadStream { stream: "s".into(), from_version: 0 }).await,
+        Outcome::Ok(Value::Array(expected))
+    );
 }
