@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The main job: a torture test of a 5-node faultline-node cluster, each node in its own network
+# namespace, under partitions, kills and pauses for 60 s, then a linearizability check.
+# Installs what it needs on a fresh Debian machine. Run as root. Extra arguments go to
+# `faultline test` (e.g. --seed 42, --bug stale-read, --time-limit 300).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "torture.sh: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+cargo build --release --workspace --bins
+exec target/release/faultline test --nodes 5 --nemesis partition,kill,pause --time-limit 60 \
+  --node-bin target/release/faultline-node "$@"
