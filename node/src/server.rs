@@ -80,6 +80,8 @@ enum Event {
 const MAX_QUEUED_EVENTS: usize = 65_536;
 /// Bound on messages queued for one peer; past it, messages are dropped (Raft retries).
 const MAX_QUEUED_PEER_MESSAGES: usize = 16_384;
+/// Past this many ticks behind (the process was stopped), the clock restarts.
+const MAX_TICKS_PER_LOOP: u32 = 1_000;
 const PEER_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const PEER_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -190,12 +192,15 @@ struct EventLoop {
 
 impl EventLoop {
     fn run(&mut self, events: Receiver<Event>) -> anyhow::Result<()> {
-        let tick = self.options.tick;
-        let mut next_tick = Instant::now() + tick;
+        let mut next_tick = Instant::now() + self.options.tick;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
+            let first = events.recv_timeout(wait);
+            // Time first: requests that waited while this thread was stalled (a
+            // long fsync, SIGSTOP) are judged with the clock caught up.
+            self.catch_up_ticks(&mut next_tick);
             let mut shutting_down = false;
-            match events.recv_timeout(wait) {
+            match first {
                 Ok(event) => shutting_down |= self.handle(event),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => shutting_down = true,
@@ -207,16 +212,6 @@ impl EventLoop {
                     Err(_) => break,
                 }
             }
-            let now = Instant::now();
-            if now >= next_tick {
-                self.replica.tick();
-                next_tick += tick;
-                if next_tick < now {
-                    next_tick = now + tick; // fell behind (a long fsync): do not burst ticks
-                }
-                self.expire(now);
-                self.redial_silent_peers(now);
-            }
             self.process_ready()?;
             if shutting_down {
                 self.fail_all_waiting(error_names::SHUTTING_DOWN, "the node is shutting down");
@@ -224,6 +219,26 @@ impl EventLoop {
                 return Ok(());
             }
         }
+    }
+
+    /// Delivers every tick that elapsed: a leader whose clock lagged real time
+    /// would overestimate its lease.
+    fn catch_up_ticks(&mut self, next_tick: &mut Instant) {
+        let now = Instant::now();
+        if now < *next_tick {
+            return;
+        }
+        let mut delivered = 0;
+        while now >= *next_tick && delivered < MAX_TICKS_PER_LOOP {
+            self.replica.tick();
+            *next_tick += self.options.tick;
+            delivered += 1;
+        }
+        if now >= *next_tick {
+            *next_tick = now + self.options.tick;
+        }
+        self.expire(now);
+        self.redial_silent_peers(now);
     }
 
     /// Returns true on shutdown.
