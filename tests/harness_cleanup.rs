@@ -118,6 +118,14 @@ fn cleanup_removes_everything_a_killed_harness_left() {
     let pids = processes_in(&namespaces);
     assert!(!pids.is_empty(), "the nodes should have outlived the harness");
 
+    // An orphan: a faultline-named namespace with a process in it and no state file at all (as if
+    // the harness died between `ip netns add` and saving its state).
+    let orphan_run = format!("orph{}", std::process::id() % 100_000);
+    let orphan = format!("fl-{orphan_run}-n1");
+    assert!(Command::new("ip").args(["netns", "add", &orphan]).status().unwrap().success());
+    let mut orphan_process = Command::new("ip").args(["netns", "exec", &orphan, "sleep", "120"]).spawn().unwrap();
+    let orphan_pid = orphan_process.id() as i32;
+
     let started = Instant::now();
     let output = faultline().arg("cleanup").output().unwrap();
     assert!(
@@ -131,6 +139,9 @@ fn cleanup_removes_everything_a_killed_harness_left() {
     for pid in pids {
         assert!(!process_alive(pid), "node process {pid} survived cleanup");
     }
+    assert_nothing_left(&orphan_run);
+    let _ = wait_child(&mut orphan_process, Duration::from_secs(5));
+    assert!(!process_alive(orphan_pid), "the orphan namespace's process survived cleanup");
     assert_eq!(root_firewall(), firewall_before, "the root namespace's firewall changed");
     // A second cleanup has nothing to do and still succeeds.
     let again = faultline().arg("cleanup").output().unwrap();
