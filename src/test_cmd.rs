@@ -33,6 +33,8 @@ pub const EXIT_HARNESS_FAILURE: i32 = 4;
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 #[derive(clap::Args, Debug, Clone, Serialize)]
+// A later option overrides an earlier one, so scripts can pass defaults and callers extras.
+#[command(args_override_self = true)]
 pub struct TestArgs {
     /// Name of the test; the run is stored under <store>/<name>/<timestamp>/.
     #[arg(long, default_value = "register")]
