@@ -464,7 +464,15 @@ impl EventLoop {
             self.send(std::mem::take(&mut ready.messages));
             let advanced = self.replica.advance(ready);
             if let Some(snapshot) = advanced.new_snapshot {
-                let after: Vec<_> = self.replica.raft().entries_from(snapshot.index + 1).to_vec();
+                // Only what is already durable: an entry proposed during advance
+                // goes to the log with the next ready.
+                let raft = self.replica.raft();
+                let after: Vec<_> = raft
+                    .entries_from(snapshot.index + 1)
+                    .iter()
+                    .take_while(|e| e.index <= raft.persisted_index())
+                    .cloned()
+                    .collect();
                 self.wal.save_snapshot(&snapshot, &self.persisted_hard_state, &after).context("saving a snapshot")?;
                 debug!(index = snapshot.index, "snapshot saved, log compacted");
             }

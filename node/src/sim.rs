@@ -20,6 +20,7 @@ use crate::raft::rng::SplitMix64;
 use crate::raft::{Entry, EntryPayload, HardState, Membership, Message, NodeId, Persisted, Role, Snapshot};
 use crate::replica::{ClientRequest, MembershipChange, Replica, ReplicaConfig, ReplyError, Token};
 use crate::store::{Op, OpError};
+use crate::wal::Wal;
 
 /// The knobs of one simulated run.
 #[derive(Clone, Debug)]
@@ -36,6 +37,10 @@ pub struct SimConfig {
     pub n_streams: usize,
     /// Appends that carry the expected version the client last saw.
     pub optimistic_append_percent: u64,
+    /// Also write every persist to a real [`Wal`] under this directory (without
+    /// fsync), tear its tail at crashes, and check that recovery gives back
+    /// exactly what was persisted.
+    pub wal_dir: Option<std::path::PathBuf>,
     pub loss_percent: u64,
     pub duplicate_percent: u64,
     pub max_delay_ticks: u64,
@@ -64,6 +69,7 @@ impl SimConfig {
             n_keys: 3,
             n_streams: 1,
             optimistic_append_percent: 90,
+            wal_dir: None,
             loss_percent: 5,
             duplicate_percent: 3,
             max_delay_ticks: 3,
@@ -131,6 +137,8 @@ struct Disk {
 struct SimNode {
     replica: Option<Replica>,
     disk: Disk,
+    /// With `SimConfig::wal_dir`, a real write-ahead log kept beside the model disk.
+    wal: Option<Wal>,
     restarts: u64,
     down_until: u64,
     was_leader_in_term: Option<u64>,
@@ -257,7 +265,14 @@ impl Sim {
                 let replica =
                     Replica::new(Self::replica_config(&config, id), Self::persisted(&disk, &members), config.seed)
                         .expect("fresh replica");
-                SimNode { replica: Some(replica), disk, restarts: 0, down_until: 0, was_leader_in_term: None }
+                let wal = config.wal_dir.as_ref().map(|dir| {
+                    let dir = dir.join(format!("n{id}"));
+                    let _ = std::fs::remove_dir_all(&dir);
+                    let (mut wal, _) = Wal::open(&dir).expect("open a fresh log");
+                    wal.fsync = false;
+                    wal
+                });
+                SimNode { replica: Some(replica), disk, wal, restarts: 0, down_until: 0, was_leader_in_term: None }
             })
             .collect();
         let clients = (0..config.n_clients)
@@ -429,8 +444,30 @@ impl Sim {
         if node.replica.is_some() {
             node.replica = None;
             node.down_until = until;
+            let had_wal = node.wal.take().is_some();
             self.stats.crashes += 1;
+            if had_wal {
+                self.tear_wal_tail(id);
+            }
         }
+    }
+
+    /// A crash in the middle of a write leaves part of an unacknowledged record.
+    fn tear_wal_tail(&mut self, id: NodeId) {
+        let Some(dir) = self.config.wal_dir.as_ref().map(|d| d.join(format!("n{id}"))) else { return };
+        if !self.rng.chance(1, 2) {
+            return;
+        }
+        let mut torn: Vec<u8> = Vec::new();
+        let claimed_len = 16 + self.rng.below(200) as u32;
+        torn.extend_from_slice(&claimed_len.to_be_bytes());
+        for _ in 0..self.rng.below(claimed_len as u64) {
+            torn.push(self.rng.next_u64() as u8);
+        }
+        let cut = self.rng.below(torn.len() as u64 + 1) as usize;
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new().append(true).open(dir.join("wal.log")).expect("wal.log exists");
+        file.write_all(&torn[..cut.max(1)]).expect("tear the tail");
     }
 
     fn restart(&mut self, id: NodeId) {
@@ -439,6 +476,28 @@ impl Sim {
         let node = &mut self.nodes[(id - 1) as usize];
         node.restarts += 1;
         let seed = self.config.seed ^ (node.restarts << 32);
+        if let Some(dir) = self.config.wal_dir.as_ref().map(|d| d.join(format!("n{id}"))) {
+            let (mut wal, recovered) = Wal::open(&dir).expect("the log reopens");
+            wal.fsync = false;
+            let same = recovered.hard_state.term == node.disk.hard_state.term
+                && recovered.hard_state.vote == node.disk.hard_state.vote
+                && recovered.snapshot == node.disk.snapshot
+                && recovered.entries == node.disk.entries;
+            if !same {
+                self.violations.push(format!(
+                    "write-ahead log: node {id} recovered term {} vote {:?} {} entries (snapshot {:?}), but term {} vote {:?} {} entries (snapshot {:?}) were persisted",
+                    recovered.hard_state.term,
+                    recovered.hard_state.vote,
+                    recovered.entries.len(),
+                    recovered.snapshot.as_ref().map(|s| s.index),
+                    node.disk.hard_state.term,
+                    node.disk.hard_state.vote,
+                    node.disk.entries.len(),
+                    node.disk.snapshot.as_ref().map(|s| s.index)
+                ));
+            }
+            node.wal = Some(wal);
+        }
         let replica = Replica::new(config, Self::persisted(&node.disk, &members), seed).expect("restart from disk");
         node.replica = Some(replica);
         node.was_leader_in_term = None;
@@ -549,6 +608,12 @@ impl Sim {
                 node.disk.entries.truncate((first.index - base - 1) as usize);
                 node.disk.entries.extend(ready.entries.iter().cloned());
             }
+            if let Some(wal) = node.wal.as_mut() {
+                if let Some(snapshot) = &ready.snapshot {
+                    wal.save_snapshot(snapshot, &node.disk.hard_state, &[]).expect("save a snapshot");
+                }
+                wal.append(ready.hard_state.as_ref(), &ready.entries, false).expect("append to the log");
+            }
             for entry in &ready.committed_entries {
                 let value = (entry.term, payload_hash(entry));
                 match self.applied.get(&entry.index) {
@@ -574,6 +639,9 @@ impl Sim {
             if let Some(snapshot) = advanced.new_snapshot {
                 let node = &mut self.nodes[(id - 1) as usize];
                 node.disk.entries.retain(|e| e.index > snapshot.index);
+                if let Some(wal) = node.wal.as_mut() {
+                    wal.save_snapshot(&snapshot, &node.disk.hard_state, &node.disk.entries).expect("save a snapshot");
+                }
                 node.disk.snapshot = Some(snapshot);
             }
             for (token, reply) in replies {

@@ -175,6 +175,19 @@ fn raft_6_sim_membership_changes_and_transfers() {
     }
 }
 
+/// The write-ahead log under the simulation: every persist also goes to a real
+/// log file, crashes tear its tail, and every restart must recover exactly
+/// what was persisted (hard state, snapshot, entries).
+#[test]
+fn wal_recovery_matches_what_was_persisted_under_simulation() {
+    let dir = std::env::temp_dir().join(format!("faultline-sim-wal-{}", std::process::id()));
+    sweep("wal_recovery_matches_what_was_persisted_under_simulation", 3, 60, 5_000_000, |c| {
+        c.wal_dir = Some(dir.clone());
+        heavy_faults(c);
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn sim_3_nodes_lease_reads() {
     sweep("sim_3_nodes_lease_reads", 3, 300, 3_000_000, |c| c.lease_reads = true);
