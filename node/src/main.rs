@@ -108,7 +108,8 @@ fn options_from(cli: &Cli) -> anyhow::Result<NodeOptions> {
     anyhow::ensure!(id != 0, "--id must be non-zero");
     let listen = cli.listen.context("--listen is required")?;
     let mut peers = server::parse_peers(&cli.peers).context("parsing --peers")?;
-    peers.remove(&id);
+    // This node's own entry, if listed, is how others (and clients) reach it.
+    let advertise = peers.remove(&id).unwrap_or_else(|| listen.to_string());
     let data_dir = cli.data_dir.clone().context("--data-dir is required")?;
     let bugs = cli.bugs.iter().map(|b| b.parse::<Bug>()).collect::<Result<Vec<_>, _>>()?;
     anyhow::ensure!(cli.heartbeat_ticks < cli.election_ticks, "--heartbeat-ticks must be below --election-ticks");
@@ -123,6 +124,7 @@ fn options_from(cli: &Cli) -> anyhow::Result<NodeOptions> {
         None => None,
     };
     let mut options = NodeOptions::new(id, listen, peers, data_dir);
+    options.advertise = advertise;
     options.voters = voters;
     options.bugs = Bugs::from_list(bugs);
     options.lease_reads = cli.lease_reads;

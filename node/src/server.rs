@@ -33,6 +33,8 @@ use crate::wal::Wal;
 pub struct NodeOptions {
     pub id: NodeId,
     pub listen: SocketAddr,
+    /// The address clients should use for this node in leader hints (default: `listen`).
+    pub advertise: String,
     /// Every other node: id -> address (clients and peers share the port).
     pub peers: BTreeMap<NodeId, String>,
     /// The initial voters; `None`: this node and every peer.
@@ -54,6 +56,7 @@ impl NodeOptions {
         NodeOptions {
             id,
             listen,
+            advertise: listen.to_string(),
             peers,
             voters: None,
             data_dir,
@@ -150,6 +153,7 @@ pub async fn run(options: NodeOptions, shutdown: impl std::future::Future<Output
         persisted_hard_state: recovered.hard_state,
         redials,
         last_heard: BTreeMap::new(),
+        logged_view: (Role::Follower, 0, None),
     };
     event_loop.wal.fsync = options.fsync;
     let loop_thread = std::thread::Builder::new()
@@ -188,6 +192,8 @@ struct EventLoop {
     redials: BTreeMap<NodeId, Arc<AtomicU64>>,
     /// When we last heard from each peer, and when we last asked for a redial.
     last_heard: BTreeMap<NodeId, (Instant, Instant)>,
+    /// Role, term and leader last logged, to log changes only.
+    logged_view: (Role, u64, Option<NodeId>),
 }
 
 impl EventLoop {
@@ -213,11 +219,21 @@ impl EventLoop {
                 }
             }
             self.process_ready()?;
+            self.log_view_change();
             if shutting_down {
                 self.fail_all_waiting(error_names::SHUTTING_DOWN, "the node is shutting down");
                 info!("event loop stopped");
                 return Ok(());
             }
+        }
+    }
+
+    fn log_view_change(&mut self) {
+        let raft = self.replica.raft();
+        let view = (raft.role(), raft.term(), raft.leader_id());
+        if view != self.logged_view {
+            info!(role = ?view.0, term = view.1, leader = ?view.2, commit = raft.commit_index(), "raft state changed");
+            self.logged_view = view;
         }
     }
 
@@ -360,7 +376,7 @@ impl EventLoop {
 
     fn address_of(&self, node: NodeId) -> Option<String> {
         if node == self.options.id {
-            return Some(self.options.listen.to_string());
+            return Some(self.options.advertise.clone());
         }
         self.options.peers.get(&node).cloned()
     }
