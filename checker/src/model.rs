@@ -28,15 +28,51 @@ pub trait Model: Sync {
 
     fn init(&self) -> Self::State;
 
-    /// The state after `op`, or `None` if `op` (with the result it observed) is impossible in
-    /// `state`. Pure: no IO, no hidden state.
-    fn step(&self, state: &Self::State, op: &Self::Op) -> Option<Self::State>;
+    /// What `op` (with the result it observed) does in `state`. Pure: no IO, no hidden state.
+    fn step(&self, state: &Self::State, op: &Self::Op) -> Step<Self::State>;
+
+    /// True if `op` never changes any state it is legal in (a read, an observed compare failure).
+    /// The search linearises such ops as soon as they are legal, without trying alternatives.
+    /// A write that happens to leave the current value as it is does not qualify.
+    fn is_read_only(&self, _op: &Self::Op) -> bool {
+        false
+    }
 
     /// Turns one completed operation into a model op, dropping those that constrain nothing.
     fn convert(&self, input: &OpInput<'_>, values: &mut Interner) -> Result<Converted<Self::Op>, String>;
 
     fn describe_op(&self, op: &Self::Op, values: &Interner) -> String;
     fn describe_state(&self, state: &Self::State, values: &Interner) -> String;
+}
+
+/// The result of applying an op to a state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step<S> {
+    /// The op is impossible in this state (e.g. a read of another value).
+    Illegal,
+    /// The op is possible and leaves the state as it is (reads): no new state to build or hash.
+    Unchanged,
+    /// The op is possible and leads to this state.
+    To(S),
+}
+
+impl<S: Clone> Step<S> {
+    /// The state after the step, `None` if illegal.
+    pub fn apply(self, state: &S) -> Option<S> {
+        match self {
+            Step::Illegal => None,
+            Step::Unchanged => Some(state.clone()),
+            Step::To(next) => Some(next),
+        }
+    }
+}
+
+fn allowed<S>(possible: bool) -> Step<S> {
+    if possible {
+        Step::Unchanged
+    } else {
+        Step::Illegal
+    }
 }
 
 /// How an operation ended, as the checker sees it.
@@ -156,13 +192,18 @@ impl Model for Register {
         self.initial
     }
 
-    fn step(&self, state: &u32, op: &RegisterOp) -> Option<u32> {
+    fn step(&self, state: &u32, op: &RegisterOp) -> Step<u32> {
         match *op {
-            RegisterOp::Read(v) => (v == *state).then_some(*state),
-            RegisterOp::Write(v) => Some(v),
-            RegisterOp::Cas { from, to } => (from == *state).then_some(to),
-            RegisterOp::CasMismatch { from } => (from != *state).then_some(*state),
+            RegisterOp::Read(v) => allowed(v == *state),
+            RegisterOp::Write(v) => Step::To(v),
+            RegisterOp::Cas { from, to } if from == *state => Step::To(to),
+            RegisterOp::Cas { .. } => Step::Illegal,
+            RegisterOp::CasMismatch { from } => allowed(from != *state),
         }
+    }
+
+    fn is_read_only(&self, op: &RegisterOp) -> bool {
+        matches!(op, RegisterOp::Read(_) | RegisterOp::CasMismatch { .. })
     }
 
     fn convert(&self, input: &OpInput<'_>, values: &mut Interner) -> Result<Converted<RegisterOp>, String> {
@@ -210,11 +251,64 @@ impl Model for Register {
 // ---------------------------------------------------------------------------------------------
 // porcupine's string key-value store: get / put / append on one string.
 
+/// A string with a polynomial hash kept alongside, so that appending updates the hash in O(1)
+/// from the two parts' hashes, and hashing a state (which the search does for every new state) does
+/// not read the whole string. Equality still compares the text.
+#[derive(Debug, Clone)]
+pub struct HashedString {
+    hash: u64,
+    /// HASH_BASE to the power of the text's length (wrapping).
+    power: u64,
+    text: String,
+}
+
+const HASH_BASE: u64 = 0x100_0000_01B3;
+
+impl HashedString {
+    pub fn new(text: String) -> Self {
+        let (mut hash, mut power) = (0u64, 1u64);
+        for byte in text.bytes() {
+            hash = hash.wrapping_mul(HASH_BASE).wrapping_add(byte as u64 + 1);
+            power = power.wrapping_mul(HASH_BASE);
+        }
+        HashedString { hash, power, text }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    fn concat(&self, tail: &HashedString) -> HashedString {
+        let mut text = String::with_capacity(self.text.len() + tail.text.len());
+        text.push_str(&self.text);
+        text.push_str(&tail.text);
+        HashedString {
+            hash: self.hash.wrapping_mul(tail.power).wrapping_add(tail.hash),
+            power: self.power.wrapping_mul(tail.power),
+            text,
+        }
+    }
+}
+
+impl PartialEq for HashedString {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.text == other.text
+    }
+}
+
+impl Eq for HashedString {}
+
+impl std::hash::Hash for HashedString {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum StringOp {
-    Get(String),
-    Put(String),
-    Append(String),
+    Get(HashedString),
+    Put(HashedString),
+    Append(HashedString),
 }
 
 #[derive(Debug, Clone)]
@@ -222,33 +316,32 @@ pub struct StringKv {
     pub initial: String,
 }
 
-fn as_text(value: &Value) -> String {
-    match value {
+fn as_text(value: &Value) -> HashedString {
+    HashedString::new(match value {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
         other => other.to_string(),
-    }
+    })
 }
 
 impl Model for StringKv {
-    type State = String;
+    type State = HashedString;
     type Op = StringOp;
 
-    fn init(&self) -> String {
-        self.initial.clone()
+    fn init(&self) -> HashedString {
+        HashedString::new(self.initial.clone())
     }
 
-    fn step(&self, state: &String, op: &StringOp) -> Option<String> {
+    fn step(&self, state: &HashedString, op: &StringOp) -> Step<HashedString> {
         match op {
-            StringOp::Get(v) => (v == state).then(|| state.clone()),
-            StringOp::Put(v) => Some(v.clone()),
-            StringOp::Append(v) => {
-                let mut next = String::with_capacity(state.len() + v.len());
-                next.push_str(state);
-                next.push_str(v);
-                Some(next)
-            }
+            StringOp::Get(v) => allowed(v == state),
+            StringOp::Put(v) => Step::To(v.clone()),
+            StringOp::Append(v) => Step::To(state.concat(v)),
         }
+    }
+
+    fn is_read_only(&self, op: &StringOp) -> bool {
+        matches!(op, StringOp::Get(_))
     }
 
     fn convert(&self, input: &OpInput<'_>, _values: &mut Interner) -> Result<Converted<StringOp>, String> {
@@ -266,14 +359,14 @@ impl Model for StringKv {
 
     fn describe_op(&self, op: &StringOp, _values: &Interner) -> String {
         match op {
-            StringOp::Get(v) => format!("get -> {v:?}"),
-            StringOp::Put(v) => format!("put {v:?}"),
-            StringOp::Append(v) => format!("append {v:?}"),
+            StringOp::Get(v) => format!("get -> {:?}", v.as_str()),
+            StringOp::Put(v) => format!("put {:?}", v.as_str()),
+            StringOp::Append(v) => format!("append {:?}", v.as_str()),
         }
     }
 
-    fn describe_state(&self, state: &String, _values: &Interner) -> String {
-        format!("{state:?}")
+    fn describe_state(&self, state: &HashedString, _values: &Interner) -> String {
+        format!("{:?}", state.as_str())
     }
 }
 
@@ -318,18 +411,22 @@ impl Model for Set {
         self.initial.clone()
     }
 
-    fn step(&self, state: &Vec<u32>, op: &SetOp) -> Option<Vec<u32>> {
+    fn step(&self, state: &Vec<u32>, op: &SetOp) -> Step<Vec<u32>> {
         match op {
             SetOp::Add(v) => match state.binary_search(v) {
-                Ok(_) => Some(state.clone()),
+                Ok(_) => Step::Unchanged,
                 Err(at) => {
                     let mut next = state.clone();
                     next.insert(at, *v);
-                    Some(next)
+                    Step::To(next)
                 }
             },
-            SetOp::Read(read) => (read == state).then(|| state.clone()),
+            SetOp::Read(read) => allowed(read == state),
         }
+    }
+
+    fn is_read_only(&self, op: &SetOp) -> bool {
+        matches!(op, SetOp::Read(_))
     }
 
     fn convert(&self, input: &OpInput<'_>, values: &mut Interner) -> Result<Converted<SetOp>, String> {
@@ -416,22 +513,24 @@ impl Model for Stream {
         self.initial.clone()
     }
 
-    fn step(&self, state: &Vec<u32>, op: &StreamOp) -> Option<Vec<u32>> {
+    fn step(&self, state: &Vec<u32>, op: &StreamOp) -> Step<Vec<u32>> {
         match op {
             StreamOp::Append { event, expected_version } => {
                 if expected_version.is_some_and(|v| v != state.len() as u64) {
-                    return None;
+                    return Step::Illegal;
                 }
                 let mut next = Vec::with_capacity(state.len() + 1);
                 next.extend_from_slice(state);
                 next.push(*event);
-                Some(next)
+                Step::To(next)
             }
-            StreamOp::AppendMismatch { expected_version } => {
-                (*expected_version != state.len() as u64).then(|| state.clone())
-            }
-            StreamOp::Read(read) => (read == state).then(|| state.clone()),
+            StreamOp::AppendMismatch { expected_version } => allowed(*expected_version != state.len() as u64),
+            StreamOp::Read(read) => allowed(read == state),
         }
+    }
+
+    fn is_read_only(&self, op: &StreamOp) -> bool {
+        matches!(op, StreamOp::Read(_) | StreamOp::AppendMismatch { .. })
     }
 
     fn convert(&self, input: &OpInput<'_>, values: &mut Interner) -> Result<Converted<StreamOp>, String> {
@@ -496,11 +595,20 @@ impl<M: Model> Model for Keyed<M> {
         vec![self.inner.init(); self.n_keys].into_boxed_slice()
     }
 
-    fn step(&self, state: &Self::State, (key, op): &Self::Op) -> Option<Self::State> {
-        let next_key_state = self.inner.step(&state[*key as usize], op)?;
-        let mut next = state.clone();
-        next[*key as usize] = next_key_state;
-        Some(next)
+    fn step(&self, state: &Self::State, (key, op): &Self::Op) -> Step<Self::State> {
+        match self.inner.step(&state[*key as usize], op) {
+            Step::Illegal => Step::Illegal,
+            Step::Unchanged => Step::Unchanged,
+            Step::To(next_key_state) => {
+                let mut next = state.clone();
+                next[*key as usize] = next_key_state;
+                Step::To(next)
+            }
+        }
+    }
+
+    fn is_read_only(&self, (_, op): &Self::Op) -> bool {
+        self.inner.is_read_only(op)
     }
 
     fn convert(&self, _input: &OpInput<'_>, _values: &mut Interner) -> Result<Converted<Self::Op>, String> {
@@ -522,6 +630,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    use std::hash::BuildHasher;
+
+    fn after<M: Model>(model: &M, state: &M::State, op: &M::Op) -> Option<M::State> {
+        model.step(state, op).apply(state)
+    }
+
     fn input<'a>(
         f: &'a str,
         invoke: &'a Value,
@@ -542,8 +656,8 @@ mod tests {
         let mismatch = model.convert(&input("cas", &v, Outcome::Fail, &v, Some(CAS_MISMATCH)), &mut values).unwrap();
         let Converted::Keep { op, required: true } = mismatch else { panic!("kept as an observation") };
         let one = values.intern(&json!(1));
-        assert_eq!(model.step(&one, &op), None, "a compare failure cannot happen when the value is `from`");
-        assert_eq!(model.step(&Interner::NULL, &op), Some(Interner::NULL));
+        assert_eq!(model.step(&one, &op), Step::Illegal, "a compare failure cannot happen when the value is `from`");
+        assert_eq!(model.step(&Interner::NULL, &op), Step::Unchanged);
     }
 
     #[test]
@@ -572,9 +686,9 @@ mod tests {
         else {
             panic!()
         };
-        let after = model.step(&model.init(), &op).unwrap();
-        assert_eq!(after.len(), 1);
-        assert_eq!(model.step(&after, &op), None, "version 0 is gone once an event is in");
+        let after_one = after(&model, &model.init(), &op).unwrap();
+        assert_eq!(after_one.len(), 1);
+        assert_eq!(after(&model, &after_one, &op), None, "version 0 is gone once an event is in");
         let read = json!(["a"]);
         let null = Value::Null;
         let Converted::Keep { op: read_op, .. } =
@@ -582,8 +696,8 @@ mod tests {
         else {
             panic!()
         };
-        assert!(model.step(&after, &read_op).is_some());
-        assert!(model.step(&model.init(), &read_op).is_none());
+        assert!(after(&model, &after_one, &read_op).is_some());
+        assert!(after(&model, &model.init(), &read_op).is_none());
     }
 
     #[test]
@@ -598,7 +712,7 @@ mod tests {
             else {
                 panic!()
             };
-            state = model.step(&state, &op).unwrap();
+            state = after(&model, &state, &op).unwrap();
         }
         let read = json!([1, 2]);
         let null = Value::Null;
@@ -607,15 +721,20 @@ mod tests {
         else {
             panic!()
         };
-        assert!(model.step(&state, &op).is_some());
+        assert!(after(&model, &state, &op).is_some());
     }
 
     #[test]
     fn string_kv_appends_concatenate() {
         let model = StringKv { initial: String::new() };
-        let s = model.step(&model.init(), &StringOp::Append("x 1 y".into())).unwrap();
-        let s = model.step(&s, &StringOp::Append("x 2 y".into())).unwrap();
-        assert!(model.step(&s, &StringOp::Get("x 1 yx 2 y".into())).is_some());
-        assert!(model.step(&s, &StringOp::Get("x 2 yx 1 y".into())).is_none());
+        let text = |t: &str| HashedString::new(t.to_string());
+        let s = after(&model, &model.init(), &StringOp::Append(text("x 1 y"))).unwrap();
+        let s = after(&model, &s, &StringOp::Append(text("x 2 y"))).unwrap();
+        assert!(after(&model, &s, &StringOp::Get(text("x 1 yx 2 y"))).is_some());
+        assert!(after(&model, &s, &StringOp::Get(text("x 2 yx 1 y"))).is_none());
+        assert_eq!(s, text("x 1 yx 2 y"), "an appended string equals (and hashes like) the same text built at once");
+        let builder = hashbrown::DefaultHashBuilder::default();
+        let hash = |h: &HashedString| builder.hash_one(h);
+        assert_eq!(hash(&s), hash(&text("x 1 yx 2 y")));
     }
 }

@@ -18,7 +18,7 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::model::Model;
+use crate::model::{Model, Step};
 
 /// One operation of a partition, ready for the search.
 #[derive(Debug, Clone)]
@@ -116,12 +116,12 @@ struct States<'m, M: Model> {
 }
 
 impl<'m, M: Model> States<'m, M> {
-    fn new(model: &'m M) -> Self {
+    fn new(model: &'m M, expected_ops: usize) -> Self {
         States {
             model,
             states: Vec::new(),
             index: HashTable::new(),
-            transitions: HashMap::new(),
+            transitions: HashMap::with_capacity(expected_ops * 4),
             hasher: DefaultHashBuilder::default(),
             approx_bytes: 0,
         }
@@ -148,8 +148,9 @@ impl<'m, M: Model> States<'m, M> {
             return (next != NO_STATE).then_some(next);
         }
         let next = match self.model.step(&self.states[state as usize], op) {
-            Some(s) => self.intern(s),
-            None => NO_STATE,
+            Step::Illegal => NO_STATE,
+            Step::Unchanged => state,
+            Step::To(s) => self.intern(s),
         };
         self.transitions.insert(key, next);
         (next != NO_STATE).then_some(next)
@@ -200,6 +201,14 @@ impl Visited {
         (self.bits.capacity() * 8 + self.states.capacity() * 4 + self.hashes.capacity() * 8 + self.table.capacity() * 5)
             as u64
     }
+}
+
+/// A choice on the search path: the call entry lifted and the state before it.
+struct Frame {
+    call_entry: u32,
+    state: u32,
+    /// Taken because it could not hurt (see the forced steps in `search`): no alternatives to try.
+    forced: bool,
 }
 
 /// Checks one partition: can `ops` be linearised against `model` starting in `init`?
@@ -256,12 +265,12 @@ pub fn search<M: Model>(
     let mut bits = vec![0u64; words];
     // Zobrist hash of the ops linearised so far.
     let mut hash = 0u64;
-    let mut states = States::new(model);
+    let mut states = States::new(model, n);
     let mut state = states.intern(init);
     let mut visited = Visited::new(words);
     visited.insert(hash, state, &bits);
-    // (call entry lifted, state before it)
-    let mut stack: Vec<(u32, u32)> = Vec::with_capacity(n);
+    let mut stack: Vec<Frame> = Vec::with_capacity(n);
+    let read_only: Vec<bool> = ops.iter().map(|o| o.required && model.is_read_only(&o.op)).collect();
     let mut entry = next[head] as usize;
     let mut iterations: u64 = 0;
 
@@ -284,11 +293,13 @@ pub fn search<M: Model>(
         prev[nx] = e as u32;
     };
 
+    // True when the walk has just arrived at a configuration it has not seen before.
+    let mut fresh = true;
     loop {
         if required_left == 0 {
             report.verdict = SearchVerdict::Valid;
             if observe.linearization {
-                report.linearization = Some(stack.iter().map(|&(e, _)| e as usize / 2).collect());
+                report.linearization = Some(stack.iter().map(|f| f.call_entry as usize / 2).collect());
             }
             break;
         }
@@ -303,43 +314,74 @@ pub fn search<M: Model>(
                 break;
             }
         }
-        debug_assert!(entry != tail, "the list ends in a return, so the walk backtracks before the tail");
-        let op_index = entry / 2;
-        if entry % 2 == 0 {
-            // A call: try to linearise the op here.
-            let mut advanced = false;
-            let step = states.step(state, op_index, &ops[op_index].op);
-            // An optional op that leaves the state as it is gains nothing: the configuration without
-            // it (the current one) has every future this one would have.
-            let step = step.filter(|&s| ops[op_index].required || s != state);
-            if let Some(next_state) = step {
-                let (word, bit) = (op_index / 64, 1u64 << (op_index % 64));
-                let z = zobrist[op_index];
-                bits[word] |= bit;
-                hash ^= z;
-                if visited.insert(hash, next_state, &bits) {
-                    stack.push((entry as u32, state));
-                    state = next_state;
-                    lift(&mut next, &mut prev, entry);
-                    if ops[op_index].required {
-                        required_left -= 1;
-                    }
-                    entry = next[head] as usize;
-                    advanced = true;
-                } else {
-                    bits[word] &= !bit;
-                    hash ^= z;
+        let mut dead_end = false;
+        if fresh {
+            fresh = false;
+            // A required read-only op (a read, an observed compare failure) that is legal now goes
+            // now, with no alternatives: any linearisation from here that puts it later can put it
+            // here instead, since it is callable (no unlinearised op returned before its call) and
+            // it changes nothing for the ops it would jump over. If that configuration was seen
+            // already it failed (it cannot be on the current path, which has fewer ops), so this
+            // one fails too.
+            let mut e = next[head] as usize;
+            while e % 2 == 0 {
+                let i = e / 2;
+                if read_only[i] && states.step(state, i, &ops[i].op) == Some(state) {
+                    break;
                 }
+                e = next[e] as usize;
             }
-            if !advanced {
+            if e % 2 == 0 {
+                let i = e / 2;
+                bits[i / 64] |= 1u64 << (i % 64);
+                hash ^= zobrist[i];
+                if visited.insert(hash, state, &bits) {
+                    stack.push(Frame { call_entry: e as u32, state, forced: true });
+                    lift(&mut next, &mut prev, e);
+                    required_left -= 1;
+                    fresh = true;
+                    continue;
+                }
+                bits[i / 64] &= !(1u64 << (i % 64));
+                hash ^= zobrist[i];
+                dead_end = true;
+            } else {
+                entry = next[head] as usize;
+            }
+        }
+        if !dead_end {
+            debug_assert!(entry != tail, "the list ends in a return, so the walk backtracks before the tail");
+            let op_index = entry / 2;
+            if entry % 2 == 0 {
+                // A call: try to linearise the op here.
+                let step = states.step(state, op_index, &ops[op_index].op);
+                // An optional op that leaves the state as it is gains nothing: the configuration
+                // without it (the current one) has every future this one would have.
+                if let Some(next_state) = step.filter(|&s| ops[op_index].required || s != state) {
+                    let (word, bit) = (op_index / 64, 1u64 << (op_index % 64));
+                    bits[word] |= bit;
+                    hash ^= zobrist[op_index];
+                    if visited.insert(hash, next_state, &bits) {
+                        stack.push(Frame { call_entry: entry as u32, state, forced: false });
+                        state = next_state;
+                        lift(&mut next, &mut prev, entry);
+                        if ops[op_index].required {
+                            required_left -= 1;
+                        }
+                        fresh = true;
+                        continue;
+                    }
+                    bits[word] &= !bit;
+                    hash ^= zobrist[op_index];
+                }
                 entry = next[entry] as usize;
+                continue;
             }
-        } else {
             // The return of an op not linearised yet: this path is dead.
             debug_assert!(ops[op_index].required, "only required ops have returns before the end");
             if report.deepest.as_ref().is_none_or(|d| stack.len() > d.order.len()) {
                 report.deepest = Some(Deepest {
-                    order: stack.iter().map(|&(e, _)| e as usize / 2).collect(),
+                    order: stack.iter().map(|f| f.call_entry as usize / 2).collect(),
                     state: states.states[state as usize].clone(),
                     stuck_op: op_index,
                 });
@@ -350,20 +392,29 @@ pub fn search<M: Model>(
                     report.stuck_states.push(s.clone());
                 }
             }
-            let Some((call_entry, previous_state)) = stack.pop() else {
-                report.verdict = SearchVerdict::Invalid;
-                break;
-            };
-            let call_entry = call_entry as usize;
+        }
+        // Backtrack: undo the last choice; undo forced steps too, since their configurations
+        // fail exactly when the one before them does.
+        let mut resumed = false;
+        while let Some(frame) = stack.pop() {
+            let call_entry = frame.call_entry as usize;
             let undone = call_entry / 2;
             bits[undone / 64] &= !(1u64 << (undone % 64));
             hash ^= zobrist[undone];
-            state = previous_state;
+            state = frame.state;
             unlift(&mut next, &mut prev, call_entry);
             if ops[undone].required {
                 required_left += 1;
             }
-            entry = next[call_entry] as usize;
+            if !frame.forced {
+                entry = next[call_entry] as usize;
+                resumed = true;
+                break;
+            }
+        }
+        if !resumed {
+            report.verdict = SearchVerdict::Invalid;
+            break;
         }
     }
     report.configurations = visited.len() as u64;
