@@ -473,8 +473,8 @@ fn check_partitions_parallel<M: Model>(
     results.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().flatten().collect()
 }
 
-const FIRST_BUDGET_CONFIGURATIONS: u64 = 50_000;
-/// From this level on, no configuration budget (50k, 400k, 3.2M, 25.6M, then unlimited).
+const FIRST_BUDGET_CONFIGURATIONS: u64 = 20_000;
+/// From this level on, no configuration budget (20k, 160k, 1.3M, 10M, then unlimited).
 const LAST_BUDGET_LEVEL: u32 = 4;
 
 /// Checks one partition. `None`: `max_configurations` ran out before a verdict.

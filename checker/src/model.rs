@@ -38,6 +38,19 @@ pub trait Model: Sync {
         false
     }
 
+    /// True if `op` only ever grows the state (an append, a set add): then in a partition whose
+    /// ops all grow or read, every later state extends the current one.
+    fn only_grows(&self, _op: &Self::Op) -> bool {
+        false
+    }
+
+    /// For a read-only `op`: could a state that extends `state` make it legal? `false` lets the
+    /// search drop a configuration whose state a pending read can never see again (in a
+    /// partition where every op grows or reads). The default never prunes.
+    fn may_grow_into(&self, _state: &Self::State, _op: &Self::Op) -> bool {
+        true
+    }
+
     /// Turns one completed operation into a model op, dropping those that constrain nothing.
     fn convert(&self, input: &OpInput<'_>, values: &mut Interner) -> Result<Converted<Self::Op>, String>;
 
@@ -344,6 +357,17 @@ impl Model for StringKv {
         matches!(op, StringOp::Get(_))
     }
 
+    fn only_grows(&self, op: &StringOp) -> bool {
+        matches!(op, StringOp::Append(_))
+    }
+
+    fn may_grow_into(&self, state: &HashedString, op: &StringOp) -> bool {
+        match op {
+            StringOp::Get(v) => v.as_str().starts_with(state.as_str()),
+            _ => true,
+        }
+    }
+
     fn convert(&self, input: &OpInput<'_>, _values: &mut Interner) -> Result<Converted<StringOp>, String> {
         let required = input.outcome == Outcome::Ok;
         match (input.f, input.outcome) {
@@ -427,6 +451,17 @@ impl Model for Set {
 
     fn is_read_only(&self, op: &SetOp) -> bool {
         matches!(op, SetOp::Read(_))
+    }
+
+    fn only_grows(&self, op: &SetOp) -> bool {
+        matches!(op, SetOp::Add(_))
+    }
+
+    fn may_grow_into(&self, state: &Vec<u32>, op: &SetOp) -> bool {
+        match op {
+            SetOp::Read(read) => state.iter().all(|v| read.binary_search(v).is_ok()),
+            SetOp::Add(_) => true,
+        }
     }
 
     fn convert(&self, input: &OpInput<'_>, values: &mut Interner) -> Result<Converted<SetOp>, String> {
@@ -533,6 +568,17 @@ impl Model for Stream {
         matches!(op, StreamOp::Read(_) | StreamOp::AppendMismatch { .. })
     }
 
+    fn only_grows(&self, op: &StreamOp) -> bool {
+        matches!(op, StreamOp::Append { .. })
+    }
+
+    fn may_grow_into(&self, state: &Vec<u32>, op: &StreamOp) -> bool {
+        match op {
+            StreamOp::Read(read) => read.starts_with(state),
+            _ => true,
+        }
+    }
+
     fn convert(&self, input: &OpInput<'_>, values: &mut Interner) -> Result<Converted<StreamOp>, String> {
         let required = input.outcome == Outcome::Ok;
         match (input.f, input.outcome) {
@@ -609,6 +655,14 @@ impl<M: Model> Model for Keyed<M> {
 
     fn is_read_only(&self, (_, op): &Self::Op) -> bool {
         self.inner.is_read_only(op)
+    }
+
+    fn only_grows(&self, (_, op): &Self::Op) -> bool {
+        self.inner.only_grows(op)
+    }
+
+    fn may_grow_into(&self, state: &Self::State, (key, op): &Self::Op) -> bool {
+        self.inner.may_grow_into(&state[*key as usize], op)
     }
 
     fn convert(&self, _input: &OpInput<'_>, _values: &mut Interner) -> Result<Converted<Self::Op>, String> {

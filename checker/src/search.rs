@@ -14,6 +14,7 @@
 //! the bit set on a hash hit.
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use std::collections::BTreeSet;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -271,6 +272,12 @@ pub fn search<M: Model>(
     visited.insert(hash, state, &bits);
     let mut stack: Vec<Frame> = Vec::with_capacity(n);
     let read_only: Vec<bool> = ops.iter().map(|o| o.required && model.is_read_only(&o.op)).collect();
+    // Growth pruning (see the forced steps below) needs to know, for a read, whether an op that
+    // overwrites the state could still come before it: the calls of unlinearised overwriters.
+    let growth_pruning = ops.iter().any(|o| model.only_grows(&o.op));
+    let overwriter: Vec<bool> = ops.iter().map(|o| !model.is_read_only(&o.op) && !model.only_grows(&o.op)).collect();
+    let mut overwriter_calls: BTreeSet<(u64, usize)> =
+        (0..n).filter(|&i| growth_pruning && overwriter[i]).map(|i| (ops[i].call, i)).collect();
     let mut entry = next[head] as usize;
     let mut iterations: u64 = 0;
 
@@ -323,15 +330,34 @@ pub fn search<M: Model>(
             // it changes nothing for the ops it would jump over. If that configuration was seen
             // already it failed (it cannot be on the current path, which has fewer ops), so this
             // one fails too.
+            //
+            // Growth pruning: if no op that overwrites the state (a put, a write) can come before a
+            // callable read (none still unlinearised was invoked before the read returned), every
+            // op before the read only grows the state; if no extension of the current state
+            // satisfies the read, this configuration is dead.
+            let first_overwriter_call = overwriter_calls.first().map_or(u64::MAX, |&(call, _)| call);
             let mut e = next[head] as usize;
+            let mut doomed = false;
             while e % 2 == 0 {
                 let i = e / 2;
-                if read_only[i] && states.step(state, i, &ops[i].op) == Some(state) {
-                    break;
+                if read_only[i] {
+                    let no_overwrite_before = ops[i].ret.is_some_and(|r| r < first_overwriter_call);
+                    if growth_pruning
+                        && no_overwrite_before
+                        && !model.may_grow_into(&states.states[state as usize], &ops[i].op)
+                    {
+                        doomed = true;
+                        break;
+                    }
+                    if states.step(state, i, &ops[i].op) == Some(state) {
+                        break;
+                    }
                 }
                 e = next[e] as usize;
             }
-            if e % 2 == 0 {
+            if doomed {
+                dead_end = true;
+            } else if e % 2 == 0 {
                 let i = e / 2;
                 bits[i / 64] |= 1u64 << (i % 64);
                 hash ^= zobrist[i];
@@ -365,6 +391,9 @@ pub fn search<M: Model>(
                         stack.push(Frame { call_entry: entry as u32, state, forced: false });
                         state = next_state;
                         lift(&mut next, &mut prev, entry);
+                        if growth_pruning && overwriter[op_index] {
+                            overwriter_calls.remove(&(ops[op_index].call, op_index));
+                        }
                         if ops[op_index].required {
                             required_left -= 1;
                         }
@@ -403,6 +432,9 @@ pub fn search<M: Model>(
             hash ^= zobrist[undone];
             state = frame.state;
             unlift(&mut next, &mut prev, call_entry);
+            if growth_pruning && overwriter[undone] {
+                overwriter_calls.insert((ops[undone].call, undone));
+            }
             if ops[undone].required {
                 required_left += 1;
             }
