@@ -7,9 +7,11 @@
 //! tokio client, so the runner's worker threads stay plain threads and the runner does not depend
 //! on the system under test's crate.
 //!
-//! **Invariant:** an error is `fail` only when the node said `definite: true` or nothing was sent;
-//! a lost connection or timeout after sending is `info`. Retries (leader redirects, unreachable
-//! nodes) happen only after definite errors, within one operation's deadline.
+//! **Invariant:** a write is `fail` only when every attempt surely did not take effect, or the
+//! state machine answered for its (client_id, seq) (`cas-mismatch`); if any attempt is in doubt
+//! (lost connection, timeout, `definite: false`) and no final answer came, it is `info`. Retries
+//! reuse the write's `seq`, so the node's exactly-once sessions make them safe; all attempts fit in
+//! one operation deadline. Reads change nothing, so a read that never succeeded is `fail`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -23,14 +25,23 @@ use crate::db::{connect, Client, Completion, Invocation, NODE_PORT};
 
 /// Frames larger than this from a node are a protocol error (the node's own limit is 1 MiB).
 const MAX_FRAME_BYTES: u32 = 4 << 20;
-/// How many times one operation may follow a leader hint or move to another node.
-const MAX_REDIRECTS: usize = 5;
+/// How many attempts one operation may make (redirects, other nodes, retries with the same seq),
+/// all within its deadline.
+const MAX_ATTEMPTS: usize = 10;
+/// The pause before retrying after an error that names no leader.
+const RETRY_BACKOFF: Duration = Duration::from_millis(50);
+/// Errors that are the state machine's answer for this request: retrying cannot change them.
+const FINAL_ERRORS: [&str; 4] = ["cas-mismatch", "version-mismatch", "bad-request", "stale-seq"];
 
 pub struct NodeClient {
     addresses: Vec<SocketAddr>,
     op_timeout: Duration,
     /// The node we are (or will be) connected to, 1-based.
     node: NodeId,
+    /// The node this client belongs to: every operation that starts without a live connection
+    /// starts here, so each node keeps getting its share of requests (a leader that wrongly
+    /// believes it still leads keeps being asked).
+    home: NodeId,
     connection: Option<TcpStream>,
     client_id: u64,
     next_seq: u64,
@@ -44,7 +55,16 @@ impl NodeClient {
 
     /// A client for nodes at `addresses` (node id = index + 1).
     pub fn with_addresses(addresses: Vec<SocketAddr>, op_timeout: Duration) -> NodeClient {
-        NodeClient { addresses, op_timeout, node: 1, connection: None, client_id: 0, next_seq: 1, next_request_id: 1 }
+        NodeClient {
+            addresses,
+            op_timeout,
+            node: 1,
+            home: 1,
+            connection: None,
+            client_id: 0,
+            next_seq: 1,
+            next_request_id: 1,
+        }
     }
 
     fn ensure_connected(&mut self, deadline: Instant) -> std::io::Result<()> {
@@ -132,6 +152,7 @@ impl Client for NodeClient {
         self.client_id = (rand::random::<u64>() >> 1) | 1;
         self.next_seq = 1;
         self.node = node;
+        self.home = node;
         self.connection = None;
         let deadline = Instant::now() + self.op_timeout;
         // Connecting now is only a hint of health; a failure here is retried on the first op.
@@ -150,15 +171,21 @@ impl Client for NodeClient {
         }
         body["client_id"] = json!(self.client_id);
         body["seq"] = json!(seq);
+        if self.connection.is_none() {
+            self.node = self.home;
+        }
         let deadline = Instant::now() + self.op_timeout;
-        let mut last_definite_error = String::from("no node answered");
-        for _ in 0..=MAX_REDIRECTS {
+        // The first reason this write may have taken effect; once set, the outcome can no longer be
+        // `fail` unless the node gives a final answer for this (client_id, seq).
+        let mut in_doubt: Option<String> = None;
+        let mut last_error = String::from("no node answered");
+        for _ in 0..MAX_ATTEMPTS {
             if remaining(deadline).is_zero() {
                 break;
             }
             if let Err(e) = self.ensure_connected(deadline) {
                 // Nothing was sent: try another node.
-                last_definite_error = format!("connect n{}: {}", self.node, e.kind());
+                last_error = format!("connect n{}: {}", self.node, e.kind());
                 self.next_node();
                 continue;
             }
@@ -169,14 +196,18 @@ impl Client for NodeClient {
             let response = match round_trip(stream, &body, request_id, deadline) {
                 Ok(response) => response,
                 Err(e) => {
-                    // The request may have reached the node: indefinite.
+                    // The request may have reached the node. Retrying with the same seq is safe
+                    // (the node applies a (client_id, seq) at most once) and may settle it.
                     self.connection = None;
                     let what = if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
                         "timeout".to_string()
                     } else {
                         format!("connection lost: {}", e.kind())
                     };
-                    return Completion::Info(what);
+                    in_doubt.get_or_insert(what.clone());
+                    last_error = what;
+                    self.next_node();
+                    continue;
                 }
             };
             match response["status"].as_str() {
@@ -190,32 +221,43 @@ impl Client for NodeClient {
                 Some("error") => {
                     let error = response["error"].as_str().unwrap_or("error").to_string();
                     let definite = response["definite"].as_bool().unwrap_or(false);
-                    if !definite {
-                        return Completion::Info(error);
+                    if FINAL_ERRORS.contains(&error.as_str()) {
+                        // The state machine's own answer for this (client_id, seq): final.
+                        return Completion::Fail(error);
                     }
-                    if error == "not-leader" {
-                        match response["leader_id"].as_u64() {
-                            Some(leader) if leader >= 1 && (leader as usize) <= self.addresses.len() => {
-                                self.move_to(leader as usize)
-                            }
-                            // No leader known yet: give the election a moment, then try elsewhere.
-                            _ => {
-                                std::thread::sleep(Duration::from_millis(50).min(remaining(deadline)));
+                    if !definite {
+                        in_doubt.get_or_insert(error.clone());
+                    }
+                    let hint = response["leader_id"].as_u64().map(|l| l as usize);
+                    match hint {
+                        Some(leader) if leader >= 1 && leader <= self.addresses.len() && leader != self.node => {
+                            self.move_to(leader)
+                        }
+                        // No (new) leader known: an election is probably running; back off a
+                        // little, then try elsewhere.
+                        _ => {
+                            std::thread::sleep(RETRY_BACKOFF.min(remaining(deadline)));
+                            if error == "not-leader" || !definite {
                                 self.next_node();
                             }
                         }
-                        last_definite_error = error;
-                        continue;
                     }
-                    return Completion::Fail(error);
+                    last_error = error;
                 }
                 _ => {
                     self.connection = None;
-                    return Completion::Info(format!("unexpected response: {response}"));
+                    let what = format!("unexpected response: {response}");
+                    in_doubt.get_or_insert(what.clone());
+                    last_error = what;
                 }
             }
         }
-        Completion::Fail(last_definite_error)
+        match in_doubt {
+            // A write that may have been applied by some attempt.
+            Some(reason) if is_write => Completion::Info(reason),
+            // Every attempt failed definitely, or it was a read (reads change nothing).
+            _ => Completion::Fail(last_error),
+        }
     }
 
     fn close(&mut self) {
@@ -340,6 +382,43 @@ mod tests {
         // After a timeout the connection is dropped; the next op reconnects.
         let read = Invocation { f: "read".into(), key: Some(json!("k0")), value: Value::Null };
         assert_eq!(client.invoke(&read), Completion::Ok(json!(7)));
+    }
+
+    #[test]
+    fn a_write_in_doubt_is_retried_with_the_same_seq_and_is_info_at_the_deadline() {
+        let attempts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = attempts.clone();
+        let node = fake_node(move |request| {
+            assert_eq!(request["seq"], json!(1));
+            match seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                0 => Some(error("leadership-lost", false)),
+                1 => None, // the answer is lost: the client times out this attempt
+                _ => Some(json!({"status": "ok", "value": null})),
+            }
+        });
+        let mut client = NodeClient::with_addresses(vec![node], Duration::from_secs(1));
+        client.open(1).unwrap();
+        // The silent attempt eats the rest of the deadline, so that op ends in doubt.
+        assert_eq!(client.invoke(&write(5)), Completion::Info("leadership-lost".into()));
+        assert_eq!(attempts.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_settled_retry_is_ok_and_a_final_answer_after_doubt_is_final() {
+        let attempts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = attempts.clone();
+        let node = fake_node(move |request| {
+            let attempt = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            match (request["value"].as_i64(), attempt % 2) {
+                (_, 0) => Some(error("leadership-lost", false)),
+                (Some(1), _) => Some(json!({"status": "ok", "value": null})),
+                _ => Some(error("cas-mismatch", true)),
+            }
+        });
+        let mut client = NodeClient::with_addresses(vec![node], Duration::from_secs(2));
+        client.open(1).unwrap();
+        assert_eq!(client.invoke(&write(1)), Completion::Ok(json!(1)));
+        assert_eq!(client.invoke(&write(2)), Completion::Fail("cas-mismatch".into()));
     }
 
     #[test]
