@@ -28,6 +28,25 @@ pub enum Outcome {
     Info(String),
 }
 
+impl Outcome {
+    /// The Jepsen history type: `ok`, `fail` or `info`.
+    pub fn history_type(&self) -> &'static str {
+        match self {
+            Outcome::Ok(_) => "ok",
+            Outcome::Fail(_) => "fail",
+            Outcome::Info(_) => "info",
+        }
+    }
+
+    /// The error to record, if any (e.g. `cas-mismatch`).
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Outcome::Ok(_) => None,
+            Outcome::Fail(e) | Outcome::Info(e) => Some(e),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
     /// Client addresses of the nodes (host:port).
