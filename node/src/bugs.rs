@@ -40,8 +40,9 @@ impl Bug {
     pub fn description(self) -> &'static str {
         match self {
             Bug::StaleRead => {
-                "the leader answers reads from its local state without a ReadIndex quorum round; \
-                 a deposed leader behind a partition serves stale values (invalid read in a linearizability check)"
+                "the leader answers reads from its local state without a ReadIndex quorum round, and does not \
+                 step down when cut off (CheckQuorum off); a deposed leader behind a partition serves stale \
+                 values (invalid read in a linearizability check)"
             }
             Bug::FollowerStaleRead => {
                 "followers answer reads from their local state without asking the leader; \

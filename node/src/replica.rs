@@ -98,6 +98,12 @@ impl ReplicaConfig {
 
     pub fn with_bugs(mut self, bugs: Bugs) -> ReplicaConfig {
         self.raft.bug_commit_old_term = bugs.has(Bug::CommitOldTerm);
+        // A leader that reads locally and never checks that it still leads: with
+        // CheckQuorum it would step down within an election timeout of being cut
+        // off, which hides the stale reads from all but the luckiest schedules.
+        if bugs.has(Bug::StaleRead) {
+            self.raft.check_quorum = false;
+        }
         self.bugs = bugs;
         self
     }
