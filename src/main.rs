@@ -14,6 +14,9 @@ mod netns;
 mod node_client;
 mod run_store;
 mod test_cmd;
+// Report (issue 5): `faultline report`, `faultline serve`, `faultline workloads`.
+mod report;
+mod serve_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +35,12 @@ enum Command {
     Test(Box<test_cmd::TestArgs>),
     /// Remove namespaces, processes and state left behind by killed `faultline test` runs.
     Cleanup(cleanup_cmd::CleanupArgs),
+    /// (Re)render a run directory's report: index.html, timeline.html, latency.svg, rate.svg.
+    Report(report::ReportArgs),
+    /// Serve a local page listing the runs in a store, each linking to its report.
+    Serve(serve_cmd::ServeArgs),
+    /// List the workloads, the model each is checked with, and the nemeses that suit it.
+    Workloads,
 }
 
 fn main() {
@@ -40,6 +49,12 @@ fn main() {
         Command::Check(args) => check_cmd::run(args),
         Command::Test(args) => test_cmd::run(*args),
         Command::Cleanup(args) => cleanup_cmd::run(args),
+        Command::Report(args) => report::run(args),
+        Command::Serve(args) => serve_cmd::run(args),
+        Command::Workloads => {
+            print!("{}", faultline_workloads::describe_all());
+            0
+        }
     };
     std::process::exit(exit_code);
 }

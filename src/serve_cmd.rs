@@ -1,0 +1,267 @@
+//! `faultline serve [store]`: a small local web page listing the runs in a store (test, time,
+//! verdict, duration, seed), newest first, each linking to its report. Loopback only unless
+//! `--bind` says otherwise. Plain std: one thread per connection, a bounded number of them,
+//! bounded request sizes and timeouts.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+use crate::report;
+use crate::report::html::escape;
+
+/// Connections served at once; more get a 503.
+const MAX_CONNECTIONS: usize = 32;
+/// The longest request head we read.
+const MAX_REQUEST_HEAD_BYTES: u64 = 16 * 1024;
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Runs listed on the page, newest first.
+const MAX_LISTED_RUNS: usize = 1000;
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// The store directory holding the runs.
+    #[arg(default_value = "store")]
+    pub store: PathBuf,
+    /// Address to listen on. Loopback by default: the reports show a lot about this machine.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub bind: IpAddr,
+    /// Port to listen on (0: any free port; the address is printed).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+}
+
+pub fn run(args: ServeArgs) -> i32 {
+    match serve(&args) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("faultline serve: {e:#}");
+            4
+        }
+    }
+}
+
+fn serve(args: &ServeArgs) -> Result<()> {
+    let store = args.store.canonicalize().with_context(|| format!("opening the store {}", args.store.display()))?;
+    let listener = TcpListener::bind(SocketAddr::new(args.bind, args.port))
+        .with_context(|| format!("listening on {}:{}", args.bind, args.port))?;
+    let address = listener.local_addr()?;
+    println!("faultline serve: http://{address}/ (store {})", store.display());
+    let _ = std::io::stdout().flush();
+    let active = Arc::new(AtomicUsize::new(0));
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else {
+            continue;
+        };
+        if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            active.fetch_sub(1, Ordering::SeqCst);
+            let _ = respond(&mut stream, 503, "text/plain", b"busy\n");
+            continue;
+        }
+        let store = store.clone();
+        let active = active.clone();
+        std::thread::spawn(move || {
+            let _ = handle(&mut stream, &store);
+            active.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+    Ok(())
+}
+
+fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &[u8]) -> std::io::Result<()> {
+    let reason = match status {
+        200 => "OK",
+        302 => "Found",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        500 => "Internal Server Error",
+        _ => "Service Unavailable",
+    };
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\
+         Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    stream.flush()
+}
+
+fn handle(stream: &mut TcpStream, store: &Path) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let mut reader = BufReader::new(Read::by_ref(stream).take(MAX_REQUEST_HEAD_BYTES));
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    // Drain the headers (bounded by the take above).
+    let mut line = String::new();
+    while reader.read_line(&mut line)? > 2 {
+        line.clear();
+    }
+    drop(reader);
+    let mut parts = request_line.split_whitespace();
+    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+        return respond(stream, 400, "text/plain", b"bad request\n");
+    };
+    if method != "GET" && method != "HEAD" {
+        return respond(stream, 405, "text/plain", b"only GET\n");
+    }
+    let path = target.split(['?', '#']).next().unwrap_or("/");
+    if path == "/" || path == "/index.html" {
+        return respond(stream, 200, "text/html; charset=utf-8", runs_page(store).as_bytes());
+    }
+    let Some(relative) = path.strip_prefix("/runs/") else {
+        return respond(stream, 404, "text/plain", b"not found\n");
+    };
+    // Run directories and report files have plain names; anything else is refused outright.
+    let plain = relative.split('/').all(|part| {
+        part != ".." && part != "." && part.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    });
+    if !plain {
+        return respond(stream, 400, "text/plain", b"bad path\n");
+    }
+    let mut file = store.join(relative.trim_end_matches('/'));
+    if file.is_dir() {
+        if !file.join("index.html").exists() && file.join("history.jsonl").exists() {
+            if let Err(e) = report::render_run(&file) {
+                return respond(stream, 500, "text/plain", format!("rendering the report: {e:#}\n").as_bytes());
+            }
+        }
+        file = file.join("index.html");
+    }
+    match file.canonicalize() {
+        Ok(real) if real.starts_with(store) => match std::fs::read(&real) {
+            Ok(body) => respond(stream, 200, content_type(&real), &body),
+            Err(_) => respond(stream, 404, "text/plain", b"not found\n"),
+        },
+        _ => respond(stream, 404, "text/plain", b"not found\n"),
+    }
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("json") => "application/json",
+        Some("png") => "image/png",
+        _ => "text/plain; charset=utf-8",
+    }
+}
+
+/// One run of the store, as listed.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// `<test>/<timestamp>`, relative to the store.
+    pub relative: String,
+    pub test: String,
+    pub stamp: String,
+    pub verdict: String,
+    pub vacuous: bool,
+    pub duration_s: Option<f64>,
+    pub seed: Option<u64>,
+    pub workload: Option<String>,
+}
+
+/// Every run in the store, newest first (timestamps sort as text), at most MAX_LISTED_RUNS.
+pub fn list_runs(store: &Path) -> Vec<RunSummary> {
+    let read_json = |path: PathBuf| -> Value {
+        std::fs::read_to_string(path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null)
+    };
+    let mut runs = Vec::new();
+    let Ok(tests) = std::fs::read_dir(store) else {
+        return runs;
+    };
+    for test in tests.filter_map(|e| e.ok()) {
+        // `latest` is a symlink to a run; list runs once, under their test.
+        if test.file_type().map(|t| !t.is_dir()).unwrap_or(true) {
+            continue;
+        }
+        let Ok(stamps) = std::fs::read_dir(test.path()) else {
+            continue;
+        };
+        let test_name = test.file_name().to_string_lossy().to_string();
+        for stamp in stamps.filter_map(|e| e.ok()) {
+            let dir = stamp.path();
+            if !dir.join("test.json").exists() && !dir.join("history.jsonl").exists() {
+                continue;
+            }
+            let test_json = read_json(dir.join("test.json"));
+            let results = read_json(dir.join("results.json"));
+            let stamp_name = stamp.file_name().to_string_lossy().to_string();
+            runs.push(RunSummary {
+                relative: format!("{test_name}/{stamp_name}"),
+                test: test_name.clone(),
+                stamp: stamp_name,
+                verdict: results.get("verdict").and_then(Value::as_str).unwrap_or("none").to_string(),
+                vacuous: results.get("vacuous").and_then(Value::as_bool).unwrap_or(false),
+                duration_s: results.get("duration_s").and_then(Value::as_f64),
+                seed: test_json.get("seed").and_then(Value::as_u64),
+                workload: test_json.pointer("/options/workload").and_then(Value::as_str).map(str::to_string),
+            });
+        }
+    }
+    runs.sort_by(|a, b| b.stamp.cmp(&a.stamp).then_with(|| a.test.cmp(&b.test)));
+    runs.truncate(MAX_LISTED_RUNS);
+    runs
+}
+
+/// `20261123T011500.123Z` as `2026-11-23 01:15:00 UTC`.
+fn readable_stamp(stamp: &str) -> String {
+    let b = stamp.as_bytes();
+    if b.len() >= 15 && b[8] == b'T' {
+        format!(
+            "{}-{}-{} {}:{}:{} UTC",
+            &stamp[0..4],
+            &stamp[4..6],
+            &stamp[6..8],
+            &stamp[9..11],
+            &stamp[11..13],
+            &stamp[13..15]
+        )
+    } else {
+        stamp.to_string()
+    }
+}
+
+pub fn runs_page(store: &Path) -> String {
+    let runs = list_runs(store);
+    let mut page = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>faultline runs</title><style>\
+         body {{ font-family: system-ui, sans-serif; margin: 24px; color: #1f2328; }} \
+         table {{ border-collapse: collapse; font-size: 14px; }} td, th {{ border: 1px solid #d0d7de; padding: 4px 10px; text-align: left; }} \
+         th {{ background: #f6f8fa; }} .valid {{ color: #1a7f37; font-weight: 700; }} .invalid {{ color: #cf222e; font-weight: 700; }} \
+         .unknown, .vacuous {{ color: #9a6700; font-weight: 700; }} .none {{ color: #6e7781; }} td.n {{ text-align: right; }}\
+         </style></head><body><h1>faultline runs</h1><p>{} runs in <code>{}</code>, newest first.</p>\
+         <table><tr><th>test</th><th>started (UTC)</th><th>verdict</th><th>duration (s)</th><th>seed</th><th>workload</th><th></th></tr>",
+        runs.len(),
+        escape(&store.display().to_string())
+    );
+    for run in &runs {
+        let (class, verdict) = match (run.verdict.as_str(), run.vacuous) {
+            ("valid", true) => ("vacuous", "vacuous".to_string()),
+            ("none", _) => ("none", "no verdict".to_string()),
+            (v, _) => (v, v.to_string()),
+        };
+        page.push_str(&format!(
+            "<tr><td><a href=\"/runs/{0}/\">{1}</a></td><td>{2}</td><td class=\"{3}\">{4}</td><td class=\"n\">{5}</td>\
+             <td>{6}</td><td>{7}</td><td><a href=\"/runs/{0}/timeline.html\">timeline</a></td></tr>",
+            escape(&run.relative),
+            escape(&run.test),
+            escape(&readable_stamp(&run.stamp)),
+            class,
+            escape(&verdict),
+            run.duration_s.map(|d| format!("{d:.1}")).unwrap_or_default(),
+            run.seed.map(|s| s.to_string()).unwrap_or_default(),
+            escape(run.workload.as_deref().unwrap_or("")),
+        ));
+    }
+    page.push_str("</table></body></html>\n");
+    page
+}
