@@ -51,6 +51,13 @@ pub trait Model: Sync {
         true
     }
 
+    /// Which independent part of the state `op` touches (the key, for [`Keyed`]); ops with
+    /// different footprints commute. One object: always 0. Used only to sharpen growth pruning
+    /// (an overwrite of another key cannot undo this key's growth), never to split the search.
+    fn footprint(&self, _op: &Self::Op) -> u32 {
+        0
+    }
+
     /// Turns one completed operation into a model op, dropping those that constrain nothing.
     fn convert(&self, input: &OpInput<'_>, values: &mut Interner) -> Result<Converted<Self::Op>, String>;
 
@@ -663,6 +670,10 @@ impl<M: Model> Model for Keyed<M> {
 
     fn may_grow_into(&self, state: &Self::State, (key, op): &Self::Op) -> bool {
         self.inner.may_grow_into(&state[*key as usize], op)
+    }
+
+    fn footprint(&self, (key, _): &Self::Op) -> u32 {
+        *key
     }
 
     fn convert(&self, _input: &OpInput<'_>, _values: &mut Interner) -> Result<Converted<Self::Op>, String> {

@@ -276,8 +276,13 @@ pub fn search<M: Model>(
     // overwrites the state could still come before it: the calls of unlinearised overwriters.
     let growth_pruning = ops.iter().any(|o| model.only_grows(&o.op));
     let overwriter: Vec<bool> = ops.iter().map(|o| !model.is_read_only(&o.op) && !model.only_grows(&o.op)).collect();
-    let mut overwriter_calls: BTreeSet<(u64, usize)> =
-        (0..n).filter(|&i| growth_pruning && overwriter[i]).map(|i| (ops[i].call, i)).collect();
+    let footprint: Vec<u32> = ops.iter().map(|o| model.footprint(&o.op)).collect();
+    let n_footprints = footprint.iter().max().map_or(0, |&f| f as usize + 1);
+    // Per footprint: the calls of its unlinearised overwriters.
+    let mut overwriter_calls: Vec<BTreeSet<(u64, usize)>> = vec![BTreeSet::new(); n_footprints];
+    for i in (0..n).filter(|&i| growth_pruning && overwriter[i]) {
+        overwriter_calls[footprint[i] as usize].insert((ops[i].call, i));
+    }
     let mut entry = next[head] as usize;
     let mut iterations: u64 = 0;
 
@@ -335,12 +340,13 @@ pub fn search<M: Model>(
             // callable read (none still unlinearised was invoked before the read returned), every
             // op before the read only grows the state; if no extension of the current state
             // satisfies the read, this configuration is dead.
-            let first_overwriter_call = overwriter_calls.first().map_or(u64::MAX, |&(call, _)| call);
             let mut e = next[head] as usize;
             let mut doomed = false;
             while e % 2 == 0 {
                 let i = e / 2;
                 if read_only[i] {
+                    let first_overwriter_call =
+                        overwriter_calls[footprint[i] as usize].first().map_or(u64::MAX, |&(call, _)| call);
                     let no_overwrite_before = ops[i].ret.is_some_and(|r| r < first_overwriter_call);
                     if growth_pruning
                         && no_overwrite_before
@@ -392,7 +398,7 @@ pub fn search<M: Model>(
                         state = next_state;
                         lift(&mut next, &mut prev, entry);
                         if growth_pruning && overwriter[op_index] {
-                            overwriter_calls.remove(&(ops[op_index].call, op_index));
+                            overwriter_calls[footprint[op_index] as usize].remove(&(ops[op_index].call, op_index));
                         }
                         if ops[op_index].required {
                             required_left -= 1;
@@ -433,7 +439,7 @@ pub fn search<M: Model>(
             state = frame.state;
             unlift(&mut next, &mut prev, call_entry);
             if growth_pruning && overwriter[undone] {
-                overwriter_calls.insert((ops[undone].call, undone));
+                overwriter_calls[footprint[undone] as usize].insert((ops[undone].call, undone));
             }
             if ops[undone].required {
                 required_left += 1;
