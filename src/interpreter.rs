@@ -150,6 +150,9 @@ impl<'h> Interpreter<'h> {
             if generator_done && self.in_flight() == 0 {
                 return Ok(());
             }
+            if self.in_flight() == 0 && self.free_worker().is_none() {
+                bail!("every client worker was given up on (stuck in an operation past its deadline)");
+            }
             if generator_done {
                 let deadline = *drain_deadline.get_or_insert(Instant::now() + self.op_deadline);
                 if Instant::now() >= deadline {

@@ -6,6 +6,7 @@
 
 mod harness_common;
 
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -158,5 +159,16 @@ fn not_root_or_bad_options_are_harness_failures_with_a_clear_message() {
         stderr.contains("nosuchdb") || stderr.contains("needs root") || stderr.contains("not installed"),
         "{stderr}"
     );
-    let _ = Command::new("true").status();
+    // As an unprivileged user (when this test can switch to one), the error says what is needed.
+    if environment_ok() && Path::new("/usr/bin/setpriv").exists() {
+        let output = Command::new("/usr/bin/setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_faultline")])
+            .args(["test", "--db", "toy", "--store", "/nonexistent"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(4), "{stderr}");
+        assert!(stderr.contains("needs root"), "{stderr}");
+        assert!(!Path::new("/nonexistent").exists(), "nothing may be created before the checks");
+    }
 }
