@@ -83,8 +83,6 @@ enum Event {
 const MAX_QUEUED_EVENTS: usize = 65_536;
 /// Bound on messages queued for one peer; past it, messages are dropped (Raft retries).
 const MAX_QUEUED_PEER_MESSAGES: usize = 16_384;
-/// Past this many ticks behind (the process was stopped), the clock restarts.
-const MAX_TICKS_PER_LOOP: u32 = 1_000;
 const PEER_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const PEER_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -245,7 +243,10 @@ impl EventLoop {
             return;
         }
         let mut delivered = 0;
-        while now >= *next_tick && delivered < MAX_TICKS_PER_LOOP {
+        // Past a few election timeouts every timer and lease has expired anyway;
+        // more ticks after a long stop (SIGSTOP) would only flood peers with votes.
+        let max_ticks = 3 * self.options.election_timeout_ticks;
+        while now >= *next_tick && delivered < max_ticks {
             self.replica.tick();
             *next_tick += self.options.tick;
             delivered += 1;

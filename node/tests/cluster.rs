@@ -602,3 +602,35 @@ async fn partitioned_leader_steps_down_and_rejoins_after_heal() {
         Outcome::Ok(Value::Array(expected))
     );
 }
+
+/// A leader stopped with SIGSTOP for longer than an election timeout: the others
+/// elect a new leader; when it resumes it catches up its clock, steps down and
+/// follows, and no acknowledged write is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_leader_resumes_as_a_follower() {
+    let cluster = Cluster::start("pause", 3, &[]);
+    let leader = cluster.leader(Duration::from_secs(15)).await;
+    let pid = cluster.children[leader].as_ref().unwrap().id().to_string();
+    let mut c = Client::new(ClientOptions::new(cluster.addrs.clone(), 1));
+    assert_eq!(c.execute(Op::Write { key: "k".into(), value: json!(1) }).await, Outcome::Ok(Value::Null));
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let mut acked = 0;
+    let others: Vec<String> = (0..3).filter(|i| *i != leader).map(|i| cluster.addrs[i].clone()).collect();
+    let mut c2 = Client::new(ClientOptions::new(others, 2));
+    for n in 0..10 {
+        if c2.execute(Op::Write { key: "k".into(), value: json!(100 + n) }).await == Outcome::Ok(Value::Null) {
+            acked = 100 + n;
+        }
+    }
+    assert_eq!(acked, 109, "the others serve writes while the leader is stopped");
+    assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    let old = cluster.addrs[leader].clone();
+    wait_for("the resumed node to follow and catch up", Duration::from_secs(10), async || {
+        Client::status(&old, Duration::from_millis(500))
+            .await
+            .is_ok_and(|s| s["role"] == "follower" && s["applied_index"] == s["commit_index"])
+    })
+    .await;
+    let mut reader = Client::new(ClientOptions::new(vec![old], 3));
+    assert_eq!(reader.execute(Op::Read { key: "k".into() }).await, Outcome::Ok(json!(109)));
+}
