@@ -254,6 +254,8 @@ fn run_test(args: TestArgs) -> Result<i32> {
         "name": args.name,
         "run_id": run_id,
         "seed": seed,
+        // The checker model for this workload; `faultline check <run-dir>` reads it.
+        "model": crate::checking::MODEL.name(),
         "options": args,
         "concurrency": concurrency,
         "argv": std::env::args().collect::<Vec<_>>(),
@@ -299,7 +301,7 @@ fn run_test(args: TestArgs) -> Result<i32> {
     }
 
     let records = history.records();
-    let (verdict, checker_report) = check(&records);
+    let (verdict, checker_report) = crate::checking::check(&records, &run_dir);
     let counts = count_ops(&records);
     let faults_started = history.counters.faults_started.load(Ordering::Relaxed);
     let mut vacuous_reasons = Vec::new();
@@ -340,6 +342,15 @@ fn run_test(args: TestArgs) -> Result<i32> {
         eprintln!("   nodes that exited on their own (see their logs): {}", unexpected_exits.join(", "));
     }
     eprintln!("   report: {}", run_dir.join("results.json").display());
+    if let Some(html) = checker_report.get("html").and_then(|h| h.as_str()) {
+        eprintln!("   timeline of the anomaly: {html}");
+    }
+    if let Some(text) =
+        checker_report.get("anomalies").and_then(|a| a.get(0)).and_then(|a| a.get("text")).and_then(|t| t.as_str())
+    {
+        let first_lines: Vec<&str> = text.lines().take(3).collect();
+        eprintln!("   {}", first_lines.join("\n   "));
+    }
     let node_logs: Vec<String> = cluster_logs
         .iter()
         .map(|p| match p.strip_prefix(&run_dir) {
@@ -530,9 +541,4 @@ fn count_ops(records: &[Record]) -> OpCounts {
         }
     }
     counts
-}
-
-/// Runs the linearizability checker over the history.
-fn check(records: &[Record]) -> (Verdict, serde_json::Value) {
-    crate::checking::check(records)
 }
