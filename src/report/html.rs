@@ -31,7 +31,7 @@ pub fn escape(text: &str) -> String {
 const STYLE: &str = r#"
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px; color: #1f2328; background: #fff; }
 h1 { font-size: 22px; margin: 0 0 8px 0; } h2 { font-size: 17px; margin: 22px 0 8px 0; }
-table { border-collapse: collapse; font-size: 13px; } td, th { border: 1px solid #d0d7de; padding: 3px 8px; text-align: left; vertical-align: top; }
+table { border-collapse: collapse; font-size: 13px; } td, th { max-width: 640px; overflow-wrap: anywhere; border: 1px solid #d0d7de; padding: 3px 8px; text-align: left; vertical-align: top; }
 th { background: #f6f8fa; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
 .badge { display: inline-block; padding: 4px 12px; border-radius: 6px; color: #fff; font-weight: 700; font-size: 18px; letter-spacing: 0.04em; }
 .valid { background: #2ea043; } .invalid { background: #cf222e; } .unknown { background: #9a6700; } .none { background: #6e7781; } .vacuous { background: #9a6700; }
@@ -39,6 +39,7 @@ pre { background: #f6f8fa; padding: 8px; font-size: 12px; overflow-x: auto; max-
 a { color: #0969da; } .muted { color: #656d76; font-size: 13px; }
 img.plot { max-width: 100%; border: 1px solid #d0d7de; margin: 6px 0; }
 .links a { margin-right: 14px; }
+.cols { display: flex; flex-wrap: wrap; gap: 28px; align-items: flex-start; } .cols h2 { margin-top: 8px; }
 "#;
 
 fn verdict_badge(data: &RunData) -> String {
@@ -91,7 +92,7 @@ pub fn index_html(data: &RunData, files: &[String]) -> String {
     page.push_str("</p>");
 
     // The run at a glance.
-    page.push_str("<h2>Run</h2><table>");
+    page.push_str("<div class=\"cols\"><div><h2>Run</h2><table>");
     let mut row = |label: &str, value: String| {
         let _ = write!(page, "<tr><th>{}</th><td>{}</td></tr>", escape(label), escape(&value));
     };
@@ -120,10 +121,6 @@ pub fn index_html(data: &RunData, files: &[String]) -> String {
         "history",
         format!("{} ops, {} fault windows, {:.1} s", data.ops.len(), data.faults.len(), seconds(data.end_ns)),
     );
-    if let Some(argv) = test_field(data, &["argv"]).and_then(Value::as_array) {
-        let argv: Vec<String> = argv.iter().map(plain).collect();
-        row("command", argv.join(" "));
-    }
     page.push_str("</table>");
     if !data.bad_lines.is_empty() {
         let _ = write!(
@@ -135,7 +132,7 @@ pub fn index_html(data: &RunData, files: &[String]) -> String {
     }
 
     // Ops by f and outcome.
-    page.push_str("<h2>Operations</h2><table><tr><th>f</th>");
+    page.push_str("</div><div><h2>Operations</h2><table><tr><th>f</th>");
     for outcome in Outcome::ALL {
         let _ = write!(page, r#"<th style="color:{}">{}</th>"#, outcome.css(), outcome.name());
     }
@@ -151,33 +148,10 @@ pub fn index_html(data: &RunData, files: &[String]) -> String {
         }
         let _ = write!(page, r#"<td class="n">{}</td></tr>"#, counts.values().sum::<usize>());
     }
-    page.push_str("</table>");
-
-    // Faults.
-    let colours = fault_colours(&data.faults);
-    let _ = write!(page, "<h2>Faults fired: {}</h2>", data.faults.len());
-    if !data.faults.is_empty() {
-        page.push_str(
-            "<table><tr><th>fault</th><th>targets</th><th>start (s)</th><th>stop (s)</th><th>detail</th></tr>",
-        );
-        for window in data.faults.iter().take(500) {
-            let colour = colours.get(&window.f).map(css_colour).unwrap_or_default();
-            let stop = window.stop_ns.map(|s| format!("{:.2}", seconds(s))).unwrap_or_else(|| "never healed".into());
-            let detail = window.detail.as_ref().map(|d| short_json(d, 200)).unwrap_or_default();
-            let _ = write!(
-                page,
-                r#"<tr><td><span style="color:{colour}">■</span> {}</td><td>{}</td><td class="n">{:.2}</td><td class="n">{}</td><td>{}</td></tr>"#,
-                escape(&window.f),
-                escape(&window.targets.join(", ")),
-                seconds(window.start_ns),
-                escape(&stop),
-                escape(&detail)
-            );
-        }
-        page.push_str("</table>");
-        if data.faults.len() > 500 {
-            let _ = write!(page, "<p class=\"muted\">{} more in history.jsonl</p>", data.faults.len() - 500);
-        }
+    page.push_str("</table></div></div>");
+    if let Some(argv) = test_field(data, &["argv"]).and_then(Value::as_array) {
+        let argv: Vec<String> = argv.iter().map(plain).collect();
+        let _ = write!(page, "<p class=\"muted\">command: <code>{}</code></p>", escape(&argv.join(" ")));
     }
 
     // Checkers.
@@ -219,6 +193,33 @@ pub fn index_html(data: &RunData, files: &[String]) -> String {
 <img class="plot" src="latency.svg" alt="latency of each op over time"><br>
 <img class="plot" src="rate.svg" alt="completed ops per second over time">"#,
     );
+    // Faults.
+    let colours = fault_colours(&data.faults);
+    let _ = write!(page, "<h2>Faults fired: {}</h2>", data.faults.len());
+    if !data.faults.is_empty() {
+        page.push_str(
+            "<table><tr><th>fault</th><th>targets</th><th>start (s)</th><th>stop (s)</th><th>detail</th></tr>",
+        );
+        for window in data.faults.iter().take(500) {
+            let colour = colours.get(&window.f).map(css_colour).unwrap_or_default();
+            let stop = window.stop_ns.map(|s| format!("{:.2}", seconds(s))).unwrap_or_else(|| "never healed".into());
+            let detail = window.detail.as_ref().map(|d| short_json(d, 200)).unwrap_or_default();
+            let _ = write!(
+                page,
+                r#"<tr><td><span style="color:{colour}">■</span> {}</td><td>{}</td><td class="n">{:.2}</td><td class="n">{}</td><td>{}</td></tr>"#,
+                escape(&window.f),
+                escape(&window.targets.join(", ")),
+                seconds(window.start_ns),
+                escape(&stop),
+                escape(&detail)
+            );
+        }
+        page.push_str("</table>");
+        if data.faults.len() > 500 {
+            let _ = write!(page, "<p class=\"muted\">{} more in history.jsonl</p>", data.faults.len() - 500);
+        }
+    }
+
     if let Some(options) = test_field(data, &["options"]).and_then(Value::as_object) {
         page.push_str("<h2>All options</h2><table>");
         for (key, value) in options {
@@ -248,11 +249,11 @@ pub fn timeline_range(data: &RunData) -> (usize, usize) {
 
 const TIMELINE_STYLE: &str = r#"
 #bar { position: sticky; top: 0; background: #fff; padding: 6px 0; z-index: 5; border-bottom: 1px solid #d0d7de; }
-#scroll { overflow: auto; border: 1px solid #d0d7de; height: calc(100vh - 230px); min-height: 300px; position: relative; }
+#scroll { overflow: auto; border: 1px solid #d0d7de; max-height: calc(100vh - 230px); position: relative; }
 #tl { position: relative; }
 .lane { position: absolute; left: var(--sl, 0px); font-size: 10px; color: #656d76; white-space: nowrap; background: rgba(255,255,255,0.8); z-index: 6; padding: 0 2px; }
 .op, .fault, .tick { position: absolute; left: calc(34px + var(--a) * var(--z) * 1px); }
-.op { height: 11px; width: max(2px, calc(var(--d) * var(--z) * 1px)); border-radius: 2px; opacity: 0.9; box-sizing: border-box; }
+.op { height: 11px; width: max(2px, calc(var(--d) * var(--z) * 1px)); border-radius: 2px; box-sizing: border-box; }
 .op:hover { outline: 2px solid #1f2328; z-index: 3; }
 .window { outline: 2px solid #fb8500; z-index: 2; }
 .failing { outline: 3px solid #000; box-shadow: 0 0 0 6px rgba(207,34,46,0.45); z-index: 4; }
@@ -453,9 +454,11 @@ const TIMELINE_SCRIPT: &str = r#"
     // The failing op comes with its window: zoom so that the window fills most of the view.
     var els = el.classList.contains('failing') ? [el].concat([].slice.call(tl.querySelectorAll('.window'))) : [el];
     var span = extent(els);
-    var width = Math.max(span[1] - span[0], 0.5);
+    var own = extent([el]);
+    // Long indefinite ops in the window would zoom out too far: at most 10 s around the op.
+    var width = Math.min(Math.max(span[1] - span[0], 0.5), Math.max(own[1] - own[0], 10000));
     setZoom(Math.max(z, (scroll.clientWidth - labelPx) * 0.8 / width));
-    scroll.scrollLeft = Math.max(0, labelPx + (span[0] + span[1]) / 2 * z - scroll.clientWidth / 2);
+    scroll.scrollLeft = Math.max(0, labelPx + (own[0] + own[1]) / 2 * z - scroll.clientWidth / 2);
     scroll.scrollTop = Math.max(0, el.offsetTop - scroll.clientHeight / 2);
   }
   scroll.addEventListener('scroll', function () { tl.style.setProperty('--sl', scroll.scrollLeft + 'px'); });
