@@ -311,8 +311,9 @@ pub fn check(records: &[Record]) -> AppendResult {
         acknowledged.sort_by_key(|(_, a)| a.invoke_index);
         for (text, append) in acknowledged {
             let ok_time = append.ok_time.expect("filtered on ok");
-            let later: Vec<usize> =
-                (0..stream.reads.len()).filter(|i| stream.reads[*i].invoke_time > ok_time).collect();
+            // Reads are sorted by invocation: those begun after the acknowledgement are a suffix.
+            let first_later = stream.reads.partition_point(|r| r.invoke_time <= ok_time);
+            let later: Vec<usize> = (first_later..stream.reads.len()).collect();
             let Some(&last) = later.last() else {
                 continue;
             };

@@ -239,7 +239,8 @@ pub fn check(records: &[Record]) -> SetFullResult {
                 known_time: Some(known_time),
                 missing_from_read_index: missing,
             };
-            let later: Vec<&Read> = set.reads.iter().filter(|r| r.invoke_time > known_time).collect();
+            // Reads are sorted by invocation: those begun after the element was known are a suffix.
+            let later = &set.reads[set.reads.partition_point(|r| r.invoke_time <= known_time)..];
             let Some(last) = later.last() else {
                 result.never_read_count += 1;
                 if result.never_read.len() < MAX_LISTED {
