@@ -129,7 +129,7 @@ fn handle(stream: &mut TcpStream, store: &Path) -> std::io::Result<()> {
     }
     let mut file = store.join(relative.trim_end_matches('/'));
     if file.is_dir() {
-        if !file.join("index.html").exists() && file.join("history.jsonl").exists() {
+        if report_is_stale(&file) {
             if let Err(e) = report::render_run(&file) {
                 return respond(stream, 500, "text/plain", format!("rendering the report: {e:#}\n").as_bytes());
             }
@@ -142,6 +142,19 @@ fn handle(stream: &mut TcpStream, store: &Path) -> std::io::Result<()> {
             Err(_) => respond(stream, 404, "text/plain", b"not found\n"),
         },
         _ => respond(stream, 404, "text/plain", b"not found\n"),
+    }
+}
+
+/// A run needs (re)rendering when it has a history and no index.html, or an index.html older
+/// than its history or results (the run went on, or was re-checked, after the last rendering).
+fn report_is_stale(run_dir: &Path) -> bool {
+    let modified = |name: &str| std::fs::metadata(run_dir.join(name)).and_then(|m| m.modified()).ok();
+    let Some(history) = modified("history.jsonl") else {
+        return false;
+    };
+    match modified("index.html") {
+        None => true,
+        Some(index) => index < history || modified("results.json").is_some_and(|results| index < results),
     }
 }
 

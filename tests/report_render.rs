@@ -182,6 +182,13 @@ fn serve_lists_runs_newest_first_on_loopback_and_renders_reports_on_demand() {
     let (head, index) = http_get(&address, "/runs/register/20261123T020000.000Z/");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(index.contains("INVALID"), "the report was rendered on demand");
+    // Re-checked after the report was rendered: the next visit renders it again.
+    std::thread::sleep(Duration::from_millis(20));
+    let results_path = store.join("register/20261123T020000.000Z/results.json");
+    let results = std::fs::read_to_string(&results_path).unwrap().replace("\"invalid\"", "\"valid\"");
+    std::fs::write(&results_path, results).unwrap();
+    let (_, index) = http_get(&address, "/runs/register/20261123T020000.000Z/");
+    assert!(index.contains(">VALID<"), "a stale report is rendered again");
     let (head, _) = http_get(&address, "/runs/register/20261123T020000.000Z/latency.svg");
     assert!(head.contains("image/svg+xml"), "{head}");
     let (head, _) = http_get(&address, "/runs/../../etc/passwd");

@@ -186,6 +186,15 @@ pub fn index_html(data: &RunData, files: &[String]) -> String {
             escape(verdict),
             escape(&check.get("summary").map(plain).unwrap_or_default())
         );
+        if let Some(details) = check.get("details").filter(|d| !d.is_null()) {
+            let mut text = serde_json::to_string_pretty(details).unwrap_or_default();
+            if text.len() > 20_000 {
+                let cut = (0..=20_000).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+                text.truncate(cut);
+                text.push_str("\n… (the rest is in results.json)");
+            }
+            let _ = write!(page, "<details><summary>details</summary><pre>{}</pre></details>", escape(&text));
+        }
     }
 
     page.push_str(
