@@ -101,6 +101,8 @@ pub fn index_html(data: &RunData, files: &[String]) -> String {
         ("seed", &["seed"]),
         ("started at (UTC)", &["started_at"]),
         ("workload", &["options", "workload"]),
+        ("workload", &["workload"]),
+        ("checker model", &["model"]),
         ("db", &["options", "db"]),
         ("planted bug", &["options", "bug"]),
         ("nodes", &["options", "nodes"]),
