@@ -212,3 +212,20 @@ fn workloads_lists_every_workload_with_its_model_and_nemeses() {
     assert!(text.contains("nemeses:  partition, kill, pause"));
     assert!(text.contains("checkers: set-full"));
 }
+
+#[test]
+fn the_results_of_faultline_check_are_read_too() {
+    // The synthetic reads return random values: the real checker finds the history invalid and
+    // writes its result at the top level of results.json (the harness nests it under `checker`).
+    let dir = fresh_dir("report-check-cmd");
+    write_run(&dir, 300, false);
+    std::fs::remove_file(dir.join("results.json")).unwrap();
+    let check =
+        faultline().args(["check", "-m", "kv", "--out"]).arg(&dir).arg(dir.join("history.jsonl")).output().unwrap();
+    assert_eq!(check.status.code(), Some(1), "{}", String::from_utf8_lossy(&check.stdout));
+    render(&dir);
+    assert!(read(&dir, "index.html").contains("INVALID"));
+    assert!(read(&dir, "timeline.html").contains(" failing\""), "the checker's failing op is highlighted");
+    assert!(read(&dir, "index.html").contains("href=\"check.html\""), "the checker's own page is linked");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
