@@ -14,7 +14,7 @@ use anyhow::{bail, Context as _, Result};
 use faultline_checker::history::OpType;
 
 use crate::cluster::{Cluster, NodeId};
-use crate::db::{Completion, Db, Invocation};
+use crate::db::{Client, Completion, Db, Invocation};
 use crate::generator::{Context, Generator, Step};
 use crate::run_store::HistoryLog;
 
@@ -39,8 +39,8 @@ pub struct Interpreter<'h> {
     finished: Receiver<Finished>,
     /// The current process id of each worker.
     process_of: Vec<u64>,
-    /// The op each busy worker is running.
-    running: Vec<Option<Invocation>>,
+    /// The op each busy worker is running, and when it must be done by.
+    running: Vec<Option<(Invocation, Instant)>>,
     /// Workers we gave up waiting for; never used again.
     lost: Vec<bool>,
     /// The worker that got the latest op.
@@ -49,12 +49,25 @@ pub struct Interpreter<'h> {
     pub op_deadline: Duration,
 }
 
+/// Prepares worker `w`'s thread and returns its client and home node; runs on that thread.
+pub type OpenWorker<'env> = dyn Fn(usize) -> Result<(Box<dyn Client>, NodeId)> + Sync + 'env;
+
+/// Worker w's thread enters the client namespace and gets a client of `db` for node (w mod n) + 1.
+pub fn cluster_workers<'env>(
+    cluster: &'env Cluster,
+    db: &'env dyn Db,
+) -> impl Fn(usize) -> Result<(Box<dyn Client>, NodeId)> + Sync + 'env {
+    move |worker| {
+        cluster.enter_client_namespace()?;
+        Ok((db.new_client(cluster), worker % cluster.n_nodes + 1))
+    }
+}
+
 impl<'h> Interpreter<'h> {
-    /// Starts `concurrency` workers on `scope`; worker w talks to node (w mod n) + 1.
+    /// Starts `concurrency` worker threads on `scope`, each set up by `open_worker`.
     pub fn start<'scope, 'env>(
         scope: &'scope Scope<'scope, 'env>,
-        cluster: &'env Cluster,
-        db: &'env dyn Db,
+        open_worker: &'env OpenWorker<'env>,
         history: &'h HistoryLog,
         concurrency: usize,
         op_deadline: Duration,
@@ -71,11 +84,10 @@ impl<'h> Interpreter<'h> {
             to_workers.push(task_tx);
             let finished_tx = finished_tx.clone();
             let ready_tx = ready_tx.clone();
-            let node = worker % cluster.n_nodes + 1;
             std::thread::Builder::new()
                 .name(format!("worker-{worker}"))
                 .spawn_scoped(scope, move || {
-                    run_worker(worker, node, cluster, db, history_start, task_rx, finished_tx, ready_tx)
+                    run_worker(worker, open_worker, history_start, task_rx, finished_tx, ready_tx)
                 })
                 .context("spawning a worker thread")?;
         }
@@ -118,8 +130,8 @@ impl<'h> Interpreter<'h> {
     /// was given up on (recorded `info`).
     pub fn run(&mut self, generator: &mut dyn Generator, stop: &AtomicBool) -> Result<()> {
         let mut generator_done = false;
-        let mut drain_deadline: Option<Instant> = None;
         loop {
+            self.give_up_on_overdue()?;
             if stop.load(Ordering::SeqCst) {
                 generator_done = true;
             }
@@ -153,12 +165,8 @@ impl<'h> Interpreter<'h> {
             if self.in_flight() == 0 && self.free_worker().is_none() {
                 bail!("every client worker was given up on (stuck in an operation past its deadline)");
             }
-            if generator_done {
-                let deadline = *drain_deadline.get_or_insert(Instant::now() + self.op_deadline);
-                if Instant::now() >= deadline {
-                    self.give_up_on_running()?;
-                    return Ok(());
-                }
+            if let Some(earliest) = self.running.iter().flatten().map(|(_, deadline)| *deadline).min() {
+                wait = wait.min(earliest.saturating_duration_since(Instant::now()));
             }
             match self.finished.recv_timeout(wait) {
                 Ok(finished) => self.complete(finished)?,
@@ -178,7 +186,7 @@ impl<'h> Interpreter<'h> {
             invocation.value.clone(),
             None,
         )?;
-        self.running[worker] = Some(invocation.clone());
+        self.running[worker] = Some((invocation.clone(), Instant::now() + self.op_deadline));
         if self.to_workers[worker].send(Task { invocation }).is_err() {
             bail!("client worker {worker} died");
         }
@@ -187,7 +195,7 @@ impl<'h> Interpreter<'h> {
 
     fn complete(&mut self, finished: Finished) -> Result<()> {
         let worker = finished.worker;
-        let Some(invocation) = self.running[worker].take() else {
+        let Some((invocation, _)) = self.running[worker].take() else {
             // A late answer from a worker we gave up on: its info record is already written.
             return Ok(());
         };
@@ -203,10 +211,13 @@ impl<'h> Interpreter<'h> {
         self.history.op(finished.time_ns, process, op_type, &invocation.f, invocation.key, value, error)
     }
 
-    /// Records every still-running op as `info` and retires its worker.
-    fn give_up_on_running(&mut self) -> Result<()> {
+    /// Records every op past its deadline as `info` and retires its worker (a client that ignores
+    /// its own timeouts must not stall the run).
+    fn give_up_on_overdue(&mut self) -> Result<()> {
+        let now = Instant::now();
         for worker in 0..self.concurrency() {
-            if let Some(invocation) = self.running[worker].take() {
+            if self.running[worker].as_ref().is_some_and(|(_, deadline)| *deadline <= now) {
+                let (invocation, _) = self.running[worker].take().expect("checked above");
                 self.lost[worker] = true;
                 self.history.op(
                     self.history.now_ns(),
@@ -226,19 +237,19 @@ impl<'h> Interpreter<'h> {
 #[allow(clippy::too_many_arguments)]
 fn run_worker(
     worker: usize,
-    node: NodeId,
-    cluster: &Cluster,
-    db: &dyn Db,
+    open_worker: &OpenWorker,
     history_start: Instant,
     tasks: Receiver<Task>,
     finished: Sender<Finished>,
     ready: Sender<Result<()>>,
 ) {
-    if let Err(e) = cluster.enter_client_namespace() {
-        let _ = ready.send(Err(e));
-        return;
-    }
-    let mut client = db.new_client(cluster);
+    let (mut client, node) = match open_worker(worker) {
+        Ok(opened) => opened,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
     // A node that is down at start is not a harness failure: the client retries on each op.
     let mut opened = client.open(node).is_ok();
     let _ = ready.send(Ok(()));
@@ -263,4 +274,131 @@ fn run_worker(
     }
     client.close();
     let _ = worker;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generator::ReadEachKey;
+    use faultline_checker::history::Record;
+    use serde_json::{json, Value};
+    use std::collections::BTreeMap;
+
+    /// Answers every third op of its own with `info`, the others `ok`.
+    struct FlakyClient {
+        ops: u64,
+    }
+
+    impl Client for FlakyClient {
+        fn open(&mut self, _node: NodeId) -> Result<()> {
+            Ok(())
+        }
+
+        fn invoke(&mut self, _invocation: &Invocation) -> Completion {
+            self.ops += 1;
+            if self.ops % 3 == 0 {
+                Completion::Info("timeout".into())
+            } else {
+                Completion::Ok(json!(1))
+            }
+        }
+
+        fn close(&mut self) {}
+    }
+
+    fn temp_history(name: &str) -> (std::path::PathBuf, HistoryLog) {
+        let path = std::env::temp_dir().join(format!("faultline-interp-{name}-{}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let history = HistoryLog::create(&path, Instant::now()).unwrap();
+        (path, history)
+    }
+
+    #[test]
+    fn a_process_whose_op_ended_info_never_invokes_again_and_its_worker_gets_a_new_id() {
+        let (path, history) = temp_history("info");
+        let concurrency = 3;
+        let open_worker =
+            |worker: usize| -> Result<(Box<dyn Client>, NodeId)> { Ok((Box::new(FlakyClient { ops: 0 }), worker + 1)) };
+        let keys: Vec<Value> = (0..60).map(|i| json!(format!("k{i}"))).collect();
+        std::thread::scope(|scope| {
+            let mut interpreter =
+                Interpreter::start(scope, &open_worker, &history, concurrency, Duration::from_secs(5)).unwrap();
+            interpreter.run(&mut ReadEachKey::new(keys), &AtomicBool::new(false)).unwrap();
+        });
+        let ops: Vec<_> = history
+            .records()
+            .into_iter()
+            .filter_map(|r| if let Record::Op(op) = r { Some(op) } else { None })
+            .collect();
+        assert_eq!(ops.iter().filter(|op| op.op_type == OpType::Invoke).count(), 60);
+        assert_eq!(ops.iter().filter(|op| op.op_type != OpType::Invoke).count(), 60);
+        // Per process: strictly alternating invoke/completion, and nothing after an info.
+        let mut by_process: BTreeMap<u64, Vec<OpType>> = BTreeMap::new();
+        for op in &ops {
+            by_process.entry(op.process).or_default().push(op.op_type);
+        }
+        for (process, types) in &by_process {
+            for (i, op_type) in types.iter().enumerate() {
+                assert_eq!(*op_type == OpType::Invoke, i % 2 == 0, "process {process}: {types:?}");
+                if *op_type == OpType::Info {
+                    assert_eq!(i, types.len() - 1, "process {process} went on after info: {types:?}");
+                }
+            }
+        }
+        // New ids are old + concurrency, so worker w always has ids congruent to w.
+        let infos = ops.iter().filter(|op| op.op_type == OpType::Info).count();
+        assert!(infos >= 15, "{infos} infos");
+        // Every info retired its process; each retired process was followed by a fresh one.
+        assert!(by_process.len() > infos && by_process.len() <= concurrency + infos);
+        for process in by_process.keys() {
+            assert!(*process < (concurrency + infos) as u64 + concurrency as u64);
+        }
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn an_op_that_outlives_the_deadline_is_recorded_info_and_the_run_ends() {
+        struct StuckClient;
+        impl Client for StuckClient {
+            fn open(&mut self, _node: NodeId) -> Result<()> {
+                Ok(())
+            }
+            fn invoke(&mut self, _invocation: &Invocation) -> Completion {
+                std::thread::sleep(Duration::from_millis(500));
+                Completion::Ok(json!(1))
+            }
+            fn close(&mut self) {}
+        }
+        let (path, history) = temp_history("stuck");
+        // Worker 0's client hangs far past the op deadline; worker 1's answers.
+        let open_worker = |worker: usize| -> Result<(Box<dyn Client>, NodeId)> {
+            if worker == 0 {
+                Ok((Box::new(StuckClient), 1))
+            } else {
+                Ok((Box::new(FlakyClient { ops: 0 }), 1))
+            }
+        };
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            let mut interpreter =
+                Interpreter::start(scope, &open_worker, &history, 2, Duration::from_millis(100)).unwrap();
+            let keys = vec![json!("a"), json!("b"), json!("c")];
+            interpreter.run(&mut ReadEachKey::new(keys), &AtomicBool::new(false)).unwrap();
+            // The run ended well before the stuck op would have.
+            assert!(started.elapsed() < Duration::from_millis(400), "{:?}", started.elapsed());
+        });
+        let records = history.records();
+        let given_up: Vec<_> = records
+            .iter()
+            .filter_map(Record::as_op)
+            .filter(|op| op.error.as_deref() == Some("harness gave up waiting"))
+            .collect();
+        assert_eq!(given_up.len(), 1);
+        assert_eq!(given_up[0].op_type, OpType::Info);
+        assert_eq!(given_up[0].process, 0);
+        // The other ops all went to the healthy worker.
+        let invokes = records.iter().filter_map(Record::as_op).filter(|op| op.op_type == OpType::Invoke).count();
+        assert_eq!(invokes, 3);
+        let _ = std::fs::remove_file(path);
+    }
 }

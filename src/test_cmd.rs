@@ -398,11 +398,12 @@ fn drive(
     let op_deadline = Duration::from_millis(args.op_timeout_ms) * 3 + Duration::from_secs(2);
     let nemesis_stop = AtomicBool::new(false);
     let progress_stop = AtomicBool::new(false);
+    let open_worker = crate::interpreter::cluster_workers(cluster, db);
     std::thread::scope(|scope| -> Result<()> {
         // However this closure ends (error or panic), the nemesis and progress threads must stop,
         // or the scope would wait for them before the cluster can be torn down.
         let _stop_helpers = SetOnDrop(&[&nemesis_stop, &progress_stop]);
-        let mut interpreter = Interpreter::start(scope, cluster, db, history, concurrency, op_deadline)?;
+        let mut interpreter = Interpreter::start(scope, &open_worker, history, concurrency, op_deadline)?;
         let load_start = Instant::now();
         let nemesis_ref = &nemesis;
         let nemesis_stop_ref = &nemesis_stop;
