@@ -273,7 +273,6 @@ fn run_worker(
         }
     }
     client.close();
-    let _ = worker;
 }
 
 #[cfg(test)]
