@@ -1,4 +1,4 @@
-//! End-to-end torture tests against faultline-node: about 20 s of load each. The correct node
+//! End-to-end torture tests against faultline-node: 20-40 s of load each. The correct node
 //! must be valid; planted bugs must be caught (invalid), with nemeses chosen to expose them.
 //! After each run, nothing of it may be left.
 //!
@@ -86,7 +86,7 @@ fn stale_read_is_caught_by_an_isolated_pause_of_the_leader() {
         "--seed",
         "4",
     ];
-    let Some((code, stderr, store)) = run_node_test("node-stale-read", 30, &extra) else {
+    let Some((code, stderr, store)) = run_node_test("node-stale-read", 40, &extra) else {
         return;
     };
     assert_eq!(code, 1, "{stderr}");
