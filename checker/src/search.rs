@@ -98,6 +98,10 @@ pub struct Observe {
 
 const NO_STATE: u32 = u32::MAX;
 const MAX_STUCK_STATES: usize = 32;
+/// How far down the list growth pruning looks for reads that the current state must grow into.
+const GROWTH_LOOKAHEAD_ENTRIES: usize = 256;
+/// ... and at most this many reads past the callable ones (the nearest constrain the most).
+const GROWTH_LOOKAHEAD_READS: usize = 4;
 
 fn splitmix64(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -208,6 +212,8 @@ impl Visited {
 struct Frame {
     call_entry: u32,
     state: u32,
+    /// The scan phase the choice was made in (see `optional_phase` in `search`).
+    optional_phase: bool,
     /// Taken because it could not hurt (see the forced steps in `search`): no alternatives to try.
     forced: bool,
 }
@@ -307,6 +313,11 @@ pub fn search<M: Model>(
 
     // True when the walk has just arrived at a configuration it has not seen before.
     let mut fresh = true;
+    // Each configuration's callable ops are tried required ones first, then (in a second pass,
+    // this phase) optional ones, so that an indefinite op is only linearised when no required op
+    // can go, which is when something may need it. The order does not change what is explored.
+    let mut optional_phase = false;
+    let mut optional_left = ops.iter().filter(|o| !o.required).count();
     loop {
         if required_left == 0 {
             report.verdict = SearchVerdict::Valid;
@@ -336,39 +347,57 @@ pub fn search<M: Model>(
             // already it failed (it cannot be on the current path, which has fewer ops), so this
             // one fails too.
             //
-            // Growth pruning: if no op that overwrites the state (a put, a write) can come before a
-            // callable read (none still unlinearised was invoked before the read returned), every
-            // op before the read only grows the state; if no extension of the current state
-            // satisfies the read, this configuration is dead.
+            // Growth pruning: a required read not linearised yet will be, later, in a state that
+            // extends the current one if no op that overwrites the state (a put, a write) can come
+            // before it (none still unlinearised was invoked before the read returned): every op
+            // in between only grows the state. If no extension of the current state satisfies the
+            // read, this configuration is dead. That holds for reads further down the list too, not
+            // only callable ones, so the walk looks ahead a bounded number of entries.
             let mut e = next[head] as usize;
             let mut doomed = false;
-            while e % 2 == 0 {
+            let mut forced_entry = None;
+            let mut in_callable_region = true;
+            let (mut walked, mut reads_ahead) = (0, 0);
+            while e != tail
+                && walked < GROWTH_LOOKAHEAD_ENTRIES
+                && reads_ahead < GROWTH_LOOKAHEAD_READS
+                && (in_callable_region || growth_pruning)
+            {
+                walked += 1;
                 let i = e / 2;
-                if read_only[i] {
-                    let first_overwriter_call =
-                        overwriter_calls[footprint[i] as usize].first().map_or(u64::MAX, |&(call, _)| call);
-                    let no_overwrite_before = ops[i].ret.is_some_and(|r| r < first_overwriter_call);
-                    if growth_pruning
-                        && no_overwrite_before
-                        && !model.may_grow_into(&states.states[state as usize], &ops[i].op)
-                    {
-                        doomed = true;
-                        break;
+                if e % 2 == 1 {
+                    in_callable_region = false;
+                } else if read_only[i] {
+                    if !in_callable_region {
+                        reads_ahead += 1;
                     }
-                    if states.step(state, i, &ops[i].op) == Some(state) {
-                        break;
+                    if growth_pruning {
+                        let first_overwriter_call =
+                            overwriter_calls[footprint[i] as usize].first().map_or(u64::MAX, |&(call, _)| call);
+                        let no_overwrite_before = ops[i].ret.is_some_and(|r| r < first_overwriter_call);
+                        if no_overwrite_before && !model.may_grow_into(&states.states[state as usize], &ops[i].op) {
+                            doomed = true;
+                            break;
+                        }
+                    }
+                    if in_callable_region && forced_entry.is_none() && states.step(state, i, &ops[i].op) == Some(state)
+                    {
+                        forced_entry = Some(e);
+                        if !growth_pruning {
+                            break;
+                        }
                     }
                 }
                 e = next[e] as usize;
             }
             if doomed {
                 dead_end = true;
-            } else if e % 2 == 0 {
+            } else if let Some(e) = forced_entry {
                 let i = e / 2;
                 bits[i / 64] |= 1u64 << (i % 64);
                 hash ^= zobrist[i];
                 if visited.insert(hash, state, &bits) {
-                    stack.push(Frame { call_entry: e as u32, state, forced: true });
+                    stack.push(Frame { call_entry: e as u32, state, optional_phase: false, forced: true });
                     lift(&mut next, &mut prev, e);
                     required_left -= 1;
                     fresh = true;
@@ -379,11 +408,17 @@ pub fn search<M: Model>(
                 dead_end = true;
             } else {
                 entry = next[head] as usize;
+                optional_phase = false;
             }
         }
         if !dead_end {
             debug_assert!(entry != tail, "the list ends in a return, so the walk backtracks before the tail");
             let op_index = entry / 2;
+            if entry % 2 == 0 && ops[op_index].required == optional_phase {
+                // Not this phase's kind of op.
+                entry = next[entry] as usize;
+                continue;
+            }
             if entry % 2 == 0 {
                 // A call: try to linearise the op here.
                 let step = states.step(state, op_index, &ops[op_index].op);
@@ -394,7 +429,7 @@ pub fn search<M: Model>(
                     bits[word] |= bit;
                     hash ^= zobrist[op_index];
                     if visited.insert(hash, next_state, &bits) {
-                        stack.push(Frame { call_entry: entry as u32, state, forced: false });
+                        stack.push(Frame { call_entry: entry as u32, state, optional_phase, forced: false });
                         state = next_state;
                         lift(&mut next, &mut prev, entry);
                         if growth_pruning && overwriter[op_index] {
@@ -402,6 +437,8 @@ pub fn search<M: Model>(
                         }
                         if ops[op_index].required {
                             required_left -= 1;
+                        } else {
+                            optional_left -= 1;
                         }
                         fresh = true;
                         continue;
@@ -412,8 +449,14 @@ pub fn search<M: Model>(
                 entry = next[entry] as usize;
                 continue;
             }
-            // The return of an op not linearised yet: this path is dead.
+            // The return of an op not linearised yet: the end of the callable ops.
             debug_assert!(ops[op_index].required, "only required ops have returns before the end");
+            if !optional_phase && optional_left > 0 {
+                optional_phase = true;
+                entry = next[head] as usize;
+                continue;
+            }
+            // Nothing callable can go: this path is dead.
             if report.deepest.as_ref().is_none_or(|d| stack.len() > d.order.len()) {
                 report.deepest = Some(Deepest {
                     order: stack.iter().map(|f| f.call_entry as usize / 2).collect(),
@@ -443,9 +486,12 @@ pub fn search<M: Model>(
             }
             if ops[undone].required {
                 required_left += 1;
+            } else {
+                optional_left += 1;
             }
             if !frame.forced {
                 entry = next[call_entry] as usize;
+                optional_phase = frame.optional_phase;
                 resumed = true;
                 break;
             }
