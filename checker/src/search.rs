@@ -286,6 +286,10 @@ pub fn search<M: Model>(
     let n_footprints = footprint.iter().max().map_or(0, |&f| f as usize + 1);
     // Per footprint: the calls of its unlinearised overwriters.
     let mut overwriter_calls: Vec<BTreeSet<(u64, usize)>> = vec![BTreeSet::new(); n_footprints];
+    // With several independent footprints (keys) interleaved, look further to reach each one's reads.
+    let footprints_scale = n_footprints.clamp(1, 16);
+    let (lookahead_entries, lookahead_reads) =
+        (GROWTH_LOOKAHEAD_ENTRIES * footprints_scale, GROWTH_LOOKAHEAD_READS * footprints_scale);
     for i in (0..n).filter(|&i| growth_pruning && overwriter[i]) {
         overwriter_calls[footprint[i] as usize].insert((ops[i].call, i));
     }
@@ -359,8 +363,8 @@ pub fn search<M: Model>(
             let mut in_callable_region = true;
             let (mut walked, mut reads_ahead) = (0, 0);
             while e != tail
-                && walked < GROWTH_LOOKAHEAD_ENTRIES
-                && reads_ahead < GROWTH_LOOKAHEAD_READS
+                && walked < lookahead_entries
+                && reads_ahead < lookahead_reads
                 && (in_callable_region || growth_pruning)
             {
                 walked += 1;
