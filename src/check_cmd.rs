@@ -40,8 +40,8 @@ pub struct CheckArgs {
     /// Worker threads for partitions (0: one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Where to write results.json (and check.html when invalid). Default: the run directory, or
-    /// faultline-check/<file name>/ for a file.
+    /// Where to write results.json (and check.html when invalid). Default: <run-dir>/recheck/ for
+    /// a run directory, faultline-check/<file name>/ for a file.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Print machine-readable JSON instead of text.
@@ -185,7 +185,9 @@ fn output_dir(path: &Path, args: &CheckArgs, several: bool) -> PathBuf {
     match (&args.out, path.is_dir()) {
         (Some(out), _) if several => out.join(stem),
         (Some(out), _) => out.clone(),
-        (None, true) => path.to_path_buf(),
+        // The run's own results.json belongs to the harness (vacuity, op counts, workload checks):
+        // a re-check goes next to it, not over it.
+        (None, true) => path.join("recheck"),
         (None, false) => PathBuf::from("faultline-check").join(stem),
     }
 }

@@ -122,5 +122,7 @@ fn a_run_directory_is_checked_with_its_own_model() {
     // The run's history here is a Jepsen log: detection does not care about the file name.
     let output = Command::new(env!("CARGO_BIN_EXE_faultline")).arg("check").arg(&run).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
-    assert!(run.join("results.json").exists() && run.join("check.html").exists());
+    let recheck = run.join("recheck");
+    assert!(recheck.join("results.json").exists() && recheck.join("check.html").exists());
+    assert!(!run.join("results.json").exists(), "the harness's own results.json is never overwritten");
 }
