@@ -17,6 +17,9 @@ mod test_cmd;
 // Report (issue 5): `faultline report`, `faultline serve`, `faultline workloads`.
 mod report;
 mod serve_cmd;
+// etcd and the side-by-side benchmark (issue 6): `--db etcd`, `faultline bench`.
+mod bench_cmd;
+mod etcd;
 
 use clap::{Parser, Subcommand};
 
@@ -41,6 +44,8 @@ enum Command {
     Serve(serve_cmd::ServeArgs),
     /// List the workloads, the model each is checked with, and the nemeses that suit it.
     Workloads,
+    /// Closed-loop load against a healthy cluster (faultline-node or etcd): ops/s and latencies.
+    Bench(Box<bench_cmd::BenchArgs>),
 }
 
 fn main() {
@@ -51,6 +56,7 @@ fn main() {
         Command::Cleanup(args) => cleanup_cmd::run(args),
         Command::Report(args) => report::run(args),
         Command::Serve(args) => serve_cmd::run(args),
+        Command::Bench(args) => bench_cmd::run(*args),
         Command::Workloads => {
             print!("{}", faultline_workloads::describe_all());
             0

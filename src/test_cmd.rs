@@ -90,6 +90,10 @@ pub struct TestArgs {
     /// Directory holding the runs.
     #[arg(long, default_value = "store")]
     pub store: PathBuf,
+    /// Options of `--db etcd` (src/etcd/, docs/etcd.md).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub etcd: crate::etcd::EtcdArgs,
 }
 
 /// What a finished run found.
@@ -175,7 +179,8 @@ fn build_db(args: &TestArgs) -> Result<Box<dyn Db>> {
             }
             Ok(Box::new(ToyDb { python, bug: args.bug.clone(), op_timeout }))
         }
-        other => bail!("unknown --db `{other}`; known: faultline-node, toy"),
+        "etcd" => Ok(Box::new(crate::etcd::EtcdDb::new(&args.etcd, op_timeout)?)),
+        other => bail!("unknown --db `{other}`; known: faultline-node, etcd, toy"),
     }
 }
 
