@@ -24,6 +24,38 @@ const EXIT_OK: i32 = 0;
 const EXIT_HARNESS_FAILURE: i32 = 4;
 const WARM_UP: Duration = Duration::from_secs(1);
 
+/// Set by SIGINT/SIGTERM/SIGHUP: stop the load, tear the cluster down, exit 4.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Turns the termination signals into INTERRUPTED (blocked in every thread, waited for by one),
+/// so that a Ctrl-C still tears the cluster down.
+fn install_signal_thread() -> Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut signals = SigSet::empty();
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        signals.add(signal);
+    }
+    signals.thread_block().context("blocking termination signals")?;
+    std::thread::Builder::new()
+        .name("signals".to_string())
+        .spawn(move || loop {
+            if let Ok(signal) = signals.wait() {
+                eprintln!("\nfaultline bench: {signal} received: stopping and cleaning up");
+                INTERRUPTED.store(true, Ordering::SeqCst);
+            }
+        })
+        .context("spawning the signal thread")?;
+    Ok(())
+}
+
+/// Sleeps `duration`, or less if interrupted.
+fn sleep_unless_interrupted(duration: Duration) {
+    let end = Instant::now() + duration;
+    while !INTERRUPTED.load(Ordering::SeqCst) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50).min(end.saturating_duration_since(Instant::now())));
+    }
+}
+
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mix {
@@ -147,6 +179,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
     }
     crate::netns::check_prerequisites()?;
     let db = build_db(args)?;
+    install_signal_thread()?;
     let run_id = make_run_id();
     let (run_dir, remove_after) = match &args.dir {
         Some(dir) => (dir.join(&run_id), false),
@@ -164,6 +197,9 @@ fn bench(args: &BenchArgs) -> Result<()> {
     let teardown = db.teardown(&cluster).and_then(|_| cluster.destroy());
     let result = result?;
     teardown?;
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        bail!("interrupted; the cluster was torn down");
+    }
     if remove_after {
         let _ = std::fs::remove_dir_all(&run_dir);
     }
@@ -203,7 +239,7 @@ fn measure(args: &BenchArgs, db: &dyn Db, cluster: &Cluster) -> Result<Value> {
             .spawn(|| -> Result<Option<usize>> {
                 cluster.enter_client_namespace()?;
                 let deadline = Instant::now() + Duration::from_secs(20);
-                while Instant::now() < deadline {
+                while Instant::now() < deadline && !INTERRUPTED.load(Ordering::SeqCst) {
                     if let Some(leader) = db.leader(cluster) {
                         return Ok(Some(leader));
                     }
@@ -307,7 +343,7 @@ fn measure(args: &BenchArgs, db: &dyn Db, cluster: &Cluster) -> Result<Value> {
             handles.push(handle);
         }
         ready.wait();
-        std::thread::sleep(args.duration);
+        sleep_unless_interrupted(args.duration);
         stop.store(true, Ordering::Relaxed);
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| bail!("a bench client panicked"))).collect()
     })?;
