@@ -14,6 +14,8 @@ use anyhow::{Context, Result};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
+use faultline_workloads::WorkloadKind;
+
 use crate::cluster::{node_name, Cluster, NodeId};
 
 /// One operation a client is asked to perform, as the history records it.
@@ -41,6 +43,9 @@ pub trait Client: Send {
     fn open(&mut self, node: NodeId) -> Result<()>;
     fn invoke(&mut self, invocation: &Invocation) -> Completion;
     fn close(&mut self);
+    /// Tells the client which workload's ops it will be asked for, before `open` (e.g. whether a
+    /// read is of a register or of a stream). A client that has only one kind of read ignores it.
+    fn set_workload(&mut self, _workload: WorkloadKind) {}
 }
 
 pub trait Db: Send + Sync {

@@ -18,6 +18,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use faultline_workloads::WorkloadKind;
 use serde_json::{json, Value};
 
 use crate::cluster::{Cluster, NodeId};
@@ -46,6 +47,8 @@ pub struct NodeClient {
     client_id: u64,
     next_seq: u64,
     next_request_id: u64,
+    /// Reads are of streams (`read_stream`), not of registers: the `append` and `set` workloads.
+    reads_streams: bool,
 }
 
 impl NodeClient {
@@ -64,6 +67,7 @@ impl NodeClient {
             client_id: 0,
             next_seq: 1,
             next_request_id: 1,
+            reads_streams: false,
         }
     }
 
@@ -128,16 +132,28 @@ fn round_trip(stream: &mut TcpStream, request: &Value, request_id: u64, deadline
     }
 }
 
-/// The request body for an invocation, or None for an f the node does not know.
-fn request_body(invocation: &Invocation) -> Option<Value> {
+/// The request body for an invocation, or None for an f the node does not know. With
+/// `reads_streams` (the `append` and `set` workloads), a read is a `read_stream` of the stream named
+/// by the key; a set is a stream of its added elements.
+fn request_body(invocation: &Invocation, reads_streams: bool) -> Option<Value> {
     let key = invocation.key.as_ref()?.as_str()?.to_string();
     Some(match invocation.f.as_str() {
+        "read" if reads_streams => json!({"op": "read_stream", "stream": key}),
         "read" => json!({"op": "read", "key": key}),
         "write" => json!({"op": "write", "key": key, "value": invocation.value}),
         "cas" => {
             let pair = invocation.value.as_array()?;
             json!({"op": "cas", "key": key, "from": pair.first()?, "to": pair.get(1)?})
         }
+        // `{"event": E, "expected_version": n}` (the version optional), as the stream model reads it.
+        "append" => {
+            let mut body = json!({"op": "append", "stream": key, "event": invocation.value.get("event")?});
+            if let Some(expected_version) = invocation.value.get("expected_version") {
+                body["expected_version"] = json!(expected_version.as_u64()?);
+            }
+            body
+        }
+        "add" => json!({"op": "append", "stream": key, "event": invocation.value}),
         _ => return None,
     })
 }
@@ -161,7 +177,7 @@ impl Client for NodeClient {
     }
 
     fn invoke(&mut self, invocation: &Invocation) -> Completion {
-        let Some(mut body) = request_body(invocation) else {
+        let Some(mut body) = request_body(invocation, self.reads_streams) else {
             return Completion::Fail(format!("unsupported operation {}", invocation.f));
         };
         let is_write = invocation.f != "read";
@@ -262,6 +278,11 @@ impl Client for NodeClient {
 
     fn close(&mut self) {
         self.connection = None;
+    }
+
+    fn set_workload(&mut self, workload: WorkloadKind) {
+        // The set workload keeps each set as a stream of its added elements.
+        self.reads_streams = matches!(workload, WorkloadKind::Append | WorkloadKind::Set);
     }
 }
 
@@ -433,10 +454,54 @@ mod tests {
     #[test]
     fn invocations_map_to_the_node_protocol() {
         let cas = Invocation { f: "cas".into(), key: Some(json!("k1")), value: json!([1, 2]) };
-        assert_eq!(request_body(&cas), Some(json!({"op": "cas", "key": "k1", "from": 1, "to": 2})));
+        assert_eq!(request_body(&cas, false), Some(json!({"op": "cas", "key": "k1", "from": 1, "to": 2})));
         let read = Invocation { f: "read".into(), key: Some(json!("k0")), value: Value::Null };
-        assert_eq!(request_body(&read), Some(json!({"op": "read", "key": "k0"})));
-        let unknown = Invocation { f: "append".into(), key: Some(json!("k0")), value: Value::Null };
-        assert_eq!(request_body(&unknown), None);
+        assert_eq!(request_body(&read, false), Some(json!({"op": "read", "key": "k0"})));
+        assert_eq!(request_body(&read, true), Some(json!({"op": "read_stream", "stream": "k0"})));
+        let append = Invocation { f: "append".into(), key: Some(json!("s1")), value: json!({"event": 7}) };
+        assert_eq!(request_body(&append, true), Some(json!({"op": "append", "stream": "s1", "event": 7})));
+        let expecting = Invocation {
+            f: "append".into(),
+            key: Some(json!("s1")),
+            value: json!({"event": 8, "expected_version": 3}),
+        };
+        assert_eq!(
+            request_body(&expecting, true),
+            Some(json!({"op": "append", "stream": "s1", "event": 8, "expected_version": 3}))
+        );
+        let add = Invocation { f: "add".into(), key: Some(json!("set0")), value: json!(9) };
+        assert_eq!(request_body(&add, true), Some(json!({"op": "append", "stream": "set0", "event": 9})));
+        let unknown = Invocation { f: "delete".into(), key: Some(json!("k0")), value: Value::Null };
+        assert_eq!(request_body(&unknown, false), None);
+        let bare_append = Invocation { f: "append".into(), key: Some(json!("s1")), value: json!(7) };
+        assert_eq!(request_body(&bare_append, true), None, "the harness always sends events in an object");
+    }
+
+    /// Stream and set ops: an ok append records what was invoked (not the node's version), a
+    /// version mismatch is the node's final answer (a definite fail the checker uses as an
+    /// observation), and a stream read's value is the list of events.
+    #[test]
+    fn stream_ops_record_the_invocation_and_version_mismatch_is_a_final_fail() {
+        let node = fake_node(|request| match (request["op"].as_str(), request["expected_version"].as_u64()) {
+            (Some("append"), Some(0)) => Some(error("version-mismatch", true)),
+            (Some("append"), _) => Some(json!({"status": "ok", "value": 4})),
+            (Some("read_stream"), _) => Some(json!({"status": "ok", "value": [1, 2, 3]})),
+            _ => Some(error("bad-request", true)),
+        });
+        let mut client = NodeClient::with_addresses(vec![node], Duration::from_secs(1));
+        client.set_workload(WorkloadKind::Append);
+        client.open(1).unwrap();
+        let append = Invocation { f: "append".into(), key: Some(json!("s0")), value: json!({"event": 4}) };
+        assert_eq!(client.invoke(&append), Completion::Ok(json!({"event": 4})));
+        let mismatch = Invocation {
+            f: "append".into(),
+            key: Some(json!("s0")),
+            value: json!({"event": 5, "expected_version": 0}),
+        };
+        assert_eq!(client.invoke(&mismatch), Completion::Fail("version-mismatch".into()));
+        let add = Invocation { f: "add".into(), key: Some(json!("set0")), value: json!(6) };
+        assert_eq!(client.invoke(&add), Completion::Ok(json!(6)));
+        let read = Invocation { f: "read".into(), key: Some(json!("s0")), value: Value::Null };
+        assert_eq!(client.invoke(&read), Completion::Ok(json!([1, 2, 3])));
     }
 }
