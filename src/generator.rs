@@ -3,9 +3,9 @@
 //! wake up at), or "done". They read no clock, start no thread and do no IO; all randomness comes
 //! from a seeded RNG they own. `crate::interpreter` is the only thing that owns time and threads.
 
+use faultline_workloads::{OpGenerator, WorkloadOp};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
 
 use crate::db::Invocation;
 
@@ -35,61 +35,38 @@ pub trait Generator: Send {
     fn next(&mut self, context: &Context) -> Step;
 }
 
-/// A multi-key compare-and-set register workload: reads, writes and cas over `n_keys` keys with
-/// small values, so cas often succeeds and reads are informative.
-pub struct CasRegister {
-    pub n_keys: u64,
-    pub max_value: u64,
-    rng: StdRng,
-}
+/// A workload's op source (`faultline_workloads::OpGenerator`: pure, seeded, endless) as a
+/// generator; the harness bounds it with `Rate` and `TimeLimit`.
+pub struct WorkloadGenerator(pub Box<dyn OpGenerator>);
 
-impl CasRegister {
-    pub fn new(n_keys: u64, seed: u64) -> CasRegister {
-        assert!(n_keys > 0);
-        CasRegister { n_keys, max_value: 5, rng: StdRng::seed_from_u64(seed) }
-    }
-}
-
-/// The key names the register workload uses.
-pub fn register_key(index: u64) -> Value {
-    json!(format!("k{index}"))
-}
-
-impl Generator for CasRegister {
+impl Generator for WorkloadGenerator {
     fn next(&mut self, _context: &Context) -> Step {
-        let key = Some(register_key(self.rng.gen_range(0..self.n_keys)));
-        let invocation = match self.rng.gen_range(0..10) {
-            0..=3 => Invocation { f: "read".to_string(), key, value: Value::Null },
-            4..=6 => Invocation { f: "write".to_string(), key, value: json!(self.rng.gen_range(0..self.max_value)) },
-            _ => Invocation {
-                f: "cas".to_string(),
-                key,
-                value: json!([self.rng.gen_range(0..self.max_value), self.rng.gen_range(0..self.max_value)]),
-            },
-        };
-        Step::Op(invocation)
+        Step::Op(invocation(self.0.next_op()))
     }
 }
 
-/// One read of every key, then done: the final reads after recovery.
-pub struct ReadEachKey {
-    keys: Vec<Value>,
-    next_key: usize,
+/// A workload's op as the harness invokes it.
+pub fn invocation(op: WorkloadOp) -> Invocation {
+    Invocation { f: op.f, key: op.key, value: op.value }
 }
 
-impl ReadEachKey {
-    pub fn new(keys: Vec<Value>) -> ReadEachKey {
-        ReadEachKey { keys, next_key: 0 }
+/// Each of a fixed list of ops once, in order, then done: the final reads after recovery.
+pub struct EachOnce {
+    ops: std::vec::IntoIter<Invocation>,
+}
+
+impl EachOnce {
+    pub fn new(ops: Vec<Invocation>) -> EachOnce {
+        EachOnce { ops: ops.into_iter() }
     }
 }
 
-impl Generator for ReadEachKey {
+impl Generator for EachOnce {
     fn next(&mut self, _context: &Context) -> Step {
-        let Some(key) = self.keys.get(self.next_key) else {
-            return Step::Done;
-        };
-        self.next_key += 1;
-        Step::Op(Invocation { f: "read".to_string(), key: Some(key.clone()), value: Value::Null })
+        match self.ops.next() {
+            Some(op) => Step::Op(op),
+            None => Step::Done,
+        }
     }
 }
 
@@ -103,6 +80,11 @@ pub struct TimeLimit<G> {
 impl<G: Generator> TimeLimit<G> {
     pub fn new(limit_ns: u64, inner: G) -> TimeLimit<G> {
         TimeLimit { inner, limit_ns, deadline_ns: None }
+    }
+
+    /// The wrapped generator (e.g. to ask a workload for its final reads after the load).
+    pub fn into_inner(self) -> G {
+        self.inner
     }
 }
 
@@ -140,6 +122,10 @@ impl<G: Generator> Rate<G> {
             rng: StdRng::seed_from_u64(seed),
         }
     }
+
+    pub fn into_inner(self) -> G {
+        self.inner
+    }
 }
 
 impl<G: Generator> Generator for Rate<G> {
@@ -167,6 +153,7 @@ impl Generator for Box<dyn Generator> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use faultline_workloads::{WorkloadKind, WorkloadOptions};
 
     /// Yields at most `n` operations of the inner generator.
     pub struct Limit<G> {
@@ -212,24 +199,34 @@ mod tests {
         panic!("generator did not finish within {max_steps} steps");
     }
 
+    fn workload(kind: WorkloadKind, seed: u64) -> WorkloadGenerator {
+        WorkloadGenerator(kind.generator(&WorkloadOptions::default(), seed))
+    }
+
     #[test]
-    fn the_register_workload_is_seeded_and_uses_every_f() {
-        let mut a = Limit::new(200, CasRegister::new(3, 42));
-        let mut b = Limit::new(200, CasRegister::new(3, 42));
+    fn a_workload_generator_yields_the_workload_ops_and_its_final_reads_after_the_load() {
+        let mut a = Limit::new(200, workload(WorkloadKind::Append, 42));
+        let mut b = Limit::new(200, workload(WorkloadKind::Append, 42));
         let ops_a = simulate(&mut a, 1000);
-        let ops_b = simulate(&mut b, 1000);
-        assert_eq!(ops_a, ops_b);
+        assert_eq!(ops_a, simulate(&mut b, 1000));
         assert_eq!(ops_a.len(), 200);
-        for f in ["read", "write", "cas"] {
+        for f in ["read", "append"] {
             assert!(ops_a.iter().any(|(_, op)| op.f == f), "no {f}");
         }
-        assert!(ops_a.iter().all(|(_, op)| ["k0", "k1", "k2"].contains(&op.key.as_ref().unwrap().as_str().unwrap())));
+        // The load's wrappers give the workload back for its final reads.
+        let mut load = TimeLimit::new(1_000_000_000, Rate::new(100.0, 1, workload(WorkloadKind::Set, 3)));
+        let issued = simulate(&mut load, 10_000);
+        let final_reads = load.into_inner().into_inner().0.final_reads();
+        let read_sets: std::collections::HashSet<_> = final_reads.iter().map(|op| op.key.clone()).collect();
+        assert!(issued.iter().all(|(_, op)| read_sets.contains(&op.key)), "every set used is read at the end");
+        let mut reads = EachOnce::new(final_reads.into_iter().map(invocation).collect());
+        assert_eq!(simulate(&mut reads, 100).len(), read_sets.len());
     }
 
     #[test]
     fn rate_and_time_limit_give_about_rate_times_limit_ops() {
         // 100 ops/s for 10 s of fake time.
-        let mut generator = TimeLimit::new(10_000_000_000, Rate::new(100.0, 1, CasRegister::new(2, 1)));
+        let mut generator = TimeLimit::new(10_000_000_000, Rate::new(100.0, 1, workload(WorkloadKind::CasRegister, 1)));
         let ops = simulate(&mut generator, 100_000);
         assert!((800..=1200).contains(&ops.len()), "{} ops", ops.len());
         assert!(ops.iter().all(|(t, _)| *t < 10_000_000_000));
@@ -238,7 +235,7 @@ mod tests {
 
     #[test]
     fn time_limit_counts_from_its_first_use() {
-        let mut generator = TimeLimit::new(5, Limit::new(100, CasRegister::new(1, 1)));
+        let mut generator = TimeLimit::new(5, Limit::new(100, workload(WorkloadKind::Register, 1)));
         assert!(matches!(generator.next(&context(1_000)), Step::Op(_)));
         assert!(matches!(generator.next(&context(1_004)), Step::Op(_)));
         assert_eq!(generator.next(&context(1_005)), Step::Done);

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use faultline_checker::history::OpType;
+use faultline_workloads::WorkloadKind;
 
 use crate::cluster::{Cluster, NodeId};
 use crate::db::{Client, Completion, Db, Invocation};
@@ -52,14 +53,18 @@ pub struct Interpreter<'h> {
 /// Prepares worker `w`'s thread and returns its client and home node; runs on that thread.
 pub type OpenWorker<'env> = dyn Fn(usize) -> Result<(Box<dyn Client>, NodeId)> + Sync + 'env;
 
-/// Worker w's thread enters the client namespace and gets a client of `db` for node (w mod n) + 1.
+/// Worker w's thread enters the client namespace and gets a client of `db` for node (w mod n) + 1,
+/// told which workload it serves.
 pub fn cluster_workers<'env>(
     cluster: &'env Cluster,
     db: &'env dyn Db,
+    workload: WorkloadKind,
 ) -> impl Fn(usize) -> Result<(Box<dyn Client>, NodeId)> + Sync + 'env {
     move |worker| {
         cluster.enter_client_namespace()?;
-        Ok((db.new_client(cluster), worker % cluster.n_nodes + 1))
+        let mut client = db.new_client(cluster);
+        client.set_workload(workload);
+        Ok((client, worker % cluster.n_nodes + 1))
     }
 }
 
@@ -278,7 +283,7 @@ fn run_worker(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generator::ReadEachKey;
+    use crate::generator::EachOnce;
     use faultline_checker::history::Record;
     use serde_json::{json, Value};
     use std::collections::BTreeMap;
@@ -295,7 +300,7 @@ mod tests {
 
         fn invoke(&mut self, _invocation: &Invocation) -> Completion {
             self.ops += 1;
-            if self.ops % 3 == 0 {
+            if self.ops.is_multiple_of(3) {
                 Completion::Info("timeout".into())
             } else {
                 Completion::Ok(json!(1))
@@ -303,6 +308,13 @@ mod tests {
         }
 
         fn close(&mut self) {}
+    }
+
+    /// One read of each key.
+    fn reads(keys: Vec<Value>) -> EachOnce {
+        EachOnce::new(
+            keys.into_iter().map(|key| Invocation { f: "read".into(), key: Some(key), value: Value::Null }).collect(),
+        )
     }
 
     fn temp_history(name: &str) -> (std::path::PathBuf, HistoryLog) {
@@ -322,7 +334,7 @@ mod tests {
         std::thread::scope(|scope| {
             let mut interpreter =
                 Interpreter::start(scope, &open_worker, &history, concurrency, Duration::from_secs(5)).unwrap();
-            interpreter.run(&mut ReadEachKey::new(keys), &AtomicBool::new(false)).unwrap();
+            interpreter.run(&mut reads(keys), &AtomicBool::new(false)).unwrap();
         });
         let ops: Vec<_> = history
             .records()
@@ -347,10 +359,15 @@ mod tests {
         // New ids are old + concurrency, so worker w always has ids congruent to w.
         let infos = ops.iter().filter(|op| op.op_type == OpType::Info).count();
         assert!(infos >= 15, "{infos} infos");
-        // Every info retired its process; each retired process was followed by a fresh one.
-        assert!(by_process.len() > infos && by_process.len() <= concurrency + infos);
-        for process in by_process.keys() {
-            assert!(*process < (concurrency + infos) as u64 + concurrency as u64);
+        // Every info retired its process; each retired process was followed by a fresh one (which
+        // never shows up when the info was its worker's last op of the run).
+        assert!(by_process.len() >= infos && by_process.len() <= concurrency + infos);
+        // Worker w's processes are w, w + concurrency, w + 2 x concurrency, ... with no gap (how
+        // many each worker gets depends on how the ops fell to workers).
+        for worker in 0..concurrency as u64 {
+            let ids: Vec<u64> = by_process.keys().copied().filter(|p| p % concurrency as u64 == worker).collect();
+            let expected: Vec<u64> = (0..ids.len() as u64).map(|i| worker + i * concurrency as u64).collect();
+            assert_eq!(ids, expected, "worker {worker}");
         }
         let _ = std::fs::remove_file(path);
     }
@@ -382,7 +399,7 @@ mod tests {
             let mut interpreter =
                 Interpreter::start(scope, &open_worker, &history, 2, Duration::from_millis(100)).unwrap();
             let keys = vec![json!("a"), json!("b"), json!("c")];
-            interpreter.run(&mut ReadEachKey::new(keys), &AtomicBool::new(false)).unwrap();
+            interpreter.run(&mut reads(keys), &AtomicBool::new(false)).unwrap();
             // The run ended well before the stuck op would have.
             assert!(started.elapsed() < Duration::from_millis(400), "{:?}", started.elapsed());
         });

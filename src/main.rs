@@ -14,6 +14,7 @@ mod netns;
 mod node_client;
 mod run_store;
 mod test_cmd;
+mod workload_glue;
 // Report (issue 5): `faultline report`, `faultline serve`, `faultline workloads`.
 mod report;
 mod serve_cmd;

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::cluster::{fnv1a, Cluster};
 use crate::db::{self, Db, FaultlineNodeDb, ToyDb};
-use crate::generator::{self, CasRegister, Rate, ReadEachKey, TimeLimit};
+use crate::generator::{Rate, TimeLimit};
 use crate::interpreter::Interpreter;
 use crate::nemesis::grudge::Shape;
 use crate::nemesis::{self, Family, Nemesis, NemesisOptions, TargetSpec};
@@ -78,9 +78,10 @@ pub struct TestArgs {
     /// Seed for the workload, the nemesis schedule and its targets (default: random).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Number of registers (keys).
-    #[arg(long, default_value_t = 5)]
-    pub keys: u64,
+    /// The workload (`--workload`, `--workers-per-key`, `--ops-per-key`; src/workload_glue.rs).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub workload: crate::workload_glue::WorkloadArgs,
     /// Client timeout per operation, in milliseconds; a timeout is recorded as info.
     #[arg(long, default_value_t = 1000)]
     pub op_timeout_ms: u64,
@@ -215,9 +216,10 @@ fn parse_options(args: &TestArgs) -> Result<Parsed> {
     if args.nodes == 0 || args.nodes > crate::cluster::MAX_NODES {
         bail!("--nodes must be 1..={}", crate::cluster::MAX_NODES);
     }
-    if args.rate <= 0.0 || args.nemesis_interval <= 0.0 || args.keys == 0 {
-        bail!("--rate, --nemesis-interval and --keys must be positive");
+    if args.rate <= 0.0 || args.nemesis_interval <= 0.0 {
+        bail!("--rate and --nemesis-interval must be positive");
     }
+    args.workload.validate(&args.db)?;
     Ok(Parsed { families, targets, shapes })
 }
 
@@ -260,7 +262,7 @@ fn run_test(args: TestArgs) -> Result<i32> {
         "run_id": run_id,
         "seed": seed,
         // The checker model for this workload; `faultline check <run-dir>` reads it.
-        "model": crate::checking::MODEL.name(),
+        "model": args.workload.workload.model().name(),
         "options": args,
         "concurrency": concurrency,
         "argv": std::env::args().collect::<Vec<_>>(),
@@ -302,11 +304,15 @@ fn run_test(args: TestArgs) -> Result<i32> {
     teardown?;
     if INTERRUPTED.load(Ordering::SeqCst) {
         eprintln!("faultline test: interrupted; the partial history is in {}", run_dir.display());
+        // No results.json: the report says NO VERDICT.
+        render_report(&run_dir, &log);
         return Ok(EXIT_HARNESS_FAILURE);
     }
 
     let records = history.records();
-    let (verdict, checker_report) = crate::checking::check(&records, &run_dir);
+    let workload = args.workload.workload;
+    let checked = crate::checking::check_workload(&records, &run_dir, workload);
+    let (verdict, checker_report) = (checked.verdict, checked.checker);
     let counts = count_ops(&records);
     let faults_started = history.counters.faults_started.load(Ordering::Relaxed);
     let mut vacuous_reasons = Vec::new();
@@ -327,6 +333,8 @@ fn run_test(args: TestArgs) -> Result<i32> {
         "setup_ms": setup_ms,
         "duration_s": start.elapsed().as_secs_f64(),
         "checker": checker_report,
+        "workload": workload.name(),
+        "workload_checks": checked.workload_checks,
     });
     std::fs::write(run_dir.join("results.json"), serde_json::to_string_pretty(&results)?)?;
     let shown = match (verdict, vacuous) {
@@ -340,13 +348,16 @@ fn run_test(args: TestArgs) -> Result<i32> {
         "   ops: {} invoked, {} ok, {} fail, {} info; faults fired: {faults_started}",
         counts.invoked, counts.ok, counts.fail, counts.info
     );
+    for check in &checked.workload_checks {
+        eprintln!("   {} ({}): {}", check.checker, check.verdict.as_str(), check.summary);
+    }
     if vacuous {
         eprintln!("   vacuous: {}", vacuous_reasons.join("; "));
     }
     if !unexpected_exits.is_empty() {
         eprintln!("   nodes that exited on their own (see their logs): {}", unexpected_exits.join(", "));
     }
-    eprintln!("   report: {}", run_dir.join("results.json").display());
+    eprintln!("   results: {}", run_dir.join("results.json").display());
     if let Some(html) = checker_report.get("html").and_then(|h| h.as_str()) {
         eprintln!("   timeline of the anomaly: {html}");
     }
@@ -365,12 +376,22 @@ fn run_test(args: TestArgs) -> Result<i32> {
         .collect();
     eprintln!("   logs (in the run directory): faultline.log {}", node_logs.join(" "));
     eprintln!("   re-run: {}", rerun_command(seed));
+    // After results.json, so the report shows the verdict; a failure here changes neither.
+    render_report(&run_dir, &log);
     Ok(match (verdict, vacuous) {
         (Verdict::Invalid, _) => EXIT_INVALID,
         (Verdict::Unknown, _) => EXIT_UNKNOWN,
         (Verdict::Valid, true) => EXIT_VACUOUS,
         (Verdict::Valid, false) => EXIT_VALID,
     })
+}
+
+/// Renders the run's report (index.html and the rest); a failure is logged, never a verdict.
+fn render_report(run_dir: &std::path::Path, log: &RunLog) {
+    match crate::report::render_run(run_dir) {
+        Ok(rendered) => eprintln!("   report: {}", rendered.index.display()),
+        Err(e) => log.log(format!("report: {e:#}")),
+    }
 }
 
 /// Starts the nodes, runs load and nemesis, heals, recovers, reads every key.
@@ -403,7 +424,7 @@ fn drive(
     let op_deadline = Duration::from_millis(args.op_timeout_ms) * 3 + Duration::from_secs(2);
     let nemesis_stop = AtomicBool::new(false);
     let progress_stop = AtomicBool::new(false);
-    let open_worker = crate::interpreter::cluster_workers(cluster, db);
+    let open_worker = crate::interpreter::cluster_workers(cluster, db, args.workload.workload);
     std::thread::scope(|scope| -> Result<()> {
         // However this closure ends (error or panic), the nemesis and progress threads must stop,
         // or the scope would wait for them before the cluster can be torn down.
@@ -422,7 +443,7 @@ fn drive(
 
         let mut load = TimeLimit::new(
             args.time_limit * 1_000_000_000,
-            Rate::new(args.rate, seed ^ 0x72617465, CasRegister::new(args.keys, seed)),
+            Rate::new(args.rate, seed ^ 0x72617465, args.workload.generator(concurrency, seed)),
         );
         if std::env::var("FAULTLINE_FAILPOINT").as_deref() == Ok("panic-during-load") {
             // For the tests of cleanup after a harness panic.
@@ -444,9 +465,8 @@ fn drive(
             while Instant::now() < recovery_end && !INTERRUPTED.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            // Every key is read twice, by different workers and so through different nodes.
-            let keys: Vec<_> = (0..args.keys).map(generator::register_key).collect();
-            let mut final_reads = ReadEachKey::new(keys.iter().chain(keys.iter()).cloned().collect());
+            // Every key the load used is read twice, by different workers and so through different nodes.
+            let mut final_reads = crate::workload_glue::final_reads(&load.into_inner().into_inner());
             interpreter.run(&mut final_reads, &INTERRUPTED)?;
             log.log("final reads done");
         }

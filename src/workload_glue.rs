@@ -1,0 +1,136 @@
+//! The workload of a `faultline test` run (`--workload`, docs/report.md): its command-line
+//! options, the generators the interpreter drives during the load and for the final reads, and
+//! which systems can run it. The workloads themselves (generators, models, direct checkers) live
+//! in `faultline-workloads`; this module only plugs them into the harness.
+
+use anyhow::{bail, Result};
+use faultline_workloads::{describe_all, WorkloadKind, WorkloadOptions};
+use serde::Serialize;
+
+use crate::generator::{self, EachOnce, WorkloadGenerator};
+
+#[derive(clap::Args, Debug, Clone, Serialize)]
+pub struct WorkloadArgs {
+    /// What the clients do and how it is checked: cas-register, register, append, set
+    /// (`faultline workloads` lists them with their models and nemeses).
+    #[arg(long, default_value = "cas-register", value_parser = parse_workload, long_help = long_help())]
+    pub workload: WorkloadKind,
+    /// Client workers per key, stream or set at a time (Jepsen's independent keys): the active
+    /// keys are concurrency / this. Not used by `register` (one key).
+    #[arg(long, default_value_t = 2)]
+    pub workers_per_key: usize,
+    /// Keys (streams, sets) in use at a time; overrides --workers-per-key (default: concurrency /
+    /// workers-per-key). Few keys and many workers make contention, and stale reads, frequent.
+    #[arg(long)]
+    pub keys: Option<usize>,
+    /// Operations on one key (stream, set) before it is retired for a fresh one, so that every
+    /// key's history stays small enough to check fast (sets live twice as long).
+    #[arg(long, default_value_t = 200)]
+    pub ops_per_key: u64,
+}
+
+fn parse_workload(name: &str) -> std::result::Result<WorkloadKind, String> {
+    WorkloadKind::from_name(name)
+        .ok_or_else(|| format!("unknown workload `{name}`; known: {}", WorkloadKind::names().join(", ")))
+}
+
+fn long_help() -> String {
+    format!("What the clients do and how it is checked.\n\n{}", describe_all().trim_end())
+}
+
+impl WorkloadArgs {
+    /// Refuses combinations that cannot run, before anything is created.
+    pub fn validate(&self, db: &str) -> Result<()> {
+        if self.workers_per_key == 0 || self.ops_per_key == 0 || self.keys == Some(0) {
+            bail!("--workers-per-key, --ops-per-key and --keys must be positive");
+        }
+        // The toy register only knows read, write and cas.
+        if db == "toy" && matches!(self.workload, WorkloadKind::Append | WorkloadKind::Set) {
+            bail!("--db toy runs only the register workloads (cas-register, register), not {}", self.workload.name());
+        }
+        Ok(())
+    }
+
+    /// The load's op source, seeded.
+    pub fn generator(&self, concurrency: usize, seed: u64) -> WorkloadGenerator {
+        let options = match self.keys {
+            // The generators only use concurrency / workers_per_key (the active keys).
+            Some(keys) => WorkloadOptions { concurrency: keys, workers_per_key: 1, ops_per_key: self.ops_per_key },
+            None => {
+                WorkloadOptions { concurrency, workers_per_key: self.workers_per_key, ops_per_key: self.ops_per_key }
+            }
+        };
+        WorkloadGenerator(self.workload.generator(&options, seed))
+    }
+}
+
+/// The reads after the final heal and recovery: every key, stream or set the load used, twice (by
+/// different workers, so through different nodes).
+pub fn final_reads(load: &WorkloadGenerator) -> EachOnce {
+    let reads: Vec<_> = load.0.final_reads().into_iter().map(generator::invocation).collect();
+    EachOnce::new(reads.iter().chain(reads.iter()).cloned().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generator::{Context, Generator, Step};
+
+    fn args(workload: &str) -> WorkloadArgs {
+        WorkloadArgs { workload: parse_workload(workload).unwrap(), workers_per_key: 2, keys: None, ops_per_key: 10 }
+    }
+
+    #[test]
+    fn workload_names_parse_and_unknown_ones_say_what_is_known() {
+        for name in WorkloadKind::names() {
+            assert_eq!(parse_workload(name).unwrap().name(), name);
+        }
+        let error = parse_workload("bank").unwrap_err();
+        assert!(error.contains("cas-register") && error.contains("set"), "{error}");
+    }
+
+    #[test]
+    fn the_toy_db_refuses_stream_workloads() {
+        assert!(args("cas-register").validate("toy").is_ok());
+        assert!(args("set").validate("toy").is_err());
+        assert!(args("append").validate("faultline-node").is_ok());
+    }
+
+    #[test]
+    fn keys_sets_how_many_keys_are_in_use_at_a_time() {
+        let context = Context { time_ns: 0, free_workers: 1, in_flight: 0 };
+        let keys_in_use = |args: &WorkloadArgs| {
+            let mut load = args.generator(15, 2);
+            let keys: std::collections::BTreeSet<String> = (0..20)
+                .map(|_| match load.next(&context) {
+                    Step::Op(op) => op.key.unwrap().to_string(),
+                    _ => panic!("a workload never pends"),
+                })
+                .collect();
+            keys.len()
+        };
+        let mut few = args("cas-register");
+        few.ops_per_key = 100;
+        assert_eq!(keys_in_use(&few), 15 / 2);
+        few.keys = Some(2);
+        assert_eq!(keys_in_use(&few), 2);
+    }
+
+    #[test]
+    fn final_reads_read_every_set_the_load_used_twice() {
+        let mut load = args("set").generator(10, 1);
+        let context = Context { time_ns: 0, free_workers: 1, in_flight: 0 };
+        let mut used = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let Step::Op(op) = load.next(&context) else { panic!("a workload never pends") };
+            used.insert(op.key.unwrap().to_string());
+        }
+        let mut reads = final_reads(&load);
+        let mut read = std::collections::BTreeMap::<String, usize>::new();
+        while let Step::Op(op) = reads.next(&context) {
+            assert_eq!(op.f, "read");
+            *read.entry(op.key.unwrap().to_string()).or_default() += 1;
+        }
+        assert!(used.iter().all(|key| read.get(key) == Some(&2)), "{used:?} {read:?}");
+    }
+}
