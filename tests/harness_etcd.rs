@@ -10,8 +10,12 @@ mod harness_common;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Mutex;
 
 use harness_common::*;
+
+/// The tests of this file run one at a time: each checks that no etcd runs before and after it.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn etcd_installed() -> bool {
     Command::new("etcd").arg("--version").output().is_ok_and(|o| o.status.success())
@@ -36,6 +40,7 @@ fn run_etcd_test(name: &str, load_seconds: u64, extra: &[&str]) -> Option<(i32, 
         eprintln!("skipping: etcd is not installed (apt-get install -y etcd-server)");
         return None;
     }
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     assert!(etcd_processes().is_empty(), "etcd already running before the test: {:?}", etcd_processes());
     let firewall_before = root_firewall();
     let store = temp_store(name);
