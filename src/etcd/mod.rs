@@ -45,9 +45,10 @@ pub struct EtcdArgs {
     /// Start etcd members without `--pre-vote` (it is on by default).
     #[arg(long)]
     pub etcd_no_pre_vote: bool,
-    /// etcd's heartbeat interval and election timeout, in milliseconds.
+    /// etcd's heartbeat interval, in milliseconds.
     #[arg(long, default_value_t = 100)]
     pub etcd_heartbeat_ms: u64,
+    /// etcd's election timeout, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub etcd_election_timeout_ms: u64,
     /// Reads for `--db etcd`: linearizable (etcd's default) or serializable (local, may be stale).
