@@ -15,9 +15,8 @@ CLIENTS="${CLIENTS:-64 256}"
 MIXES="${MIXES:-write read mixed}"
 VALUE_SIZE="${VALUE_SIZE:-100}"
 ETCD_BIN="${ETCD_BIN:-etcd}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-etcd}"
 cargo build --release -q -p faultline -p faultline-node
-BIN="$CARGO_TARGET_DIR/release"
+BIN="${CARGO_TARGET_DIR:-target}/release"
 OUT="${OUT:-$(mktemp -d -t faultline-bench-vs-etcd-XXXXXX)}"
 mkdir -p "$OUT"
 
