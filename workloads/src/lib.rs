@@ -106,7 +106,8 @@ impl WorkloadKind {
     pub fn description(self) -> &'static str {
         match self {
             WorkloadKind::Register => {
-                "one key; read, write and cas with unique written values; every op contends on one register"
+                "one key; read, write and cas with unique written values; every op contends on one register, and \
+                 the whole history is one search, so keep runs short (about 30 s at 100 ops/s)"
             }
             WorkloadKind::CasRegister => {
                 "many independent keys, a few workers per key, keys rotating as the run goes so each key's \
