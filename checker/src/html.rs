@@ -26,6 +26,13 @@ pub fn render(result: &CheckResult, title: &str) -> String {
         .unwrap_or(0);
     let window_ids: HashSet<usize> = result.anomalies.iter().flat_map(|a| a.window.iter().map(|o| o.id)).collect();
     let failing_ids: HashSet<usize> = result.anomalies.iter().map(|a| a.failing_op.id).collect();
+    // Position of each op in the first anomaly's longest linearisable prefix, drawn on its bar as
+    // porcupine does, so a person can follow the order the search found.
+    let prefix_position: std::collections::HashMap<usize, usize> = result
+        .anomalies
+        .first()
+        .map(|a| a.longest_prefix.iter().enumerate().map(|(k, o)| (o.id, k + 1)).collect())
+        .unwrap_or_default();
 
     // Which ops to draw: all of them when few; otherwise those in the time span of the anomaly
     // windows (widened), or the first MAX_DRAWN_OPS.
@@ -127,6 +134,9 @@ pub fn render(result: &CheckResult, title: &str) -> String {
                 op.return_index.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
                 op.call_line
             );
+            if let Some(k) = prefix_position.get(&op.id) {
+                let _ = write!(svg, r#"<text x="{:.1}" y="{:.1}" class="order">{k}</text>"#, a, y - 1.0);
+            }
             if width > 60.0 {
                 let _ = write!(
                     svg,
@@ -173,6 +183,7 @@ rect.window {{ stroke: #0550ae; stroke-width: 2; }}
 rect.failing {{ fill: #cf222e; stroke: #000; stroke-width: 2; }}
 rect.fault {{ fill: #8250df; opacity: 0.12; }}
 text.label {{ pointer-events: none; fill: #111; }}
+text.order {{ pointer-events: none; fill: #0550ae; font-size: 9px; }}
 .note {{ color: #666; }}
 .legend span {{ display: inline-block; padding: 0 0.6em; margin-right: 0.4em; border: 1px solid #555; }}
 </style></head><body>
@@ -182,7 +193,7 @@ text.label {{ pointer-events: none; fill: #111; }}
 {reason}
 {anomalies}
 <h2>Timeline</h2>
-<p class="legend"><span style="background:#8fd19e">ok</span><span style="background:#f4a6a6">fail</span><span style="background:#f5d76e">info / pending</span><span style="background:#cf222e;color:#fff">cannot be linearised</span><span style="border:2px solid #0550ae">in the anomaly's window</span><span style="background:#e8dff8">fault active</span> Hover a bar for the op.</p>
+<p class="legend"><span style="background:#8fd19e">ok</span><span style="background:#f4a6a6">fail</span><span style="background:#f5d76e">info / pending</span><span style="background:#cf222e;color:#fff">cannot be linearised</span><span style="border:2px solid #0550ae">in the anomaly's window</span><span style="background:#e8dff8">fault active</span> Blue numbers: the order of the longest linearisable prefix found. Hover a bar for the op.</p>
 {omitted}
 <div class="timeline">{svg}</div>
 </body></html>
