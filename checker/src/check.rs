@@ -345,6 +345,13 @@ fn run<M: Model>(
 
     let all_ops: Vec<OpSummary> =
         paired.ops.iter().enumerate().map(|(i, op)| summarize(&model, &values, op, i, typed[i].as_ref())).collect();
+    // Equivalent, cheaper ops for the search (descriptions above keep the originals).
+    let mut canonical_ops: Vec<M::Op> = converted.iter().map(|c| c.search.op.clone()).collect();
+    let canonical_model = model.canonicalize(&mut canonical_ops);
+    for (c, op) in converted.iter_mut().zip(canonical_ops) {
+        c.search.op = op;
+    }
+    let model = canonical_model.unwrap_or(model);
     let deadline = options.timeout.map(|t| started + t);
     let mut result = CheckResult {
         verdict: Verdict::Valid,
@@ -370,7 +377,7 @@ fn run<M: Model>(
     }
 
     let context =
-        Context { found_invalid: AtomicBool::new(false), values: &values, paired: &paired.ops, options, deadline };
+        Context { found_invalid: AtomicBool::new(false), values: &values, all_ops: &result.all_ops, options, deadline };
     if options.partition {
         let mut groups: Vec<Vec<Converted1<M::Op>>> = (0..keys.len()).map(|_| Vec::new()).collect();
         for c in converted {
@@ -418,7 +425,8 @@ struct Context<'a> {
     /// Set once a partition is invalid, to stop the others (unless all_partitions).
     found_invalid: AtomicBool,
     values: &'a Interner,
-    paired: &'a [PairedOp],
+    /// Every op as recorded, summarised, by paired index.
+    all_ops: &'a [OpSummary],
     options: &'a CheckOptions,
     deadline: Option<Instant>,
 }
@@ -571,10 +579,8 @@ fn explain<M: Model>(
         return None;
     }
     let failing = cut_indices[failing_in_cut];
-    let summary = |i: usize| -> OpSummary {
-        let c = &group[i];
-        summarize(model, context.values, &context.paired[c.paired_index], c.paired_index, Some(&c.search.op))
-    };
+    // Descriptions of the ops as recorded (the search's ops may be canonicalized).
+    let summary = |i: usize| -> OpSummary { context.all_ops[group[i].paired_index].clone() };
 
     let deepest = report.deepest.as_ref()?;
     // The window: the failing op, everything concurrent with it, and the last few ops of the

@@ -24,7 +24,7 @@ pub const VERSION_MISMATCH: &str = "version-mismatch";
 /// A sequential specification of one object.
 pub trait Model: Sync {
     type State: Clone + Eq + Hash + Debug + Send + Sync;
-    type Op: Clone + Debug + Send + Sync;
+    type Op: Clone + Debug + Send + Sync + Eq + Hash;
 
     fn init(&self) -> Self::State;
 
@@ -49,6 +49,16 @@ pub trait Model: Sync {
     /// partition where every op grows or reads). The default never prunes.
     fn may_grow_into(&self, _state: &Self::State, _op: &Self::Op) -> bool {
         true
+    }
+
+    /// Rewrites a history's ops (all of them, before the search) into equivalent ones that are
+    /// cheaper to search, returning the model to search them with, or `None` if nothing changed.
+    /// Must keep every op's legality in every reachable state (see `Register`'s).
+    fn canonicalize(&self, _ops: &mut [Self::Op]) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
     }
 
     /// Which independent part of the state `op` touches (the key, for [`Keyed`]); ops with
@@ -204,6 +214,11 @@ pub struct Register {
     pub allow_cas: bool,
 }
 
+impl Register {
+    /// Stands for every value no op of the history observes (see `canonicalize`).
+    pub const UNOBSERVED: u32 = u32::MAX - 1;
+}
+
 impl Model for Register {
     type State = u32;
     type Op = RegisterOp;
@@ -224,6 +239,34 @@ impl Model for Register {
 
     fn is_read_only(&self, op: &RegisterOp) -> bool {
         matches!(op, RegisterOp::Read(_) | RegisterOp::CasMismatch { .. })
+    }
+
+    /// Values no op observes (never read by an ok read, never the `from` of a cas) are
+    /// indistinguishable: in a state holding one, every read and every cas is illegal and every
+    /// observed compare failure legal. They all become [`Register::UNOBSERVED`]. With unique
+    /// written values (Jepsen's register workload) that turns the indefinite writes nobody read
+    /// into identical ops, which the search then tries once instead of in every subset.
+    fn canonicalize(&self, ops: &mut [RegisterOp]) -> Option<Register> {
+        let mut observed = std::collections::HashSet::new();
+        for op in ops.iter() {
+            match *op {
+                RegisterOp::Read(v) => observed.insert(v),
+                RegisterOp::Cas { from, .. } | RegisterOp::CasMismatch { from } => observed.insert(from),
+                RegisterOp::Write(_) => false,
+            };
+        }
+        let canonical = |v: u32| if observed.contains(&v) { v } else { Register::UNOBSERVED };
+        let mut changed = canonical(self.initial) != self.initial;
+        for op in ops.iter_mut() {
+            let rewritten = match *op {
+                RegisterOp::Write(v) => RegisterOp::Write(canonical(v)),
+                RegisterOp::Cas { from, to } => RegisterOp::Cas { from, to: canonical(to) },
+                other => other,
+            };
+            changed |= rewritten != *op;
+            *op = rewritten;
+        }
+        changed.then(|| Register { initial: canonical(self.initial), allow_cas: self.allow_cas })
     }
 
     fn convert(&self, input: &OpInput<'_>, values: &mut Interner) -> Result<Converted<RegisterOp>, String> {
@@ -264,6 +307,9 @@ impl Model for Register {
     }
 
     fn describe_state(&self, state: &u32, values: &Interner) -> String {
+        if *state == Register::UNOBSERVED {
+            return "(a value no op observed)".to_string();
+        }
         values.text(*state).to_string()
     }
 }

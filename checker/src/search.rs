@@ -277,6 +277,17 @@ pub fn search<M: Model>(
     let mut visited = Visited::new(words);
     visited.insert(hash, state, &bits);
     let mut stack: Vec<Frame> = Vec::with_capacity(n);
+    // Identical optional ops (same model op, both open forever) are interchangeable once both are
+    // callable: linearise them in invocation order only. Each optional op's previous twin:
+    let mut same_optional_before: Vec<Option<usize>> = vec![None; n];
+    {
+        let mut last: HashMap<&M::Op, usize> = HashMap::new();
+        let mut by_call: Vec<usize> = (0..n).filter(|&i| !ops[i].required).collect();
+        by_call.sort_by_key(|&i| (ops[i].call, i));
+        for i in by_call {
+            same_optional_before[i] = last.insert(&ops[i].op, i);
+        }
+    }
     let read_only: Vec<bool> = ops.iter().map(|o| o.required && model.is_read_only(&o.op)).collect();
     // Growth pruning (see the forced steps below) needs to know, for a read, whether an op that
     // overwrites the state could still come before it: the calls of unlinearised overwriters.
@@ -420,6 +431,13 @@ pub fn search<M: Model>(
             let op_index = entry / 2;
             if entry % 2 == 0 && ops[op_index].required == optional_phase {
                 // Not this phase's kind of op.
+                entry = next[entry] as usize;
+                continue;
+            }
+            if entry % 2 == 0 && same_optional_before[op_index].is_some_and(|j| bits[j / 64] & (1u64 << (j % 64)) == 0)
+            {
+                // An identical optional op invoked earlier is callable too and still unused:
+                // the two are interchangeable, so only the earlier one is tried first.
                 entry = next[entry] as usize;
                 continue;
             }
