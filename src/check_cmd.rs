@@ -175,9 +175,36 @@ fn check_one(
     };
     let mut result = check_records(&imported.records, &options)?;
     result.skipped_lines += imported.skipped.len();
+    // A run directory is re-checked as the harness checked it: with its workload's direct
+    // checkers too (set-full, append), whose verdicts combine with the model's.
+    let workload_checks = match run_workload(path) {
+        Some(workload) => {
+            let records: Vec<_> = imported.records.iter().map(|r| r.record.clone()).collect();
+            workload.check_extra(&records)
+        }
+        None => Vec::new(),
+    };
+    for check in &workload_checks {
+        result.verdict = result.verdict.combine(check.verdict);
+    }
     let out_dir = output_dir(path, args, several);
-    let html_path = write_outputs(&result, &out_dir, path, &imported.skipped)?;
+    let html_path = write_outputs(&result, &workload_checks, &out_dir, path, &imported.skipped)?;
+    if !args.json {
+        for check in &workload_checks {
+            println!("  {} ({}): {}", check.checker, check.verdict.as_str(), check.summary);
+        }
+    }
     Ok((result, html_path))
+}
+
+/// The workload a run directory's test.json names, if any.
+fn run_workload(path: &Path) -> Option<faultline_workloads::WorkloadKind> {
+    if !path.is_dir() {
+        return None;
+    }
+    let test: Value = serde_json::from_str(&std::fs::read_to_string(path.join("test.json")).ok()?).ok()?;
+    let name = test.pointer("/options/workload").or_else(|| test.get("workload")).and_then(Value::as_str)?;
+    faultline_workloads::WorkloadKind::from_name(name)
 }
 
 fn output_dir(path: &Path, args: &CheckArgs, several: bool) -> PathBuf {
@@ -195,6 +222,7 @@ fn output_dir(path: &Path, args: &CheckArgs, several: bool) -> PathBuf {
 /// Writes results.json, and check.html when the history is invalid. Returns the HTML's path.
 fn write_outputs(
     result: &CheckResult,
+    workload_checks: &[faultline_workloads::CheckerReport],
     out_dir: &Path,
     path: &Path,
     skipped: &[faultline_checker::InputError],
@@ -203,6 +231,9 @@ fn write_outputs(
     let mut document = serde_json::to_value(result)?;
     document["history"] = json!(path.display().to_string());
     document["skipped"] = json!(skipped.iter().map(|e| e.to_string()).collect::<Vec<_>>());
+    if !workload_checks.is_empty() {
+        document["workload_checks"] = serde_json::to_value(workload_checks)?;
+    }
     let results_path = out_dir.join("results.json");
     std::fs::write(&results_path, serde_json::to_string_pretty(&document)? + "\n")
         .with_context(|| format!("writing {}", results_path.display()))?;

@@ -126,3 +126,27 @@ fn a_run_directory_is_checked_with_its_own_model() {
     assert!(recheck.join("results.json").exists() && recheck.join("check.html").exists());
     assert!(!run.join("results.json").exists(), "the harness's own results.json is never overwritten");
 }
+
+#[test]
+fn a_run_directory_is_rechecked_with_its_workloads_direct_checkers_too() {
+    let run = scratch("setrun");
+    std::fs::write(run.join("test.json"), r#"{"model": "set", "options": {"workload": "set"}}"#).unwrap();
+    // Adds 1 and 2 are acknowledged; the final read has lost 2.
+    let lines = [
+        r#"{"index":0,"time":1,"process":0,"type":"invoke","f":"add","key":"s","value":1}"#,
+        r#"{"index":1,"time":2,"process":0,"type":"ok","f":"add","key":"s","value":1}"#,
+        r#"{"index":2,"time":3,"process":1,"type":"invoke","f":"add","key":"s","value":2}"#,
+        r#"{"index":3,"time":4,"process":1,"type":"ok","f":"add","key":"s","value":2}"#,
+        r#"{"index":4,"time":5,"process":2,"type":"invoke","f":"read","key":"s","value":null}"#,
+        r#"{"index":5,"time":6,"process":2,"type":"ok","f":"read","key":"s","value":[1]}"#,
+    ];
+    std::fs::write(run.join("history.jsonl"), lines.join("\n") + "\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_faultline")).arg("check").arg(&run).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("set-full (invalid)"), "{text}");
+    assert!(text.contains("the read lacks 1 element(s) the set holds: [2]"), "{text}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("recheck/results.json")).unwrap()).unwrap();
+    assert_eq!(results["workload_checks"][0]["verdict"], "invalid");
+}

@@ -602,6 +602,12 @@ fn explain<M: Model>(
     let state_after_prefix = model.describe_state(&deepest.state, context.values);
     let states_at_failure: Vec<String> =
         report.stuck_states.iter().map(|s| model.describe_state(s, context.values)).collect();
+    let mismatches: Vec<String> = report
+        .stuck_states
+        .iter()
+        .take(3)
+        .filter_map(|s| model.describe_mismatch(s, &ops[failing].op, context.values))
+        .collect();
     let failing_summary = summary(failing);
     let window: Vec<OpSummary> = window.into_iter().map(summary).collect();
 
@@ -623,6 +629,9 @@ fn explain<M: Model>(
             "  states the object could be in when it had to take effect: {}\n",
             states_at_failure.join(", ")
         ));
+    }
+    for mismatch in &mismatches {
+        text.push_str(&format!("    {mismatch}\n"));
     }
     text.push_str(&format!(
         "  longest linearisable prefix found: {} ops, ending in state {state_after_prefix}\n",

@@ -73,6 +73,12 @@ pub trait Model: Sync {
 
     fn describe_op(&self, op: &Self::Op, values: &Interner) -> String;
     fn describe_state(&self, state: &Self::State, values: &Interner) -> String;
+
+    /// For an explanation: why `op` is illegal in `state`, when the whole state and the whole
+    /// result are too long to compare by eye (e.g. which elements a set read lacks).
+    fn describe_mismatch(&self, _state: &Self::State, _op: &Self::Op, _values: &Interner) -> Option<String> {
+        None
+    }
 }
 
 /// The result of applying an op to a state.
@@ -445,6 +451,18 @@ impl Model for StringKv {
     fn describe_state(&self, state: &HashedString, _values: &Interner) -> String {
         format!("{:?}", state.as_str())
     }
+
+    fn describe_mismatch(&self, state: &HashedString, op: &StringOp, _values: &Interner) -> Option<String> {
+        let StringOp::Get(read) = op else { return None };
+        let (a, b) = (state.as_str(), read.as_str());
+        let common = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+        let tail = |t: &str| t.get(common..).unwrap_or("").chars().take(60).collect::<String>();
+        Some(format!(
+            "value and read agree on {common} bytes; then the value has {:?} and the read {:?}",
+            tail(a),
+            tail(b)
+        ))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -538,6 +556,19 @@ impl Model for Set {
 
     fn describe_state(&self, state: &Vec<u32>, values: &Interner) -> String {
         describe_list(state, values)
+    }
+
+    fn describe_mismatch(&self, state: &Vec<u32>, op: &SetOp, values: &Interner) -> Option<String> {
+        let SetOp::Read(read) = op else { return None };
+        let missing: Vec<u32> = state.iter().filter(|v| read.binary_search(v).is_err()).copied().collect();
+        let extra: Vec<u32> = read.iter().filter(|v| state.binary_search(v).is_err()).copied().collect();
+        Some(format!(
+            "the read lacks {} element(s) the set holds: {}; and has {} it does not hold: {}",
+            missing.len(),
+            describe_list(&missing, values),
+            extra.len(),
+            describe_list(&extra, values)
+        ))
     }
 }
 
@@ -674,6 +705,16 @@ impl Model for Stream {
     fn describe_state(&self, state: &Vec<u32>, values: &Interner) -> String {
         describe_list(state, values)
     }
+
+    fn describe_mismatch(&self, state: &Vec<u32>, op: &StreamOp, values: &Interner) -> Option<String> {
+        let StreamOp::Read(read) = op else { return None };
+        let common = state.iter().zip(read).take_while(|(a, b)| a == b).count();
+        Some(format!(
+            "stream and read agree on the first {common} events; then the stream has {} and the read has {}",
+            describe_list(&state[common..], values),
+            describe_list(&read[common..], values)
+        ))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -733,6 +774,10 @@ impl<M: Model> Model for Keyed<M> {
     fn describe_state(&self, state: &Self::State, values: &Interner) -> String {
         let parts: Vec<String> = state.iter().map(|s| self.inner.describe_state(s, values)).collect();
         format!("{{{}}}", parts.join(", "))
+    }
+
+    fn describe_mismatch(&self, state: &Self::State, (key, op): &Self::Op, values: &Interner) -> Option<String> {
+        self.inner.describe_mismatch(&state[*key as usize], op, values)
     }
 }
 

@@ -353,6 +353,8 @@ pub fn search<M: Model>(
             }
         }
         let mut dead_end = false;
+        // The op that could not go, when this configuration turns out dead because of one.
+        let mut stuck: Option<usize> = None;
         if fresh {
             fresh = false;
             // A required read-only op (a read, an observed compare failure) that is legal now goes
@@ -369,7 +371,7 @@ pub fn search<M: Model>(
             // read, this configuration is dead. That holds for reads further down the list too, not
             // only callable ones, so the walk looks ahead a bounded number of entries.
             let mut e = next[head] as usize;
-            let mut doomed = false;
+            let mut doomed = None;
             let mut forced_entry = None;
             let mut in_callable_region = true;
             let (mut walked, mut reads_ahead) = (0, 0);
@@ -391,7 +393,7 @@ pub fn search<M: Model>(
                             overwriter_calls[footprint[i] as usize].first().map_or(u64::MAX, |&(call, _)| call);
                         let no_overwrite_before = ops[i].ret.is_some_and(|r| r < first_overwriter_call);
                         if no_overwrite_before && !model.may_grow_into(&states.states[state as usize], &ops[i].op) {
-                            doomed = true;
+                            doomed = Some(i);
                             break;
                         }
                     }
@@ -405,8 +407,9 @@ pub fn search<M: Model>(
                 }
                 e = next[e] as usize;
             }
-            if doomed {
+            if doomed.is_some() {
                 dead_end = true;
+                stuck = doomed;
             } else if let Some(e) = forced_entry {
                 let i = e / 2;
                 bits[i / 64] |= 1u64 << (i % 64);
@@ -479,14 +482,17 @@ pub fn search<M: Model>(
                 continue;
             }
             // Nothing callable can go: this path is dead.
+            stuck = Some(op_index);
+        }
+        if let Some(stuck_op) = stuck {
             if report.deepest.as_ref().is_none_or(|d| stack.len() > d.order.len()) {
                 report.deepest = Some(Deepest {
                     order: stack.iter().map(|f| f.call_entry as usize / 2).collect(),
                     state: states.states[state as usize].clone(),
-                    stuck_op: op_index,
+                    stuck_op,
                 });
             }
-            if observe.watch == Some(op_index) && report.stuck_states.len() < MAX_STUCK_STATES {
+            if observe.watch == Some(stuck_op) && report.stuck_states.len() < MAX_STUCK_STATES {
                 let s = &states.states[state as usize];
                 if !report.stuck_states.contains(s) {
                     report.stuck_states.push(s.clone());
