@@ -17,6 +17,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# chromium was installed above, so the report's browser test must run, not skip.
+export FAULTLINE_REQUIRE_CHROMIUM=1
+
 # Build every binary first: the harness tests start target/debug/faultline-node.
 cargo build --workspace --all-targets
 cargo test --workspace "$@"
