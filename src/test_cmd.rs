@@ -95,6 +95,59 @@ pub struct TestArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub etcd: crate::etcd::EtcdArgs,
+    /// Re-run a stored run with its options, seed and fault schedule (from <run-dir>/test.json);
+    /// every other option given here is ignored. Real processes are not deterministic, so the
+    /// replay may not reproduce the outcome.
+    #[arg(long, value_name = "RUN_DIR")]
+    #[serde(skip)]
+    pub replay: Option<PathBuf>,
+}
+
+/// Wraps `TestArgs` so a stored run's options can be parsed back with clap's own rules.
+#[derive(clap::Parser)]
+struct StoredOptions {
+    #[command(flatten)]
+    args: TestArgs,
+}
+
+/// The command-line arguments that give back `options` (test.json's serialised `TestArgs`).
+pub fn options_to_argv(options: &serde_json::Value) -> Result<Vec<String>> {
+    let object = options.as_object().context("test.json: `options` is not an object")?;
+    let mut argv = Vec::new();
+    for (key, value) in object {
+        let flag = format!("--{}", key.replace('_', "-"));
+        match value {
+            serde_json::Value::Null | serde_json::Value::Bool(false) => {}
+            serde_json::Value::Bool(true) => argv.push(flag),
+            serde_json::Value::String(text) => argv.extend([flag, text.clone()]),
+            serde_json::Value::Number(number) => argv.extend([flag, number.to_string()]),
+            other => bail!("test.json: option {key} has an unexpected value {other}"),
+        }
+    }
+    Ok(argv)
+}
+
+/// What a replay takes from a stored run: its options (with its seed) and its fault schedule.
+struct Replay {
+    args: TestArgs,
+    events: Option<Vec<nemesis::PlannedEvent>>,
+}
+
+fn load_replay(run_dir: &std::path::Path) -> Result<Replay> {
+    let path = run_dir.join("test.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let test_json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let seed = test_json.get("seed").and_then(|s| s.as_u64()).context("test.json has no seed")?;
+    let mut argv = vec!["faultline-test".to_string()];
+    argv.extend(options_to_argv(test_json.get("options").context("test.json has no options")?)?);
+    let mut args = <StoredOptions as clap::Parser>::try_parse_from(&argv)
+        .with_context(|| format!("test.json's options no longer parse: {}", argv.join(" ")))?
+        .args;
+    args.seed = Some(seed);
+    args.replay = None;
+    let events = test_json.get("planned_schedule").and_then(nemesis::schedule_from_json);
+    Ok(Replay { args, events })
 }
 
 /// What a finished run found.
@@ -243,13 +296,39 @@ fn rerun_command(seed: u64) -> String {
 
 fn run_test(args: TestArgs) -> Result<i32> {
     crate::netns::check_prerequisites()?;
+    let replay_of = args.replay.clone();
+    let (args, stored_events) = match &replay_of {
+        Some(run_dir) => {
+            let replay = load_replay(run_dir)?;
+            eprintln!(
+                "faultline test: replaying {} with its options, seed {} and fault schedule. Real processes \
+                 are not deterministic (thread scheduling, timers, elections), so the replay may not \
+                 reproduce the outcome.",
+                run_dir.display(),
+                replay.args.seed.unwrap_or_default()
+            );
+            (replay.args, replay.events)
+        }
+        None => (args, None),
+    };
     let parsed = parse_options(&args)?;
     let db = build_db(&args)?;
     let seed = args.seed.unwrap_or_else(rand::random);
     let concurrency = args.concurrency.unwrap_or(2 * args.nodes).max(1);
     let time_limit = Duration::from_secs(args.time_limit);
     let interval = Duration::from_secs_f64(args.nemesis_interval);
-    let events = nemesis::plan(seed, &parsed.families, interval, time_limit);
+    let planned = nemesis::plan(seed, &parsed.families, interval, time_limit);
+    let events = match stored_events {
+        Some(stored) => {
+            if stored != planned {
+                eprintln!(
+                    "faultline test: the stored fault schedule differs from this version's plan; using the stored one"
+                );
+            }
+            stored
+        }
+        None => planned,
+    };
 
     install_signal_thread()?;
     let run_dir = run_store::create_run_dir(&args.store, &args.name)?;
@@ -270,6 +349,8 @@ fn run_test(args: TestArgs) -> Result<i32> {
         "versions": {"faultline": env!("CARGO_PKG_VERSION"), "db": db.describe()},
         "started_at": run_store::utc_timestamp(SystemTime::now()),
         "planned_faults": nemesis::plan_summary(&events),
+        "planned_schedule": nemesis::schedule_to_json(&events),
+        "replay_of": replay_of.as_ref().map(|p| p.display().to_string()),
     });
     std::fs::write(run_dir.join("test.json"), serde_json::to_string_pretty(&test_json)?)?;
     eprintln!(

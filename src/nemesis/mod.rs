@@ -496,6 +496,35 @@ pub fn parse_list<T>(text: &str, what: &str, valid: &[&str], parse: impl Fn(&str
     Ok(items)
 }
 
+/// The full schedule as data for test.json (`planned_schedule`), so `faultline test --replay` can
+/// run the same fault edges at the same offsets.
+pub fn schedule_to_json(events: &[PlannedEvent]) -> serde_json::Value {
+    let edges: Vec<serde_json::Value> = events
+        .iter()
+        .map(|e| {
+            let phase = if e.phase == FaultPhase::Start { "start" } else { "stop" };
+            serde_json::json!({"at_ms": e.at.as_millis() as u64, "family": e.family.name(), "phase": phase})
+        })
+        .collect();
+    serde_json::Value::Array(edges)
+}
+
+/// Reads back what `schedule_to_json` wrote; None when any edge is malformed.
+pub fn schedule_from_json(value: &serde_json::Value) -> Option<Vec<PlannedEvent>> {
+    let mut events = Vec::new();
+    for edge in value.as_array()? {
+        let at = Duration::from_millis(edge.get("at_ms")?.as_u64()?);
+        let family = Family::parse(edge.get("family")?.as_str()?)?;
+        let phase = match edge.get("phase")?.as_str()? {
+            "start" => FaultPhase::Start,
+            "stop" => FaultPhase::Stop,
+            _ => return None,
+        };
+        events.push(PlannedEvent { at, family, phase });
+    }
+    Some(events)
+}
+
 /// Counts of planned fault windows per family, for test.json and the summary.
 pub fn plan_summary(events: &[PlannedEvent]) -> BTreeMap<&'static str, usize> {
     let mut counts = BTreeMap::new();
@@ -508,6 +537,18 @@ pub fn plan_summary(events: &[PlannedEvent]) -> BTreeMap<&'static str, usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_schedule_survives_its_json_form() {
+        let events = plan(
+            9,
+            &[Family::Partition, Family::IsolatedPause, Family::Kill],
+            Duration::from_secs(2),
+            Duration::from_secs(30),
+        );
+        assert!(!events.is_empty());
+        assert_eq!(schedule_from_json(&schedule_to_json(&events)), Some(events));
+    }
 
     #[test]
     fn the_plan_is_seeded_balanced_and_ends_in_time() {
