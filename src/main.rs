@@ -21,6 +21,8 @@ mod serve_cmd;
 // etcd and the side-by-side benchmark (issue 6): `--db etcd`, `faultline bench`.
 mod bench_cmd;
 mod etcd;
+// Torture matrices, replays and scenarios (issue 7): `faultline torture`.
+mod torture_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -47,6 +49,9 @@ enum Command {
     Workloads,
     /// Closed-loop load against a healthy cluster (faultline-node or etcd): ops/s and latencies.
     Bench(Box<bench_cmd::BenchArgs>),
+    /// Run a matrix of tests (workloads x nemesis mixes x seeds, plus saved scenarios) within a time
+    /// budget; summarise as torture.json, junit.xml and index.html. Also --save-scenario.
+    Torture(Box<torture_cmd::TortureArgs>),
 }
 
 fn main() {
@@ -58,6 +63,7 @@ fn main() {
         Command::Report(args) => report::run(args),
         Command::Serve(args) => serve_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(*args),
+        Command::Torture(args) => torture_cmd::run(*args),
         Command::Workloads => {
             print!("{}", faultline_workloads::describe_all());
             0

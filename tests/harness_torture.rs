@@ -1,0 +1,74 @@
+//! `faultline torture` end to end with the toy db: a run saved as a scenario, then a matrix of one
+//! cell plus that scenario; torture.json, junit.xml and index.html describe both runs, each run has
+//! its report, and nothing is left behind. Needs root, iptables and python3; ~30 s (three 6 s runs).
+
+mod harness_common;
+
+use std::time::Duration;
+
+use harness_common::*;
+use serde_json::Value;
+
+const TOY: [&str; 10] = ["--db", "toy", "--nodes", "5", "--rate", "50", "--nemesis-interval", "1.5", "--recovery", "1"];
+
+#[test]
+fn a_short_matrix_with_a_saved_scenario_is_summarised_for_people_and_ci() {
+    if !environment_ok() {
+        return;
+    }
+    let firewall_before = root_firewall();
+    let store = temp_store("torture");
+    let scenarios = store.join("scenarios");
+
+    let mut args = toy_args(&store, 6);
+    args.extend(["--seed", "77", "--name", "to-save", "--nemesis", "kill"].map(String::from));
+    let status = wait_child(&mut faultline().args(&args).spawn().unwrap(), Duration::from_secs(60));
+    assert_ne!(status.code(), Some(4), "the run to save was a harness failure");
+    let saved_run = latest_run(&store);
+    assert_nothing_left(&run_id_of(&saved_run));
+    let status = faultline()
+        .args(["torture", "--save-scenario", "saved", "--from", saved_run.to_str().unwrap(), "--scenarios"])
+        .arg(&scenarios)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let scenario = std::fs::read_to_string(scenarios.join("saved.toml")).unwrap();
+    assert!(scenario.contains("seed = \"77\""), "{scenario}");
+
+    let mut torture = faultline();
+    torture
+        .args(["torture", "--workloads", "register", "--nemeses", "partition", "--seeds", "5"])
+        .args(["--time-limit", "6", "--budget", "300", "--store", store.to_str().unwrap(), "--scenarios"])
+        .arg(&scenarios)
+        .arg("--")
+        .args(TOY);
+    let status = wait_child(&mut torture.spawn().unwrap(), Duration::from_secs(120));
+    assert_eq!(status.code(), Some(0), "a correct toy db should give a valid (or vacuous) matrix");
+
+    let torture_dirs: Vec<_> = std::fs::read_dir(store.join("torture")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(torture_dirs.len(), 1);
+    let dir = &torture_dirs[0];
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("torture.json")).unwrap()).unwrap();
+    let runs = summary["runs"].as_array().unwrap();
+    let names: Vec<&str> = runs.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["torture-register-partition-s5", "scenario-saved"]);
+    let index = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    for run in runs {
+        assert!(["valid", "vacuous"].contains(&run["outcome"].as_str().unwrap()), "{run}");
+        let run_dir = store.join(run["run"].as_str().unwrap());
+        assert!(run_dir.join("index.html").is_file(), "no report in {}", run_dir.display());
+        assert!(index.contains(&format!("../../{}/index.html", run["run"].as_str().unwrap())));
+        assert_nothing_left(&run_id_of(&run_dir));
+    }
+    let replayed: Value = serde_json::from_str(
+        &std::fs::read_to_string(store.join(runs[1]["run"].as_str().unwrap()).join("test.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(replayed["seed"], 77);
+    assert_eq!(replayed["options"]["nemesis"], "kill");
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
+    assert_eq!(junit.matches("<testcase ").count(), 2);
+    assert_eq!(junit.matches("<failure ").count() + junit.matches("<error ").count(), 0);
+    assert_eq!(root_firewall(), firewall_before, "the root namespace's firewall changed");
+    let _ = std::fs::remove_dir_all(&store);
+}
