@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The bug-detection matrix: for every planted bug of faultline-node (`faultline-node --list-bugs`),
+# `faultline torture` with the workload and nemeses that should expose it, over several seeds, and
+# the correct node ("none") under every fault family, which must never be flagged. Prints a Markdown
+# table: how many seeds found the bug (an invalid verdict) and the time to detection (the run's
+# wall time up to its verdict, checking included; median over the seeds that found it).
+#
+# Environment: BUG_MATRIX_SEEDS (default 1,2,3), BUG_MATRIX_TIME_LIMIT (seconds of load per run,
+# default 30), BUG_MATRIX_STORE (default store/bug-matrix), BUG_MATRIX_BUGS (names to run, default
+# all), FAULTLINE_BIN (a built faultline with faultline-node next to it; default: build release).
+# Run as root. It takes about (bugs + 1) x seeds x (time limit + 15 s).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seeds="${BUG_MATRIX_SEEDS:-1,2,3}"
+time_limit="${BUG_MATRIX_TIME_LIMIT:-30}"
+store="${BUG_MATRIX_STORE:-store/bug-matrix}"
+if [ -z "${FAULTLINE_BIN:-}" ]; then
+  cargo build --release --workspace --bins
+  FAULTLINE_BIN=target/release/faultline
+fi
+node_bin="$(dirname "$FAULTLINE_BIN")/faultline-node"
+
+# bug | workload | nemesis mix | more `faultline test` arguments. Why each nemesis: docs/torture.md.
+matrix=(
+  "stale-read|register|isolated-pause|--nemesis-interval 2 --concurrency 20"
+  "follower-stale-read|register|partition|--partition-shapes isolate-one,halves,bridge --nemesis-interval 3"
+  "ack-before-commit|append|partition,kill|--partition-shapes isolate-leader --nemesis-targets leader --nemesis-interval 3"
+  "no-vote-persist|register|partition,kill|--partition-shapes isolate-leader,halves --nemesis-targets majority,all --nemesis-interval 2"
+  "commit-old-term|append|partition,kill|--partition-shapes isolate-leader,majorities-ring --nemesis-targets leader,minority --nemesis-interval 2"
+  "no-dedup|append|loss,pause|--nemesis-targets leader,one --nemesis-interval 3 --op-timeout-ms 300"
+  "none|register|partition,kill,pause,isolated-pause|--nemesis-interval 3"
+)
+
+rows=()
+for entry in "${matrix[@]}"; do
+  IFS='|' read -r bug workload nemesis extra <<<"$entry"
+  if [ -n "${BUG_MATRIX_BUGS:-}" ] && [[ ",${BUG_MATRIX_BUGS}," != *",$bug,"* ]]; then
+    continue
+  fi
+  bug_args=()
+  [ "$bug" != none ] && bug_args=(--bug "$bug")
+  bug_store="$store/$bug"
+  echo "bug-matrix.sh: $bug: $workload under $nemesis, seeds $seeds" >&2
+  # shellcheck disable=SC2086 # $extra is a list of arguments
+  "$FAULTLINE_BIN" torture --workloads "$workload" --nemeses "$nemesis" --seeds "$seeds" \
+    --time-limit "$time_limit" --budget 100000 --store "$bug_store" --scenarios /nonexistent \
+    -- --node-bin "$node_bin" "${bug_args[@]}" $extra >&2 || true
+  summary="$(ls -d "$bug_store"/torture/*/ | sort | tail -1)torture.json"
+  rows+=("$(python3 - "$summary" "$bug" "$workload" "$nemesis" "$extra" <<'PY'
+import json, statistics, sys
+path, bug, workload, nemesis, extra = sys.argv[1:]
+runs = json.load(open(path))["runs"]
+found = [r for r in runs if r["outcome"] == "invalid"]
+others = sorted({r["outcome"] for r in runs if r["outcome"] != "invalid"})
+times = [r["duration_s"] for r in found]
+median = f"{statistics.median(times):.0f} s" if times else "-"
+each = ", ".join(f"{r['outcome']} {r['duration_s']:.0f} s" for r in runs)
+print(f"| {bug} | {workload} | `{nemesis} {extra}` | {len(found)}/{len(runs)} | {median} | {each} |")
+PY
+)")
+done
+
+echo
+echo "| bug | workload | nemesis | found (seeds) | median time to detection | runs |"
+echo "|---|---|---|---|---|---|"
+printf '%s\n' "${rows[@]}"
