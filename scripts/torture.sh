@@ -16,5 +16,6 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 cargo build --release --workspace --bins
-exec target/release/faultline test --nodes 5 --nemesis partition,kill,pause --time-limit 60 \
-  --node-bin target/release/faultline-node "$@"
+bin="${CARGO_TARGET_DIR:-target}/release"
+exec "$bin/faultline" test --nodes 5 --nemesis partition,kill,pause --time-limit 60 \
+  --node-bin "$bin/faultline-node" "$@"
