@@ -96,6 +96,21 @@ fn main() {
         }
     }
 
+    if want("hard") {
+        // A real history that is still hard (see tests/data/faultline/README.md).
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/faultline/register-isolated-pause-hard.jsonl");
+        let records = read_path(&path, None, false).unwrap().records;
+        let options = CheckOptions { model: ModelKind::CasRegister, ..base.clone() };
+        let (verdict, elapsed) = time_check(&records, &options);
+        println!(
+            "hard register history ({} events): {} in {:.1} s",
+            records.len(),
+            verdict.as_str(),
+            elapsed.as_secs_f64()
+        );
+    }
+
     if want("million") {
         let records = million_event_history(1_000_000, 1_000, 10);
         let options = CheckOptions {
