@@ -421,6 +421,9 @@ fn run<M: Model>(
     Ok(result)
 }
 
+/// A decided partition and, if it is invalid, its explanation.
+type PartitionOutcome = (PartitionResult, Option<Explanation>);
+
 struct Context<'a> {
     /// Set once a partition is invalid, to stop the others (unless all_partitions).
     found_invalid: AtomicBool,
@@ -448,8 +451,7 @@ fn check_partitions_parallel<M: Model>(
     // repeated work is at most a seventh of the final attempt's.
     let queue: Mutex<std::collections::VecDeque<(usize, u32)>> =
         Mutex::new((0..groups.len()).map(|g| (g, 0)).collect());
-    let results: Mutex<Vec<Option<(PartitionResult, Option<Explanation>)>>> =
-        Mutex::new((0..groups.len()).map(|_| None).collect());
+    let results: Mutex<Vec<Option<PartitionOutcome>>> = Mutex::new((0..groups.len()).map(|_| None).collect());
     let undecided = AtomicUsize::new(groups.len());
     let work = || {
         while undecided.load(Ordering::Acquire) > 0 {

@@ -248,7 +248,7 @@ pub fn search<M: Model>(
     let mut order: Vec<u32> = (0..2 * n as u32).collect();
     let position = |e: u32| -> (u64, u32) {
         let op = &ops[(e / 2) as usize];
-        if e % 2 == 0 {
+        if e.is_multiple_of(2) {
             (op.call, e)
         } else {
             debug_assert!(op.required || op.ret.is_none(), "optional ops are open forever");
@@ -432,19 +432,20 @@ pub fn search<M: Model>(
         if !dead_end {
             debug_assert!(entry != tail, "the list ends in a return, so the walk backtracks before the tail");
             let op_index = entry / 2;
-            if entry % 2 == 0 && ops[op_index].required == optional_phase {
+            if entry.is_multiple_of(2) && ops[op_index].required == optional_phase {
                 // Not this phase's kind of op.
                 entry = next[entry] as usize;
                 continue;
             }
-            if entry % 2 == 0 && same_optional_before[op_index].is_some_and(|j| bits[j / 64] & (1u64 << (j % 64)) == 0)
+            if entry.is_multiple_of(2)
+                && same_optional_before[op_index].is_some_and(|j| bits[j / 64] & (1u64 << (j % 64)) == 0)
             {
                 // An identical optional op invoked earlier is callable too and still unused:
                 // the two are interchangeable, so only the earlier one is tried first.
                 entry = next[entry] as usize;
                 continue;
             }
-            if entry % 2 == 0 {
+            if entry.is_multiple_of(2) {
                 // A call: try to linearise the op here.
                 let step = states.step(state, op_index, &ops[op_index].op);
                 // An optional op that leaves the state as it is gains nothing: the configuration

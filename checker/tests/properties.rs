@@ -3,6 +3,7 @@
 //! - the same histories with one ok read changed to a value nobody wrote are invalid;
 //! - on small random histories (linearizable or not), the verdict equals a brute-force checker's
 //!   that shares no code with the real one.
+//!
 //! Seeds are printed on failure; FAULTLINE_PROPTEST_CASES raises the number of cases.
 
 use faultline_checker::{check_plain_records, CheckOptions, ModelKind, Op, OpType, Record, Verdict, CAS_MISMATCH};
@@ -313,7 +314,8 @@ fn stream_histories_with_indefinite_appends() {
         let mut process_ids: Vec<u64> = (0..n_processes).collect();
         let mut next_process = n_processes;
         // (process, call, point, ret (None = info), is_read, event)
-        let mut ops: Vec<(u64, u64, Option<u64>, Option<u64>, bool, u64)> = Vec::new();
+        type StreamGenOp = (u64, u64, Option<u64>, Option<u64>, bool, u64);
+        let mut ops: Vec<StreamGenOp> = Vec::new();
         for event in 0..rng.gen_range(10..50u64) {
             let slot = rng.gen_range(0..n_processes as usize);
             let call = clock[slot] + rng.gen_range(1..20);
