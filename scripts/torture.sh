@@ -6,14 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-missing=()
-command -v ip >/dev/null 2>&1 || missing+=(iproute2)
-command -v iptables >/dev/null 2>&1 || missing+=(iptables)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "torture.sh: installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+scripts/ensure-packages.sh ip:iproute2 iptables:iptables
 
 cargo build --release --workspace --bins
 bin="${CARGO_TARGET_DIR:-target}/release"
