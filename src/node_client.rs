@@ -444,8 +444,8 @@ mod tests {
 
     #[test]
     fn an_unreachable_cluster_is_a_definite_failure() {
-        // Bind then drop a listener: nothing listens on that port any more.
-        let address = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        // Port 1: nothing listens there (a dropped listener's port could be reused by a parallel test).
+        let address: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
         let mut client = NodeClient::with_addresses(vec![address], Duration::from_millis(300));
         client.open(1).unwrap();
         assert!(matches!(client.invoke(&write(1)), Completion::Fail(_)));

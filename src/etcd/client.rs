@@ -207,7 +207,13 @@ mod tests {
 
     #[test]
     fn nothing_sent_is_fail_for_writes_too() {
-        let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        // Port 1 (tcpmux): nothing here listens on it, while a port freed by a dropped listener
+        // could be taken by another test running in parallel (this test failed that way once).
+        let unused: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert!(
+            std::net::TcpStream::connect_timeout(&unused, Duration::from_millis(200)).is_err(),
+            "port 1 must be closed"
+        );
         let mut client =
             EtcdClient::new(vec![unused, unused], Duration::from_millis(500), ReadConsistency::Linearizable);
         client.open(2).unwrap();

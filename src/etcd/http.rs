@@ -317,7 +317,8 @@ mod tests {
 
     #[test]
     fn a_refused_connect_is_not_sent_and_a_silent_server_is_sent() {
-        let unused = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        // Port 1: nothing listens there (a dropped listener's port could be reused by a parallel test).
+        let unused: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
         let mut connection = HttpConnection::new(unused);
         let deadline = Instant::now() + Duration::from_secs(1);
         assert!(matches!(connection.post_json("/x", &Value::Null, deadline), Err(HttpError::NotSent(_))));
