@@ -91,6 +91,18 @@ pub fn node_log_path(cluster: &Cluster, node: NodeId) -> PathBuf {
     cluster.run_dir.join(format!("{}.log", node_name(node)))
 }
 
+/// Starts a node's process in its namespace, working in the node's directory and appending its
+/// output to the node's log: the one way every `Db` here starts a node.
+pub fn spawn_in_node_dir(
+    cluster: &Cluster,
+    node: NodeId,
+    binary: &std::path::Path,
+    args: &[String],
+) -> anyhow::Result<()> {
+    cluster.spawn_node_process(node, binary, args, &node_dir(cluster, node), &node_log_path(cluster, node))?;
+    Ok(())
+}
+
 /// The port every faultline-node listens on (each node has its own address).
 pub const NODE_PORT: u16 = 7000;
 
@@ -144,14 +156,7 @@ impl Db for FaultlineNodeDb {
             args.push("--bug".to_string());
             args.push(bug.clone());
         }
-        cluster.spawn_node_process(
-            node,
-            &self.binary,
-            &args,
-            &node_dir(cluster, node),
-            &node_log_path(cluster, node),
-        )?;
-        Ok(())
+        crate::db::spawn_in_node_dir(cluster, node, &self.binary, &args)
     }
 
     fn log_paths(&self, cluster: &Cluster, node: NodeId) -> Vec<PathBuf> {
@@ -256,14 +261,7 @@ impl Db for ToyDb {
             node_dir(cluster, node).join("data").display().to_string(),
             self.bug.clone().unwrap_or_else(|| "none".to_string()),
         ];
-        cluster.spawn_node_process(
-            node,
-            &self.python,
-            &args,
-            &node_dir(cluster, node),
-            &node_log_path(cluster, node),
-        )?;
-        Ok(())
+        crate::db::spawn_in_node_dir(cluster, node, &self.python, &args)
     }
 
     fn log_paths(&self, cluster: &Cluster, node: NodeId) -> Vec<PathBuf> {

@@ -158,14 +158,7 @@ impl Db for EtcdDb {
             "--logger=zap".to_string(),
             "--log-outputs=stderr".to_string(),
         ];
-        cluster.spawn_node_process(
-            node,
-            &self.binary,
-            &args,
-            &node_dir(cluster, node),
-            &node_log_path(cluster, node),
-        )?;
-        Ok(())
+        crate::db::spawn_in_node_dir(cluster, node, &self.binary, &args)
     }
 
     fn log_paths(&self, cluster: &Cluster, node: NodeId) -> Vec<PathBuf> {
