@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p faultline-checker --example bench
+bench="${CARGO_TARGET_DIR:-target}/release/examples/bench"
 if [ -x /usr/bin/time ]; then
-  exec /usr/bin/time -f 'peak RSS %M KiB, %e s wall' ./target/release/examples/bench "$@"
+  exec /usr/bin/time -f 'peak RSS %M KiB, %e s wall' "$bench" "$@"
 fi
-exec ./target/release/examples/bench "$@"
+exec "$bench" "$@"
