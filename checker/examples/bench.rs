@@ -104,10 +104,10 @@ fn main() {
         let options = CheckOptions { model: ModelKind::CasRegister, ..base.clone() };
         let (verdict, elapsed) = time_check(&records, &options);
         println!(
-            "hard register history ({} events): {} in {:.1} s",
+            "hard register history ({} events): {} in {:.1} ms",
             records.len(),
             verdict.as_str(),
-            elapsed.as_secs_f64()
+            elapsed.as_secs_f64() * 1e3
         );
     }
 

@@ -44,6 +44,13 @@ pub trait Model: Sync {
         false
     }
 
+    /// True if `op` is legal in every state and sets its footprint's state to a value that does not
+    /// depend on the state before (a blind write, a put). Lets the search skip linearising it
+    /// right after an optional op of the same footprint, whose effect it would erase.
+    fn overwrites(&self, _op: &Self::Op) -> bool {
+        false
+    }
+
     /// For a read-only `op`: could a state that extends `state` make it legal? `false` lets the
     /// search drop a configuration whose state a pending read can never see again (in a
     /// partition where every op grows or reads). The default never prunes.
@@ -247,6 +254,10 @@ impl Model for Register {
         matches!(op, RegisterOp::Read(_) | RegisterOp::CasMismatch { .. })
     }
 
+    fn overwrites(&self, op: &RegisterOp) -> bool {
+        matches!(op, RegisterOp::Write(_))
+    }
+
     /// Values no op observes (never read by an ok read, never the `from` of a cas) are
     /// indistinguishable: in a state holding one, every read and every cas is illegal and every
     /// observed compare failure legal. They all become [`Register::UNOBSERVED`]. With unique
@@ -418,6 +429,10 @@ impl Model for StringKv {
 
     fn only_grows(&self, op: &StringOp) -> bool {
         matches!(op, StringOp::Append(_))
+    }
+
+    fn overwrites(&self, op: &StringOp) -> bool {
+        matches!(op, StringOp::Put(_))
     }
 
     fn may_grow_into(&self, state: &HashedString, op: &StringOp) -> bool {
@@ -753,6 +768,11 @@ impl<M: Model> Model for Keyed<M> {
 
     fn only_grows(&self, (_, op): &Self::Op) -> bool {
         self.inner.only_grows(op)
+    }
+
+    /// Overwrites its key's state only, which is what its footprint says.
+    fn overwrites(&self, (_, op): &Self::Op) -> bool {
+        self.inner.overwrites(op)
     }
 
     fn may_grow_into(&self, state: &Self::State, (key, op): &Self::Op) -> bool {

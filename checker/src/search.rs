@@ -12,6 +12,27 @@
 //! set compares integers and bit sets only; model transitions are memoised per (state, op); and the
 //! bit set's hash is kept incrementally (Zobrist hashing), so a visit costs O(1) plus one compare of
 //! the bit set on a hash hit.
+//!
+//! Why pruning never loses a linearisation (so `invalid` is never false). Call a configuration
+//! good if some completion (a sequence of its unlinearised ops, respecting real time and the
+//! model, that linearises every required op) exists, and let d(C) be the length of C's shortest
+//! completion. Suppose the search ends `invalid` although the root is good: every configuration
+//! it visited was expanded, so take the visited good C with the least d(C), and among those the
+//! fewest linearised ops. Its first step towards a shortest completion leads to a child C1 with
+//! d(C1) = d(C) - 1 that was not visited, so a rule pruned it, and each rule names a visited good
+//! configuration that is smaller in (d, ops linearised), or another first step of a shortest
+//! completion of C that is tried instead — a contradiction either way:
+//! - seen already (`Visited`): C1 is covered by a visited configuration with the same state and
+//!   required ops and fewer optional ops, which has every completion C1 has, so d is at most d(C1);
+//! - a forced read: moving that read to the front of any completion of C keeps it a completion of
+//!   the same length, so the forced child is a first step of a shortest one;
+//! - growth pruning: the pruned configuration has no completion at all;
+//! - an optional op that changes nothing: the completions after it are completions of C, shorter;
+//! - identical optional ops: swapping the two in a completion gives one that uses the earlier
+//!   first, of the same length (it is callable wherever the later one is);
+//! - an overwrite right after an optional op of the same footprint: C's parent, which linearised
+//!   that optional op, reaches C1's state with the overwrite alone, so d(parent) <= d(C) with
+//!   fewer ops linearised.
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use std::collections::BTreeSet;
@@ -163,8 +184,16 @@ impl<'m, M: Model> States<'m, M> {
 }
 
 /// The visited configurations: (bit set of linearised ops, state), stored flat.
+///
+/// A configuration is also covered by a visited one that has the same state and the same required
+/// ops linearised but used only a subset of its optional ops: every completion of the first is a
+/// completion of the second, since the optional ops the second has not used yet have no return,
+/// so they block no call (subsumption; see `search` for why pruning by it stays complete). So the
+/// hash covers the required ops and the state only, and a lookup looks for a stored subset.
 struct Visited {
     words: usize,
+    /// Per word, the bits of required ops.
+    required_mask: Vec<u64>,
     bits: Vec<u64>,
     states: Vec<u32>,
     hashes: Vec<u64>,
@@ -172,18 +201,32 @@ struct Visited {
 }
 
 impl Visited {
-    fn new(words: usize) -> Self {
-        Visited { words, bits: Vec::new(), states: Vec::new(), hashes: Vec::new(), table: HashTable::new() }
+    fn new(required_mask: Vec<u64>) -> Self {
+        Visited {
+            words: required_mask.len(),
+            required_mask,
+            bits: Vec::new(),
+            states: Vec::new(),
+            hashes: Vec::new(),
+            table: HashTable::new(),
+        }
     }
 
-    /// Inserts the configuration; false if it was there already.
+    /// Inserts the configuration; false if it, or one that covers it, was there already.
+    /// `zobrist` must hash the required ops of `bits` only.
     fn insert(&mut self, zobrist: u64, state: u32, bits: &[u64]) -> bool {
         let hash = zobrist ^ splitmix64(state as u64);
         let words = self.words;
-        let (stored_bits, stored_states) = (&self.bits, &self.states);
+        let (stored_bits, stored_states, required_mask) = (&self.bits, &self.states, &self.required_mask);
         let found = self.table.find(hash, |&i| {
             let i = i as usize;
-            stored_states[i] == state && &stored_bits[i * words..(i + 1) * words] == bits
+            stored_states[i] == state
+                && stored_bits[i * words..(i + 1) * words].iter().zip(bits).zip(required_mask).all(
+                    |((&stored, &current), &required)| {
+                        // Same required ops, and the stored optional ops a subset of the current.
+                        (stored ^ current) & required == 0 && stored & !current == 0
+                    },
+                )
         });
         if found.is_some() {
             return false;
@@ -268,13 +311,20 @@ pub fn search<M: Model>(
     prev[tail] = last;
 
     let words = n.div_ceil(64);
-    let zobrist: Vec<u64> = (0..n as u64).map(|i| splitmix64(i ^ 0x5EED_0000_0000)).collect();
+    // Optional ops do not enter the hash: configurations that differ only in them must meet in
+    // the visited set's lookup (see `Visited`).
+    let zobrist: Vec<u64> =
+        (0..n).map(|i| if ops[i].required { splitmix64(i as u64 ^ 0x5EED_0000_0000) } else { 0 }).collect();
+    let mut required_mask = vec![0u64; words];
+    for i in (0..n).filter(|&i| ops[i].required) {
+        required_mask[i / 64] |= 1u64 << (i % 64);
+    }
     let mut bits = vec![0u64; words];
     // Zobrist hash of the ops linearised so far.
     let mut hash = 0u64;
     let mut states = States::new(model, n);
     let mut state = states.intern(init);
-    let mut visited = Visited::new(words);
+    let mut visited = Visited::new(required_mask);
     visited.insert(hash, state, &bits);
     let mut stack: Vec<Frame> = Vec::with_capacity(n);
     // Identical optional ops (same model op, both open forever) are interchangeable once both are
@@ -294,6 +344,7 @@ pub fn search<M: Model>(
     let growth_pruning = ops.iter().any(|o| model.only_grows(&o.op));
     let overwriter: Vec<bool> = ops.iter().map(|o| !model.is_read_only(&o.op) && !model.only_grows(&o.op)).collect();
     let footprint: Vec<u32> = ops.iter().map(|o| model.footprint(&o.op)).collect();
+    let overwrites: Vec<bool> = ops.iter().map(|o| model.overwrites(&o.op)).collect();
     let n_footprints = footprint.iter().max().map_or(0, |&f| f as usize + 1);
     // Per footprint: the calls of its unlinearised overwriters.
     let mut overwriter_calls: Vec<BTreeSet<(u64, usize)>> = vec![BTreeSet::new(); n_footprints];
@@ -442,6 +493,19 @@ pub fn search<M: Model>(
             {
                 // An identical optional op invoked earlier is callable too and still unused:
                 // the two are interchangeable, so only the earlier one is tried first.
+                entry = next[entry] as usize;
+                continue;
+            }
+            if entry.is_multiple_of(2)
+                && overwrites[op_index]
+                && stack.last().is_some_and(|f| {
+                    let before = f.call_entry as usize / 2;
+                    !ops[before].required && footprint[before] == footprint[op_index]
+                })
+            {
+                // The last step was an optional op of this footprint: this overwrite would erase it,
+                // and linearising it one step earlier, without that optional op, reaches the same
+                // state having used less. That configuration was tried from the step before.
                 entry = next[entry] as usize;
                 continue;
             }
