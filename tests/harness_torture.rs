@@ -1,6 +1,8 @@
 //! `faultline torture` end to end with the toy db: a run saved as a scenario, then a matrix of one
 //! cell plus that scenario; torture.json, junit.xml and index.html describe both runs, each run has
-//! its report, and nothing is left behind. Needs root, iptables and python3; ~30 s (three 6 s runs).
+//! its report, and nothing is left behind. Then `--fail-fast`: a matrix whose first cell is the
+//! toy db's planted bug stops there, reports the rest as not run and leaves nothing behind. Needs
+//! root, iptables and python3; ~30 s (three 6 s runs) and ~10 s (one 4 s run).
 
 mod harness_common;
 
@@ -69,6 +71,64 @@ fn a_short_matrix_with_a_saved_scenario_is_summarised_for_people_and_ci() {
     let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
     assert_eq!(junit.matches("<testcase ").count(), 2);
     assert_eq!(junit.matches("<failure ").count() + junit.matches("<error ").count(), 0);
+    assert_eq!(root_firewall(), firewall_before, "the root namespace's firewall changed");
+    let _ = std::fs::remove_dir_all(&store);
+}
+
+#[test]
+fn fail_fast_stops_the_matrix_at_the_first_invalid_run() {
+    if !environment_ok() {
+        return;
+    }
+    let firewall_before = root_firewall();
+    let store = temp_store("torture-fail-fast");
+    // Seeds are the outermost loop: kill-s5, pause-s5, kill-s6, pause-s6. The first kills the toy's
+    // only serving node, n1 (its "leader"), every ~0.5 s, and `lose-writes` makes it come back empty.
+    // Only a read of a lost key completing before a write to it can show that, so the workload is
+    // cas-register (five keys at a time: every restart is five chances); with one key (register)
+    // a write came first after every restart in some runs on a loaded machine.
+    let mut torture = faultline();
+    torture
+        .args(["torture", "--fail-fast", "--workloads", "cas-register", "--nemeses", "kill;pause", "--seeds", "5,6"])
+        // A budget far above what four runs need, so only --fail-fast can leave cells unrun.
+        .args(["--time-limit", "4", "--budget", "600", "--store", store.to_str().unwrap(), "--scenarios"])
+        .arg(store.join("no-scenarios"))
+        .arg("--")
+        .args(["--db", "toy", "--nodes", "5", "--rate", "50", "--nemesis-interval", "0.5", "--recovery", "1"])
+        .args(["--nemesis-targets", "leader", "--bug", "lose-writes"]);
+    let status = wait_child(&mut torture.spawn().unwrap(), Duration::from_secs(90));
+    assert_eq!(status.code(), Some(1), "an invalid run makes the matrix exit 1");
+
+    let torture_dirs: Vec<_> = std::fs::read_dir(store.join("torture")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(torture_dirs.len(), 1);
+    let dir = &torture_dirs[0];
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("torture.json")).unwrap()).unwrap();
+    let runs = summary["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "the matrix went on after the invalid run: {runs:?}");
+    assert_eq!(runs[0]["name"], "torture-cas-register-kill-s5");
+    assert_eq!(runs[0]["outcome"], "invalid", "{}", runs[0]);
+    assert_eq!(runs[0]["exit_code"], 1);
+    assert!(summary["first_invalid_s"].as_f64().is_some(), "{summary}");
+    let not_run = ["torture-cas-register-pause-s5", "torture-cas-register-kill-s6", "torture-cas-register-pause-s6"];
+    assert_eq!(summary["not_run"], serde_json::json!(not_run));
+    for name in not_run {
+        assert!(!store.join(name).exists(), "{name} was run");
+    }
+
+    let index = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert!(index.contains("<tr class=\"invalid\"><td>torture-cas-register-kill-s5</td>"), "{index}");
+    assert!(index.contains(&format!("Not run (budget or --fail-fast): {}", not_run.join(", "))), "{index}");
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
+    assert_eq!(junit.matches("<testcase ").count(), 1, "{junit}");
+    assert_eq!(junit.matches("<failure ").count(), 1, "{junit}");
+    assert!(junit.contains("name=\"torture-cas-register-kill-s5\""), "{junit}");
+    assert!(junit.contains("tests=\"1\" failures=\"1\" errors=\"0\""), "{junit}");
+
+    let run_dir = std::fs::canonicalize(store.join(runs[0]["run"].as_str().unwrap())).unwrap();
+    assert!(run_dir.join("index.html").is_file(), "no report in {}", run_dir.display());
+    assert_nothing_left(&run_id_of(&run_dir));
+    let nodes = processes_with_argument_under(&run_dir);
+    assert!(nodes.is_empty(), "node processes left: {nodes:?}");
     assert_eq!(root_firewall(), firewall_before, "the root namespace's firewall changed");
     let _ = std::fs::remove_dir_all(&store);
 }

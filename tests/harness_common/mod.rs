@@ -186,3 +186,20 @@ pub fn root_firewall() -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// PIDs of live processes with an argument under `dir` (the toy db's python3 runs
+/// `<run-dir>/toy_server.py`), to prove no node of a run outlived it.
+pub fn processes_with_argument_under(dir: &Path) -> Vec<i32> {
+    let dir = dir.to_string_lossy().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                cmdline.split(|b| *b == 0).any(|arg| String::from_utf8_lossy(arg).starts_with(&dir))
+            })
+        })
+        .filter(|pid| process_alive(*pid))
+        .collect()
+}
