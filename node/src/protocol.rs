@@ -57,6 +57,9 @@ pub enum RequestBody {
     },
     /// This node's view: id, role, term, leader, commit and applied indexes.
     Status,
+    /// A checksum of this node's applied data and the index it was taken at, so a harness can
+    /// compare replicas once they have applied the same prefix (a convergence check).
+    Digest,
     /// Add `node_id` (already in every node's --peers) as a non-voting learner.
     AddLearner {
         node_id: u64,
@@ -85,6 +88,7 @@ impl RequestBody {
             RequestBody::Append { stream, event, expected_version } => Op::Append { stream, event, expected_version },
             RequestBody::ReadStream { stream, from_version } => Op::ReadStream { stream, from_version },
             RequestBody::Status
+            | RequestBody::Digest
             | RequestBody::TransferLeader { .. }
             | RequestBody::AddLearner { .. }
             | RequestBody::Promote { .. }

@@ -302,6 +302,13 @@ impl EventLoop {
                 });
                 let _ = reply.send(Response { id, result: ResponseResult::Ok { value } });
             }
+            RequestBody::Digest => {
+                let value = json!({
+                    "applied_index": self.replica.applied_index(),
+                    "digest": format!("{:08x}", self.replica.store().data_digest()),
+                });
+                let _ = reply.send(Response { id, result: ResponseResult::Ok { value } });
+            }
             RequestBody::AddLearner { node_id } => self.membership(id, MembershipChange::AddLearner(node_id), reply),
             RequestBody::Promote { node_id } => self.membership(id, MembershipChange::Promote(node_id), reply),
             RequestBody::RemoveNode { node_id } => self.membership(id, MembershipChange::Remove(node_id), reply),
