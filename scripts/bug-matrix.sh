@@ -24,12 +24,13 @@ node_bin="$(dirname "$FAULTLINE_BIN")/faultline-node"
 # bug | workload | nemesis mix | more `faultline test` arguments. Why each nemesis: docs/torture.md.
 matrix=(
   "stale-read|register|isolated-pause|--nemesis-interval 2 --concurrency 20"
-  "follower-stale-read|register|partition|--partition-shapes isolate-one,halves,bridge --nemesis-interval 3"
+  "follower-stale-read|register|partition|--partition-shapes isolate-one --nemesis-interval 3"
   "ack-before-commit|append|partition,kill|--partition-shapes isolate-leader --nemesis-targets leader --nemesis-interval 3"
-  "no-vote-persist|register|partition,kill|--partition-shapes isolate-leader,halves --nemesis-targets majority,all --nemesis-interval 2"
-  "commit-old-term|append|partition,kill|--partition-shapes isolate-leader,majorities-ring --nemesis-targets leader,minority --nemesis-interval 2"
-  "no-dedup|append|loss,pause|--nemesis-targets leader,one --nemesis-interval 3 --op-timeout-ms 300"
+  "no-vote-persist|append|crash,loss|--nodes 3 --nemesis-targets one,all --nemesis-interval 1"
+  "commit-old-term|append|figure-8|--nodes 3 --nemesis-interval 4"
+  "no-dedup|append|crash,kill|--nemesis-targets leader --nemesis-interval 1"
   "none|register|partition,kill,pause,isolated-pause|--nemesis-interval 3"
+  "none|append|figure-8,crash,partition|--nodes 3 --nemesis-interval 3"
 )
 
 rows=()
@@ -40,7 +41,7 @@ for entry in "${matrix[@]}"; do
   fi
   bug_args=()
   [ "$bug" != none ] && bug_args=(--bug "$bug")
-  bug_store="$store/$bug"
+  bug_store="$store/$bug-$workload"
   echo "bug-matrix.sh: $bug: $workload under $nemesis, seeds $seeds" >&2
   # shellcheck disable=SC2086 # $extra is a list of arguments
   "$FAULTLINE_BIN" torture --workloads "$workload" --nemeses "$nemesis" --seeds "$seeds" \

@@ -39,6 +39,19 @@ pub fn check_workload(records: &[Record], run_dir: &Path, workload: WorkloadKind
     Checked { verdict, checker, workload_checks }
 }
 
+impl Checked {
+    /// Adds one more direct check; its verdict combines like the others' (invalid wins).
+    pub fn add_check(&mut self, report: CheckerReport) {
+        let combined = checker_verdict(self.verdict).combine(report.verdict);
+        self.verdict = match combined {
+            faultline_checker::Verdict::Valid => Verdict::Valid,
+            faultline_checker::Verdict::Invalid => Verdict::Invalid,
+            faultline_checker::Verdict::Unknown => Verdict::Unknown,
+        };
+        self.workload_checks.push(report);
+    }
+}
+
 fn checker_verdict(verdict: Verdict) -> faultline_checker::Verdict {
     match verdict {
         Verdict::Valid => faultline_checker::Verdict::Valid,

@@ -80,6 +80,17 @@ pub trait Db: Send + Sync {
         None
     }
     fn new_client(&self, cluster: &Cluster) -> Box<dyn Client>;
+    /// The node's applied index and a digest of its applied data, for the convergence check
+    /// (`src/convergence.rs`); None when the system cannot say. Called from a thread inside the
+    /// client namespace.
+    fn state_digest(&self, _cluster: &Cluster, _node: NodeId) -> Option<Result<(u64, String)>> {
+        None
+    }
+    /// The node's (term, is leader), for nemeses that time their steps by the cluster's state
+    /// (`figure-8`); None when the system cannot say. Called from the client namespace.
+    fn raft_status(&self, _cluster: &Cluster, _node: NodeId) -> Option<Result<(u64, bool)>> {
+        None
+    }
 }
 
 /// The directory of one node inside the run directory.
@@ -169,6 +180,17 @@ impl Db for FaultlineNodeDb {
 
     fn new_client(&self, cluster: &Cluster) -> Box<dyn Client> {
         Box::new(crate::node_client::NodeClient::new(cluster, self.op_timeout))
+    }
+
+    fn state_digest(&self, cluster: &Cluster, node: NodeId) -> Option<Result<(u64, String)>> {
+        let address = SocketAddr::from((cluster.node_address(node), NODE_PORT));
+        Some(crate::node_client::node_digest(address, self.op_timeout))
+    }
+
+    fn raft_status(&self, cluster: &Cluster, node: NodeId) -> Option<Result<(u64, bool)>> {
+        let address = SocketAddr::from((cluster.node_address(node), NODE_PORT));
+        let status = crate::node_client::node_status(address, self.op_timeout.min(Duration::from_millis(100)));
+        Some(status.map(|s| (s["term"].as_u64().unwrap_or(0), s["role"].as_str() == Some("leader"))))
     }
 }
 

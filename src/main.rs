@@ -6,6 +6,7 @@ mod check_cmd;
 mod checking;
 mod cleanup_cmd;
 mod cluster;
+mod convergence;
 mod db;
 mod generator;
 mod interpreter;

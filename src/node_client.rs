@@ -27,8 +27,13 @@ use crate::db::{connect, Client, Completion, Invocation, NODE_PORT};
 /// Frames larger than this from a node are a protocol error (the node's own limit is 1 MiB).
 const MAX_FRAME_BYTES: u32 = 4 << 20;
 /// How many attempts one operation may make (redirects, other nodes, retries with the same seq),
-/// all within its deadline.
-const MAX_ATTEMPTS: usize = 10;
+/// all within its deadline. Enough, with the backoffs below, to outlive an election (0.3-0.6 s with
+/// faultline-node's defaults) within a 1 s deadline: a write in doubt when its leader dies should be
+/// retried on the next leader, which is what exactly-once sessions are for.
+const MAX_ATTEMPTS: usize = 40;
+/// The longest one connection attempt may take: a node behind a partition drops the SYN, and
+/// waiting for it until the op's deadline would leave no time for the other nodes.
+const MAX_CONNECT_WAIT: Duration = Duration::from_millis(250);
 /// The pause before retrying after an error that names no leader.
 const RETRY_BACKOFF: Duration = Duration::from_millis(50);
 /// Errors that are the state machine's answer for this request: retrying cannot change them.
@@ -74,7 +79,7 @@ impl NodeClient {
     fn ensure_connected(&mut self, deadline: Instant) -> std::io::Result<()> {
         if self.connection.is_none() {
             let timeout = remaining(deadline).max(Duration::from_millis(1));
-            let stream = connect(self.addresses[self.node - 1], timeout.min(self.op_timeout))?;
+            let stream = connect(self.addresses[self.node - 1], timeout.min(self.op_timeout).min(MAX_CONNECT_WAIT))?;
             self.connection = Some(stream);
         }
         Ok(())
@@ -200,9 +205,11 @@ impl Client for NodeClient {
                 break;
             }
             if let Err(e) = self.ensure_connected(deadline) {
-                // Nothing was sent: try another node.
+                // Nothing was sent: try another node, after a pause (a dead node refuses at
+                // once, and a tight loop over dead nodes would burn every attempt).
                 last_error = format!("connect n{}: {}", self.node, e.kind());
                 self.next_node();
+                std::thread::sleep(RETRY_BACKOFF.min(remaining(deadline)));
                 continue;
             }
             let request_id = self.next_request_id;
@@ -313,12 +320,26 @@ pub fn find_leader(cluster: &Cluster, timeout: Duration) -> Option<NodeId> {
 
 /// One `status` request to one node.
 pub fn node_status(address: SocketAddr, timeout: Duration) -> Result<Value> {
+    one_request(address, "status", timeout)
+}
+
+/// One `digest` request to one node: its applied index and the digest of its data.
+pub fn node_digest(address: SocketAddr, timeout: Duration) -> Result<(u64, String)> {
+    let value = one_request(address, "digest", timeout)?;
+    match (value["applied_index"].as_u64(), value["digest"].as_str()) {
+        (Some(index), Some(digest)) => Ok((index, digest.to_string())),
+        _ => bail!("digest of {address}: unexpected answer {value}"),
+    }
+}
+
+/// A request with no arguments (`status`, `digest`) on a connection of its own.
+fn one_request(address: SocketAddr, op: &str, timeout: Duration) -> Result<Value> {
     let deadline = Instant::now() + timeout;
     let mut stream = connect(address, timeout).with_context(|| format!("connecting to {address}"))?;
-    let response = round_trip(&mut stream, &json!({"id": 1, "op": "status"}), 1, deadline)
-        .with_context(|| format!("status of {address}"))?;
+    let response = round_trip(&mut stream, &json!({"id": 1, "op": op}), 1, deadline)
+        .with_context(|| format!("{op} of {address}"))?;
     if response["status"].as_str() != Some("ok") {
-        bail!("status of {address}: {response}");
+        bail!("{op} of {address}: {response}");
     }
     Ok(response["value"].clone())
 }

@@ -11,11 +11,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use faultline_checker::history::{OpType, Record};
+use faultline_workloads::CheckerReport;
 use nix::sys::signal::{SigSet, Signal};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::cluster::{fnv1a, Cluster};
+use crate::cluster::{fnv1a, Cluster, NodeId};
 use crate::db::{self, Db, FaultlineNodeDb, ToyDb};
 use crate::generator::{Rate, TimeLimit};
 use crate::interpreter::Interpreter;
@@ -62,7 +63,9 @@ pub struct TestArgs {
     #[arg(long, default_value_t = 60)]
     pub time_limit: u64,
     /// Fault families, comma-separated: partition, kill, pause, loss, isolated-pause (isolate the
-    /// leader, pause it, resume it while still isolated, heal); or "none".
+    /// leader, pause it, resume it while still isolated, heal), crash (kill and restart at once,
+    /// down for at most 200 ms), figure-8 (Raft's Figure 8 as partitions timed by watching terms
+    /// and roles; for 3-node clusters); or "none".
     #[arg(long, default_value = "partition,kill,pause")]
     pub nemesis: String,
     /// Mean seconds between fault edges.
@@ -251,7 +254,7 @@ fn parse_options(args: &TestArgs) -> Result<Parsed> {
         nemesis::parse_list(
             &args.nemesis,
             "nemesis",
-            &["partition", "kill", "pause", "loss", "isolated-pause", "none"],
+            &["partition", "kill", "pause", "loss", "isolated-pause", "crash", "figure-8", "none"],
             Family::parse,
         )?
     };
@@ -381,7 +384,7 @@ fn run_test(args: TestArgs) -> Result<i32> {
     if interactive {
         eprint!("\r\x1b[K");
     }
-    let unexpected_exits = outcome?;
+    let Driven { unexpected_exits, convergence } = outcome?;
     teardown?;
     if INTERRUPTED.load(Ordering::SeqCst) {
         eprintln!("faultline test: interrupted; the partial history is in {}", run_dir.display());
@@ -392,7 +395,18 @@ fn run_test(args: TestArgs) -> Result<i32> {
 
     let records = history.records();
     let workload = args.workload.workload;
-    let checked = crate::checking::check_workload(&records, &run_dir, workload);
+    let mut checked = crate::checking::check_workload(&records, &run_dir, workload);
+    // The cluster's own checks (src/convergence.rs) count like the workload's direct checkers.
+    let logs: Vec<(NodeId, PathBuf)> = cluster
+        .node_ids()
+        .into_iter()
+        .flat_map(|node| db.log_paths(&cluster, node).into_iter().map(move |path| (node, path)))
+        .collect();
+    let panics = crate::convergence::panics_in_logs(&logs);
+    checked.add_check(crate::convergence::crash_report(&unexpected_exits, &panics));
+    if let Some(report) = convergence {
+        checked.add_check(report);
+    }
     let (verdict, checker_report) = (checked.verdict, checked.checker);
     let counts = count_ops(&records);
     let faults_started = history.counters.faults_started.load(Ordering::Relaxed);
@@ -487,7 +501,7 @@ fn drive(
     cluster: &Cluster,
     history: &HistoryLog,
     log: &RunLog,
-) -> Result<Vec<String>> {
+) -> Result<Driven> {
     db.setup(cluster).context("setting up the db")?;
     for node in cluster.node_ids() {
         db.start(cluster, node)?;
@@ -560,7 +574,36 @@ fn drive(
         log.log(format!("n{node} exited on its own: {status}"));
         unexpected_exits.push(format!("n{node}: {status}"));
     }
-    Ok(unexpected_exits)
+    let convergence = if INTERRUPTED.load(Ordering::SeqCst) {
+        None
+    } else {
+        // The digests are asked over the client network, so from a thread in the client namespace.
+        let converged = std::thread::scope(|scope| {
+            scope
+                .spawn(|| -> Result<Option<CheckerReport>> {
+                    cluster.enter_client_namespace()?;
+                    Ok(crate::convergence::check_convergence(db, cluster, CONVERGENCE_TIMEOUT))
+                })
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the convergence thread panicked")))
+        })?;
+        if let Some(report) = &converged {
+            log.log(format!("convergence: {} ({})", report.verdict.as_str(), report.summary));
+        }
+        converged
+    };
+    Ok(Driven { unexpected_exits, convergence })
+}
+
+/// How long the replicas get, after the final reads, to apply one and the same log prefix.
+const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What `drive` learned about the cluster besides the history.
+struct Driven {
+    /// Node exits the nemesis did not cause, as "nN: exit status".
+    unexpected_exits: Vec<String>,
+    /// The convergence check, when the db can give digests and the run was not interrupted.
+    convergence: Option<CheckerReport>,
 }
 
 /// Sets every flag when dropped.

@@ -5,6 +5,7 @@
 //! recorded only after it is fully healed, so the history's fault windows cover the real ones.
 //! Every action is idempotent (healing twice, killing a dead node, resuming a running one).
 
+pub mod figure8;
 pub mod grudge;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,7 +18,7 @@ use faultline_checker::history::FaultPhase;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::cluster::{node_name, Cluster, NodeId};
 use crate::db::Db;
@@ -34,7 +35,18 @@ pub enum Family {
     /// leader's timers were frozen, so after the resume it still believes it leads for up to an
     /// election timeout, while a new leader has committed writes: stale reads show up.
     IsolatedPause,
+    /// Kill the targets and start them again at once (after a random downtime of at most
+    /// `CRASH_MAX_DOWNTIME`): a crash-restart, as a power cut or an OOM kill followed by a
+    /// supervisor restart. Unlike `kill`, which keeps nodes down for a whole window, crashes are
+    /// instants, so they can land inside an election or between a write's commit and its reply.
+    Crash,
+    /// Raft paper Figure 8 as partitions timed by watching the cluster (see `figure8.rs`):
+    /// exposes a leader that commits an earlier term's entry by counting replicas.
+    Figure8,
 }
+
+/// The longest a crashed node stays down before it is started again.
+const CRASH_MAX_DOWNTIME: Duration = Duration::from_millis(200);
 
 /// How long an isolated-pause victim runs resumed but still isolated before the heal.
 const ISOLATED_RESUME_LINGER: Duration = Duration::from_secs(1);
@@ -47,13 +59,23 @@ impl Family {
             Family::Pause => "pause",
             Family::Loss => "loss",
             Family::IsolatedPause => "isolated-pause",
+            Family::Crash => "crash",
+            Family::Figure8 => "figure-8",
         }
     }
 
     pub fn parse(text: &str) -> Option<Family> {
-        [Family::Partition, Family::Kill, Family::Pause, Family::Loss, Family::IsolatedPause]
-            .into_iter()
-            .find(|f| f.name() == text)
+        [
+            Family::Partition,
+            Family::Kill,
+            Family::Pause,
+            Family::Loss,
+            Family::IsolatedPause,
+            Family::Crash,
+            Family::Figure8,
+        ]
+        .into_iter()
+        .find(|f| f.name() == text)
     }
 }
 
@@ -114,8 +136,10 @@ pub struct PlannedEvent {
 }
 
 /// A seeded schedule: each family runs its own cycle of `wait, fault, wait, ...`, every wait and
-/// every fault lasting a random 0.5..1.5 x `interval`; so families overlap and mix. Every window
-/// closes before `duration`. Pure.
+/// every fault lasting a random 0.5..1.5 x `interval`; so families overlap and mix. A crash is an
+/// instant, not a window: its stop is planned 1 ms after its start (the executor restarts the node
+/// within the start), so crashes come once per 0.5..1.5 x `interval`. Every window closes before
+/// `duration`. Pure.
 pub fn plan(seed: u64, families: &[Family], interval: Duration, duration: Duration) -> Vec<PlannedEvent> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut events = Vec::new();
@@ -126,7 +150,7 @@ pub fn plan(seed: u64, families: &[Family], interval: Duration, duration: Durati
         let mut t = draw(&mut rng) / 2;
         loop {
             let start = t;
-            let stop = start + draw(&mut rng);
+            let stop = if *family == Family::Crash { start + 1 } else { start + draw(&mut rng) };
             if stop >= duration_ms {
                 break;
             }
@@ -153,6 +177,10 @@ struct Active {
     killed: BTreeSet<NodeId>,
     paused: BTreeSet<NodeId>,
     isolated_pause: Option<(NodeId, Grudge)>,
+    /// Crashed and already restarted; kept until the crash's stop is recorded.
+    crashed: BTreeSet<NodeId>,
+    /// The figure-8 nemesis's current cut, and what its steps came to.
+    figure8: Option<(Grudge, Value)>,
 }
 
 pub struct Nemesis<'a> {
@@ -208,6 +236,12 @@ impl<'a> Nemesis<'a> {
         }
         if !active.paused.is_empty() {
             parts.push(format!("pause{:?}", active.paused));
+        }
+        if active.figure8.is_some() {
+            parts.push("figure-8".to_string());
+        }
+        if !active.crashed.is_empty() {
+            parts.push(format!("crash{:?}", active.crashed));
         }
         if parts.is_empty() {
             "none".to_string()
@@ -339,6 +373,38 @@ impl<'a> Nemesis<'a> {
                     self.db.pause(self.cluster, *node).with_context(|| format!("pausing {}", node_name(*node)))?;
                 }
             }
+            Family::Crash => {
+                let (spec, targets) = self.pick_targets();
+                let downtime = Duration::from_millis(
+                    self.rng.lock().unwrap().gen_range(0..=CRASH_MAX_DOWNTIME.as_millis() as u64),
+                );
+                self.history.fault(
+                    family.name(),
+                    FaultPhase::Start,
+                    names(targets.iter().copied()),
+                    None,
+                    Some(json!({"targets": spec.name(), "downtime_ms": downtime.as_millis() as u64})),
+                )?;
+                self.log.log(format!("crash {targets:?}, down for {} ms", downtime.as_millis()));
+                for node in &targets {
+                    self.db.kill(self.cluster, *node).with_context(|| format!("killing {}", node_name(*node)))?;
+                }
+                self.active.lock().unwrap().crashed.extend(targets.iter().copied());
+                std::thread::sleep(downtime);
+                for node in &targets {
+                    self.restart(*node)?;
+                }
+            }
+            Family::Figure8 => {
+                self.history.fault(family.name(), FaultPhase::Start, names(nodes.iter().copied()), None, None)?;
+                self.log.log("figure-8 started");
+                self.active.lock().unwrap().figure8 = Some((Grudge::new(), Value::Null));
+                let outcome = figure8::run(self)?;
+                self.log.log(format!("figure-8: {outcome}"));
+                if let Some((_, detail)) = self.active.lock().unwrap().figure8.as_mut() {
+                    *detail = outcome;
+                }
+            }
             Family::IsolatedPause => {
                 let nodes = self.cluster.node_ids();
                 let known_leader = self.db.leader(self.cluster);
@@ -364,6 +430,25 @@ impl<'a> Nemesis<'a> {
 
     pub fn stop(&self, family: Family) -> Result<()> {
         match family {
+            Family::Figure8 => {
+                let Some((_, detail)) = self.active.lock().unwrap().figure8.take() else {
+                    return Ok(());
+                };
+                self.apply_rules()?;
+                let nodes = names(self.cluster.node_ids());
+                self.history.fault(family.name(), FaultPhase::Stop, nodes, None, Some(detail))?;
+                self.log.log("figure-8 healed");
+            }
+            Family::Crash => {
+                let crashed = std::mem::take(&mut self.active.lock().unwrap().crashed);
+                if crashed.is_empty() {
+                    return Ok(());
+                }
+                for node in &crashed {
+                    self.restart(*node)?;
+                }
+                self.history.fault(family.name(), FaultPhase::Stop, names(crashed.iter().copied()), None, None)?;
+            }
             Family::IsolatedPause => {
                 let Some((node, _)) = self.active.lock().unwrap().isolated_pause.clone() else {
                     return Ok(());
@@ -434,7 +519,15 @@ impl<'a> Nemesis<'a> {
     /// call at any time and more than once.
     pub fn heal_all(&self) -> Result<()> {
         self.note_unexpected_exits();
-        for family in [Family::IsolatedPause, Family::Partition, Family::Loss, Family::Pause, Family::Kill] {
+        for family in [
+            Family::Figure8,
+            Family::IsolatedPause,
+            Family::Partition,
+            Family::Loss,
+            Family::Pause,
+            Family::Kill,
+            Family::Crash,
+        ] {
             self.stop(family)?;
         }
         // Belt and braces: whatever the bookkeeping says, leave no rule, no stopped or dead node.
@@ -452,7 +545,9 @@ impl<'a> Nemesis<'a> {
             let active = self.active.lock().unwrap();
             let mut grudge = active.partition.as_ref().map(|(_, g)| g.clone()).unwrap_or_default();
             // Two partitions at once (a partition and an isolated pause) drop the union.
-            if let Some((_, cut)) = &active.isolated_pause {
+            let cuts =
+                active.isolated_pause.iter().map(|(_, cut)| cut).chain(active.figure8.iter().map(|(cut, _)| cut));
+            for cut in cuts {
                 for (node, dropped) in cut {
                     grudge.entry(*node).or_default().extend(dropped.iter().copied());
                 }
@@ -477,6 +572,24 @@ impl<'a> Nemesis<'a> {
             }
             Ok(())
         })
+    }
+}
+
+impl figure8::Stage for Nemesis<'_> {
+    fn cluster(&self) -> &Cluster {
+        self.cluster
+    }
+    fn db(&self) -> &dyn Db {
+        self.db
+    }
+    fn set_cut(&self, cut: Option<Grudge>) -> Result<()> {
+        if let Some((current, _)) = self.active.lock().unwrap().figure8.as_mut() {
+            *current = cut.unwrap_or_default();
+        }
+        self.apply_rules()
+    }
+    fn note(&self, line: String) {
+        self.log.log(line);
     }
 }
 

@@ -1,0 +1,236 @@
+//! Checks of the cluster itself after a run, beside the history: do the replicas agree (the
+//! `convergence` check), and did any node die on its own (the `node-crashes` check)?
+//!
+//! A history only shows what clients saw. Two replicas that applied different entries at the
+//! same log index (two leaders in one term, a committed entry overwritten) may never be read by a
+//! client before the run ends, yet the state machines have diverged for good; an assertion that
+//! stopped a node (say "two leaders in one term") is the system reporting its own bug. Both are
+//! findings about the system under test, so both make a run invalid.
+//!
+//! **Invariant:** a check that could not compare (a node did not answer, the replicas did not
+//! reach the same applied index in time, the db has no digest) is `unknown`, never `valid`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use faultline_checker::Verdict;
+use faultline_workloads::CheckerReport;
+use serde_json::json;
+
+use crate::cluster::{node_name, Cluster, NodeId};
+use crate::db::Db;
+
+/// What one node said about its applied state: (applied index, digest), or why it could not say.
+pub type Reading = Result<(u64, String), String>;
+
+/// What one round of readings shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Judgement {
+    /// Every node answered, at one applied index, with one digest.
+    Converged { applied_index: u64, digest: String },
+    /// Two nodes at the same applied index hold different data: that never heals.
+    Diverged { applied_index: u64, digests: BTreeMap<NodeId, String> },
+    /// Not comparable yet (different indexes, or a node did not answer).
+    NotYet,
+}
+
+/// Judges one round. Pure.
+pub fn judge(readings: &BTreeMap<NodeId, Reading>) -> Judgement {
+    let mut by_index: BTreeMap<u64, BTreeMap<NodeId, String>> = BTreeMap::new();
+    for (node, reading) in readings {
+        if let Ok((index, digest)) = reading {
+            by_index.entry(*index).or_default().insert(*node, digest.clone());
+        }
+    }
+    for (index, digests) in &by_index {
+        let first = digests.values().next().expect("a group has a member");
+        if digests.values().any(|d| d != first) {
+            return Judgement::Diverged { applied_index: *index, digests: digests.clone() };
+        }
+    }
+    let all_answered = readings.values().all(|r| r.is_ok());
+    match (all_answered, by_index.len()) {
+        (true, 1) => {
+            let (index, digests) = by_index.into_iter().next().expect("one group");
+            let digest = digests.into_values().next().expect("a group has a member");
+            Judgement::Converged { applied_index: index, digest }
+        }
+        _ => Judgement::NotYet,
+    }
+}
+
+/// How often the replicas are asked while they catch up.
+const POLL_PERIOD: Duration = Duration::from_millis(200);
+
+/// Asks every node for its digest until they agree, diverge, or `timeout` passes. Must run on a
+/// thread inside the client namespace. None when the db cannot give digests.
+pub fn check_convergence(db: &dyn Db, cluster: &Cluster, timeout: Duration) -> Option<CheckerReport> {
+    let nodes = cluster.node_ids();
+    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        let mut readings = BTreeMap::new();
+        for node in &nodes {
+            let reading = db.state_digest(cluster, *node)?.map_err(|e| format!("{e:#}"));
+            readings.insert(*node, reading);
+        }
+        let waited_ms = started.elapsed().as_millis() as u64;
+        match judge(&readings) {
+            Judgement::Converged { applied_index, digest } => {
+                return Some(CheckerReport {
+                    checker: "convergence",
+                    verdict: Verdict::Valid,
+                    summary: format!(
+                        "all {} replicas hold the same data at applied index {applied_index}",
+                        nodes.len()
+                    ),
+                    details: json!({"applied_index": applied_index, "digest": digest, "rounds": rounds,
+                                    "waited_ms": waited_ms}),
+                });
+            }
+            Judgement::Diverged { applied_index, digests } => {
+                let named: BTreeMap<String, String> = digests.into_iter().map(|(n, d)| (node_name(n), d)).collect();
+                let shown: Vec<String> = named.iter().map(|(n, d)| format!("{n} {d}")).collect();
+                return Some(CheckerReport {
+                    checker: "convergence",
+                    verdict: Verdict::Invalid,
+                    summary: format!(
+                        "replicas diverged: different data at the same applied index {applied_index} ({})",
+                        shown.join(", ")
+                    ),
+                    details: json!({"applied_index": applied_index, "digests": named, "rounds": rounds,
+                                    "waited_ms": waited_ms}),
+                });
+            }
+            Judgement::NotYet if Instant::now() >= deadline => {
+                let shown: Vec<String> = readings
+                    .iter()
+                    .map(|(n, r)| match r {
+                        Ok((index, _)) => format!("{} at {index}", node_name(*n)),
+                        Err(e) => format!("{}: {e}", node_name(*n)),
+                    })
+                    .collect();
+                return Some(CheckerReport {
+                    checker: "convergence",
+                    verdict: Verdict::Unknown,
+                    summary: format!(
+                        "the replicas did not reach one applied index within {} s: {}",
+                        timeout.as_secs(),
+                        shown.join(", ")
+                    ),
+                    details: json!({"last_round": shown, "rounds": rounds, "waited_ms": waited_ms}),
+                });
+            }
+            Judgement::NotYet => {
+                std::thread::sleep(POLL_PERIOD.min(deadline.saturating_duration_since(Instant::now())))
+            }
+        }
+    }
+}
+
+/// The `node-crashes` check: every exit the nemesis did not cause is a finding, with the panic
+/// message from the node's log when there is one.
+pub fn crash_report(unexpected_exits: &[String], panics: &[(NodeId, String)]) -> CheckerReport {
+    if unexpected_exits.is_empty() {
+        return CheckerReport {
+            checker: "node-crashes",
+            verdict: Verdict::Valid,
+            summary: "no node exited on its own".to_string(),
+            details: json!({"exits": []}),
+        };
+    }
+    let panic_lines: Vec<String> = panics.iter().map(|(n, line)| format!("{}: {line}", node_name(*n))).collect();
+    let mut summary = format!("{} unexpected node exit(s): {}", unexpected_exits.len(), unexpected_exits.join(", "));
+    if let Some(first) = panic_lines.first() {
+        summary.push_str(&format!("; {first}"));
+    }
+    CheckerReport {
+        checker: "node-crashes",
+        verdict: Verdict::Invalid,
+        summary,
+        details: json!({"exits": unexpected_exits, "panics": panic_lines}),
+    }
+}
+
+/// The first panic message in each log: Rust prints `thread '...' panicked at FILE:LINE:` and
+/// the message on the next line (older versions put both on one line).
+pub fn panics_in_logs(logs: &[(NodeId, PathBuf)]) -> Vec<(NodeId, String)> {
+    let mut found = Vec::new();
+    for (node, path) in logs {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        if let Some(at) = lines.iter().position(|l| l.contains("panicked at")) {
+            let mut message = lines[at].trim().to_string();
+            if message.ends_with(':') {
+                if let Some(next) = lines.get(at + 1) {
+                    message = format!("{message} {}", next.trim());
+                }
+            }
+            found.push((*node, message));
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn readings(items: &[(NodeId, Reading)]) -> BTreeMap<NodeId, Reading> {
+        items.iter().cloned().collect()
+    }
+
+    #[test]
+    fn one_index_and_one_digest_is_converged() {
+        let r = readings(&[(1, Ok((7, "ab".into()))), (2, Ok((7, "ab".into()))), (3, Ok((7, "ab".into())))]);
+        assert_eq!(judge(&r), Judgement::Converged { applied_index: 7, digest: "ab".into() });
+    }
+
+    #[test]
+    fn different_data_at_one_index_is_divergence_even_while_others_lag() {
+        let r = readings(&[(1, Ok((7, "ab".into()))), (2, Ok((7, "cd".into()))), (3, Ok((5, "ef".into())))]);
+        match judge(&r) {
+            Judgement::Diverged { applied_index, digests } => {
+                assert_eq!(applied_index, 7);
+                assert_eq!(digests.len(), 2);
+            }
+            other => panic!("expected divergence, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn lagging_or_silent_replicas_are_not_yet_comparable() {
+        let lagging = readings(&[(1, Ok((7, "ab".into()))), (2, Ok((6, "cd".into())))]);
+        assert_eq!(judge(&lagging), Judgement::NotYet);
+        let silent = readings(&[(1, Ok((7, "ab".into()))), (2, Err("refused".into()))]);
+        assert_eq!(judge(&silent), Judgement::NotYet);
+    }
+
+    #[test]
+    fn an_exit_is_a_finding_and_carries_its_panic() {
+        assert_eq!(crash_report(&[], &[]).verdict, Verdict::Valid);
+        let report = crash_report(
+            &["n2: exit status: 101".into()],
+            &[(2, "thread 'main' panicked at src/raft/mod.rs:9: election safety".into())],
+        );
+        assert_eq!(report.verdict, Verdict::Invalid);
+        assert!(report.summary.contains("election safety"), "{}", report.summary);
+    }
+
+    #[test]
+    fn the_panic_message_is_read_from_the_line_after_the_location() {
+        let dir = std::env::temp_dir().join(format!("faultline-panic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("n3.log");
+        std::fs::write(&log, "starting\nthread 'main' panicked at node/src/raft/mod.rs:780:9:\nelection safety: two leaders (1 and 3) in term 7\nnote: ...\n").unwrap();
+        let found = panics_in_logs(&[(3, log), (4, dir.join("missing.log"))]);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(found.len(), 1);
+        assert!(found[0].1.ends_with("election safety: two leaders (1 and 3) in term 7"), "{:?}", found);
+    }
+}

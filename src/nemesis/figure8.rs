@@ -1,0 +1,128 @@
+//! The `figure-8` nemesis: Raft paper Figure 8 as a sequence of partitions, each step started as
+//! soon as the cluster reaches the state the figure needs (the nemesis watches every node's term
+//! and role). It asks one question: does a leader commit an entry of an earlier term by counting
+//! replicas? A correct leader appends an entry of its own term first (a no-op), so the figure
+//! cannot complete; a leader with `--bug commit-old-term` commits the old entry, which the next
+//! leader then overwrites on a replica that already applied it: the replicas diverge.
+//!
+//! The steps, for a 3-node cluster (with more nodes the rest elect leaders of their own and the
+//! figure does not form):
+//! 1. Isolate the leader L (term t): its clients' writes stay in L's log only.
+//! 2. As soon as another node M leads (term t1 > t), isolate M too: its clients' writes stay in
+//!    M's log only (it must be cut before it replicates anything, hence the fast watch).
+//! 3. Join L with the rest (M stays cut): L, whose log is longest, is elected again (term t2).
+//! 4. As soon as L leads, cut L and join M with the rest: M's last log term t1 is newer than the
+//!    rest's, so M is elected and overwrites what L replicated in step 3.
+//!
+//! The order of the steps is fixed; the moments are the cluster's. Each wait is bounded; a step
+//! that does not come about ends the figure early (recorded, never an error).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde_json::{json, Value};
+
+use super::grudge::{complete_grudge, Grudge};
+use crate::cluster::{node_name, Cluster, NodeId};
+use crate::db::Db;
+
+/// How often the nodes are asked for their term and role while a step waits.
+const WATCH_PERIOD: Duration = Duration::from_millis(3);
+/// The longest one step waits for the leader it needs.
+const STEP_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long M stays cut, taking writes it cannot replicate, before step 3.
+const ISOLATED_WRITES: Duration = Duration::from_millis(600);
+
+/// What the figure needs from the nemesis: apply a partition, and read the cluster.
+pub trait Stage {
+    fn cluster(&self) -> &Cluster;
+    fn db(&self) -> &dyn Db;
+    /// Replaces the figure's partition (None heals it) and applies the rules.
+    fn set_cut(&self, cut: Option<Grudge>) -> Result<()>;
+    fn note(&self, line: String);
+}
+
+/// Every answering node's (term, is leader).
+fn watch(stage: &dyn Stage) -> Result<BTreeMap<NodeId, (u64, bool)>> {
+    let mut statuses = BTreeMap::new();
+    for node in stage.cluster().node_ids() {
+        match stage.db().raft_status(stage.cluster(), node) {
+            None => anyhow::bail!("the figure-8 nemesis needs a db that reports terms and roles"),
+            Some(Ok(status)) => {
+                statuses.insert(node, status);
+            }
+            Some(Err(_)) => {}
+        }
+    }
+    Ok(statuses)
+}
+
+/// Waits until a node of `among` leads with a term above `above`; its (node, term).
+fn wait_for_leader(stage: &dyn Stage, among: &[NodeId], above: u64) -> Result<Option<(NodeId, u64)>> {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while Instant::now() < deadline {
+        let found = watch(stage)?
+            .into_iter()
+            .filter(|(node, (term, leader))| *leader && *term > above && among.contains(node))
+            .max_by_key(|(_, (term, _))| *term);
+        if let Some((node, (term, _))) = found {
+            return Ok(Some((node, term)));
+        }
+        std::thread::sleep(WATCH_PERIOD);
+    }
+    Ok(None)
+}
+
+/// Runs steps 1-4 and leaves the last cut in place (the caller heals it at the window's stop).
+/// Returns what happened, for the fault's stop record.
+pub fn run(stage: &dyn Stage) -> Result<Value> {
+    let nodes = stage.cluster().node_ids();
+    let Some((l, t)) = wait_for_leader(stage, &nodes, 0)? else {
+        return Ok(json!({"formed": false, "ended_at": "no leader to start from"}));
+    };
+    let others: Vec<NodeId> = nodes.iter().copied().filter(|n| *n != l).collect();
+    stage.note(format!("figure-8: step 1, isolate leader {} (term {t})", node_name(l)));
+    stage.set_cut(Some(complete_grudge(&[vec![l], others.clone()])))?;
+
+    let Some((m, t1)) = wait_for_leader(stage, &others, t)? else {
+        return Ok(json!({"formed": false, "ended_at": "step 2: no new leader", "l": node_name(l)}));
+    };
+    let rest: Vec<NodeId> = others.iter().copied().filter(|n| *n != m).collect();
+    stage.note(format!("figure-8: step 2, isolate the new leader {} (term {t1}) too", node_name(m)));
+    stage.set_cut(Some(complete_grudge(&[vec![l], vec![m], rest.clone()])))?;
+    std::thread::sleep(ISOLATED_WRITES);
+
+    let mut with_l = rest.clone();
+    with_l.push(l);
+    stage.note(format!("figure-8: step 3, join {} with {:?}", node_name(l), rest));
+    stage.set_cut(Some(complete_grudge(&[with_l.clone(), vec![m]])))?;
+    let Some((l2, t2)) = wait_for_leader(stage, &with_l, t1)? else {
+        return Ok(json!({"formed": false, "ended_at": "step 3: no leader", "l": node_name(l), "m": node_name(m)}));
+    };
+    if l2 != l {
+        return Ok(json!({"formed": false, "ended_at": format!("step 3: {} led, not {}", node_name(l2), node_name(l)),
+                         "l": node_name(l), "m": node_name(m)}));
+    }
+
+    // No pause here: applying the cut takes tens of milliseconds, time enough for L to replicate
+    // its old entries and (with the bug) commit them; any longer and its clients find it and add
+    // entries of its own term, after which M can no longer be elected (25 ms more halved the
+    // figures that formed, and none diverged, in 3 runs each).
+    let mut with_m = rest.clone();
+    with_m.push(m);
+    stage.note(format!(
+        "figure-8: step 4, {} leads (term {t2}): cut it, join {} with {:?}",
+        node_name(l),
+        node_name(m),
+        rest
+    ));
+    stage.set_cut(Some(complete_grudge(&[vec![l], with_m.clone()])))?;
+    let Some((m2, t3)) = wait_for_leader(stage, &with_m, t2)? else {
+        return Ok(json!({"formed": false, "ended_at": "step 4: no leader", "l": node_name(l), "m": node_name(m)}));
+    };
+    let formed = m2 == m;
+    stage.note(format!("figure-8: {} leads at term {t3}; formed: {formed}", node_name(m2)));
+    Ok(json!({"formed": formed, "l": node_name(l), "m": node_name(m), "terms": [t, t1, t2, t3],
+              "last_leader": node_name(m2)}))
+}
