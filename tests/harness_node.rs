@@ -117,3 +117,46 @@ fn ack_before_commit_is_caught_by_isolating_and_killing_the_leader() {
     assert_eq!(code, 1, "{stderr}");
     let _ = std::fs::remove_dir_all(store);
 }
+
+/// The figure-8 nemesis (Raft's Figure 8 as partitions timed by watching terms) and crash-restarts
+/// against a correct 3-node cluster: valid, the replicas converge, no node dies on its own, and
+/// the history records each figure with what its steps came to.
+#[test]
+fn the_correct_node_survives_figure_8_and_crashes_and_its_replicas_converge() {
+    let extra = [
+        "--nodes",
+        "3",
+        "--workload",
+        "append",
+        "--nemesis",
+        "figure-8,crash",
+        "--nemesis-interval",
+        "3",
+        "--seed",
+        "2",
+    ];
+    let Some((code, stderr, store)) = run_node_test("node-figure-8", 15, &extra) else {
+        return;
+    };
+    assert_eq!(code, 0, "{stderr}");
+    let run = latest_run(&store);
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
+    let checks = results["workload_checks"].as_array().unwrap();
+    let verdict_of =
+        |name: &str| checks.iter().find(|c| c["checker"] == name).map(|c| c["verdict"].as_str().unwrap().to_string());
+    assert_eq!(verdict_of("convergence").as_deref(), Some("valid"), "{results}");
+    assert_eq!(verdict_of("node-crashes").as_deref(), Some("valid"), "{results}");
+    let history = std::fs::read_to_string(run.join("history.jsonl")).unwrap();
+    let faults: Vec<serde_json::Value> = history
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|record| record["type"] == "fault")
+        .collect();
+    let figure_stops: Vec<&serde_json::Value> =
+        faults.iter().filter(|f| f["f"] == "figure-8" && f["phase"] == "stop").collect();
+    assert!(!figure_stops.is_empty(), "no figure-8 ran: {faults:?}");
+    assert!(figure_stops.iter().all(|f| f["detail"]["formed"].is_boolean()), "{figure_stops:?}");
+    assert!(faults.iter().any(|f| f["f"] == "crash"), "no crash fired: {faults:?}");
+    let _ = std::fs::remove_dir_all(store);
+}

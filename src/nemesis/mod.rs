@@ -685,6 +685,22 @@ mod tests {
     }
 
     #[test]
+    fn a_crash_is_an_instant_and_comes_about_once_per_interval() {
+        let events = plan(3, &[Family::Crash, Family::Partition], Duration::from_secs(1), Duration::from_secs(60));
+        let crashes: Vec<&PlannedEvent> = events.iter().filter(|e| e.family == Family::Crash).collect();
+        for pair in crashes.chunks(2) {
+            assert_eq!(pair[0].phase, FaultPhase::Start);
+            assert_eq!(pair[1].phase, FaultPhase::Stop);
+            assert_eq!(pair[1].at - pair[0].at, Duration::from_millis(1));
+        }
+        // A crash, then a wait of 0.5-1.5 s: 40-120 crashes in 60 s.
+        let starts = crashes.len() / 2;
+        assert!((40..=120).contains(&starts), "{starts} crashes");
+        let partitions = plan_summary(&events)["partition"];
+        assert!(partitions < starts, "partitions are windows, {partitions} of them");
+    }
+
+    #[test]
     fn a_short_run_gets_at_least_one_fault_with_a_short_interval() {
         let events = plan(1, &[Family::Kill], Duration::from_secs(2), Duration::from_secs(20));
         assert!(plan_summary(&events)["kill"] >= 2);
