@@ -37,9 +37,10 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 // A later option overrides an earlier one, so scripts can pass defaults and callers extras.
 #[command(args_override_self = true)]
 pub struct TestArgs {
-    /// Name of the test; the run is stored under <store>/<name>/<timestamp>/.
-    #[arg(long, default_value = "register")]
-    pub name: String,
+    /// Name of the test; the run is stored under <store>/<name>/<timestamp>/. Default: the
+    /// workload's name.
+    #[arg(long)]
+    pub name: Option<String>,
     /// The system under test: faultline-node, or toy (a single-copy Python register, for testing
     /// the harness itself).
     #[arg(long, default_value = "faultline-node")]
@@ -334,13 +335,15 @@ fn run_test(args: TestArgs) -> Result<i32> {
     };
 
     install_signal_thread()?;
-    let run_dir = run_store::create_run_dir(&args.store, &args.name)?;
+    let mut args = args;
+    let name = args.name.get_or_insert_with(|| args.workload.workload.name().to_string()).clone();
+    let run_dir = run_store::create_run_dir(&args.store, &name)?;
     let start = Instant::now();
     let interactive = std::io::stderr().is_terminal();
     let log = RunLog::create(&run_dir.join("faultline.log"), start, false)?;
     let run_id = make_run_id();
     let test_json = json!({
-        "name": args.name,
+        "name": name,
         "run_id": run_id,
         "seed": seed,
         // The checker model for this workload; `faultline check <run-dir>` reads it.
@@ -357,8 +360,7 @@ fn run_test(args: TestArgs) -> Result<i32> {
     });
     std::fs::write(run_dir.join("test.json"), serde_json::to_string_pretty(&test_json)?)?;
     eprintln!(
-        "faultline test {}: run {run_id}, seed {seed}, {} nodes, {concurrency} workers, {}s; store {}",
-        args.name,
+        "faultline test {name}: run {run_id}, seed {seed}, {} nodes, {concurrency} workers, {}s; store {}",
         args.nodes,
         args.time_limit,
         run_dir.display()
@@ -438,7 +440,7 @@ fn run_test(args: TestArgs) -> Result<i32> {
         (Verdict::Invalid, _) => "INVALID".to_string(),
         (Verdict::Unknown, _) => "UNKNOWN".to_string(),
     };
-    eprintln!("\n== faultline test {}: {shown}", args.name);
+    eprintln!("\n== faultline test {name}: {shown}");
     eprintln!(
         "   ops: {} invoked, {} ok, {} fail, {} info; faults fired: {faults_started}",
         counts.invoked, counts.ok, counts.fail, counts.info
