@@ -68,11 +68,20 @@ pub trait Model: Sync {
         None
     }
 
-    /// Which independent part of the state `op` touches (the key, for [`Keyed`]); ops with
-    /// different footprints commute. One object: always 0. Used only to sharpen growth pruning
-    /// (an overwrite of another key cannot undo this key's growth), never to split the search.
+    /// Which independent part of the state `op` touches (the key, for [`Keyed`]). The state must
+    /// be a product of one part per footprint, and an op's legality and effect must depend on and
+    /// change its footprint's part only. One object: always 0. The search uses it to sharpen
+    /// growth pruning (an overwrite of another key cannot undo this key's growth) and for
+    /// conflict-directed backjumping (a key that cannot go on fails whatever the others did).
     fn footprint(&self, _op: &Self::Op) -> u32 {
         0
+    }
+
+    /// The part of `state` that ops of `footprint` see, as a state: two states restrict to equal
+    /// states exactly when they agree on that part (e.g. every other part set to its initial
+    /// value). One object: the state itself.
+    fn restrict(&self, state: &Self::State, _footprint: u32) -> Self::State {
+        state.clone()
     }
 
     /// Turns one completed operation into a model op, dropping those that constrain nothing.
@@ -336,13 +345,14 @@ impl Model for Register {
 
 /// A string with a polynomial hash kept alongside, so that appending updates the hash in O(1)
 /// from the two parts' hashes, and hashing a state (which the search does for every new state) does
-/// not read the whole string. Equality still compares the text.
+/// not read the whole string. Equality still compares the text, unless both share it. The text is
+/// shared, so that cloning a state (a product of many keys' strings, for `Keyed`) copies no text.
 #[derive(Debug, Clone)]
 pub struct HashedString {
     hash: u64,
     /// HASH_BASE to the power of the text's length (wrapping).
     power: u64,
-    text: String,
+    text: std::sync::Arc<str>,
 }
 
 const HASH_BASE: u64 = 0x100_0000_01B3;
@@ -354,7 +364,7 @@ impl HashedString {
             hash = hash.wrapping_mul(HASH_BASE).wrapping_add(byte as u64 + 1);
             power = power.wrapping_mul(HASH_BASE);
         }
-        HashedString { hash, power, text }
+        HashedString { hash, power, text: text.into() }
     }
 
     pub fn as_str(&self) -> &str {
@@ -368,14 +378,14 @@ impl HashedString {
         HashedString {
             hash: self.hash.wrapping_mul(tail.power).wrapping_add(tail.hash),
             power: self.power.wrapping_mul(tail.power),
-            text,
+            text: text.into(),
         }
     }
 }
 
 impl PartialEq for HashedString {
     fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && self.text == other.text
+        self.hash == other.hash && (std::sync::Arc::ptr_eq(&self.text, &other.text) || self.text == other.text)
     }
 }
 
@@ -781,6 +791,13 @@ impl<M: Model> Model for Keyed<M> {
 
     fn footprint(&self, (key, _): &Self::Op) -> u32 {
         *key
+    }
+
+    fn restrict(&self, state: &Self::State, footprint: u32) -> Self::State {
+        let key = footprint as usize;
+        let mut part = self.init();
+        part[key] = state[key].clone();
+        part
     }
 
     fn convert(&self, _input: &OpInput<'_>, _values: &mut Interner) -> Result<Converted<Self::Op>, String> {

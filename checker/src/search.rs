@@ -137,6 +137,8 @@ struct States<'m, M: Model> {
     states: Vec<M::State>,
     index: HashTable<u32>,
     transitions: HashMap<u64, u32>,
+    /// Memoised `restrict`: (state, footprint) -> the state's part.
+    restrictions: HashMap<u64, u32>,
     hasher: DefaultHashBuilder,
     approx_bytes: u64,
 }
@@ -148,6 +150,7 @@ impl<'m, M: Model> States<'m, M> {
             states: Vec::new(),
             index: HashTable::new(),
             transitions: HashMap::with_capacity(expected_ops * 4),
+            restrictions: HashMap::new(),
             hasher: DefaultHashBuilder::default(),
             approx_bytes: 0,
         }
@@ -166,6 +169,18 @@ impl<'m, M: Model> States<'m, M> {
         let (states, hasher) = (&self.states, &self.hasher);
         self.index.insert_unique(hash, id, |&i| hasher.hash_one(&states[i as usize]));
         id
+    }
+
+    /// The state's part of `footprint`, as a state of its own (see `Model::restrict`).
+    fn restrict(&mut self, state: u32, footprint: u32) -> u32 {
+        let key = ((state as u64) << 32) | footprint as u64;
+        if let Some(&part) = self.restrictions.get(&key) {
+            return part;
+        }
+        let part = self.model.restrict(&self.states[state as usize], footprint);
+        let part = self.intern(part);
+        self.restrictions.insert(key, part);
+        part
     }
 
     fn step(&mut self, state: u32, op_index: usize, op: &M::Op) -> Option<u32> {
@@ -212,32 +227,39 @@ impl Visited {
         }
     }
 
-    /// Inserts the configuration; false if it, or one that covers it, was there already.
-    /// `zobrist` must hash the required ops of `bits` only.
-    fn insert(&mut self, zobrist: u64, state: u32, bits: &[u64]) -> bool {
+    /// A stored configuration that covers this one (equal, or the same but with fewer optional
+    /// ops). `zobrist` must hash the required ops of `bits` only.
+    fn find_cover(&self, zobrist: u64, state: u32, bits: &[u64]) -> Option<u32> {
         let hash = zobrist ^ splitmix64(state as u64);
         let words = self.words;
         let (stored_bits, stored_states, required_mask) = (&self.bits, &self.states, &self.required_mask);
-        let found = self.table.find(hash, |&i| {
-            let i = i as usize;
-            stored_states[i] == state
-                && stored_bits[i * words..(i + 1) * words].iter().zip(bits).zip(required_mask).all(
-                    |((&stored, &current), &required)| {
-                        // Same required ops, and the stored optional ops a subset of the current.
-                        (stored ^ current) & required == 0 && stored & !current == 0
-                    },
-                )
-        });
-        if found.is_some() {
-            return false;
+        self.table
+            .find(hash, |&i| {
+                let i = i as usize;
+                stored_states[i] == state
+                    && stored_bits[i * words..(i + 1) * words].iter().zip(bits).zip(required_mask).all(
+                        |((&stored, &current), &required)| {
+                            // Same required ops, and the stored optional ops a subset of the current.
+                            (stored ^ current) & required == 0 && stored & !current == 0
+                        },
+                    )
+            })
+            .copied()
+    }
+
+    /// Inserts the configuration and returns its id, or the id of the stored one that covers it.
+    fn insert(&mut self, zobrist: u64, state: u32, bits: &[u64]) -> Result<u32, u32> {
+        if let Some(cover) = self.find_cover(zobrist, state, bits) {
+            return Err(cover);
         }
+        let hash = zobrist ^ splitmix64(state as u64);
         let id = self.states.len() as u32;
         self.states.push(state);
         self.hashes.push(hash);
         self.bits.extend_from_slice(bits);
         let hashes = &self.hashes;
         self.table.insert_unique(hash, id, |&i| hashes[i as usize]);
-        true
+        Ok(id)
     }
 
     fn len(&self) -> usize {
@@ -251,9 +273,181 @@ impl Visited {
     }
 }
 
+/// A failure's conflict (see `Conflicts`): one footprint, or this for "the whole configuration",
+/// which claims nothing beyond it (a configuration still on the path, or one abandoned by a rule
+/// that relies on another configuration being tried instead).
+const WHOLE: u32 = u32::MAX;
+
+/// Conflict-directed backjumping over independent footprints (the keys of [`crate::model::Keyed`]).
+///
+/// The model's state is a product of one part per footprint, and an op reads and changes its
+/// footprint's part only. The f-subproblem of a configuration keeps only f's ops (linearised or
+/// not) and f's part of the state. Any completion of the configuration, restricted to f's ops, is
+/// a completion of its f-subproblem (real time among f's ops is kept, and other ops do not touch
+/// f's part). So when a configuration's f-subproblem has no completion, neither has the
+/// configuration, nor any other one with the same f-subproblem, whatever other footprints did.
+/// A failed configuration's conflict is such an f, when the way it failed shows one:
+/// - stuck at the return of op x of footprint f, every callable op tried: f, unless a child of
+///   footprint f failed with the whole configuration as its conflict. x's return is still the
+///   first one not linearised among f's ops, so the f-subproblem's callable ops are exactly the
+///   callable ops of f, and each of them failed with conflict f; children of other footprints do
+///   not exist in the f-subproblem;
+/// - a child of footprint g failed with conflict f != g: the child's f-subproblem is the
+///   configuration's own, so the configuration fails with f too, and so on up the path until a
+///   step of footprint f (the backjump: the steps in between, of other footprints, are not
+///   retried — they cannot change that f-subproblem);
+/// - a forced read failed: its conflict (the read goes first in any completion of the
+///   f-subproblem too); growth pruning of a read of footprint f: f (it looks at f's ops and part
+///   only); covered by a failed visited configuration or dead part: that one's conflict (covering
+///   survives restriction); an illegal op, an optional op that changes nothing or a later
+///   identical optional op: nothing (the same reasons make them no first step of a shortest
+///   completion of the f-subproblem); an overwrite skipped after an optional op, or a cover still
+///   on the path: the whole configuration.
+///
+/// By induction every conflict is one footprint or the whole configuration. A failure with
+/// conflict f also enters `dead_parts[f]`, so that a later configuration with the same linearised
+/// ops of f and the same part of f fails at once.
+struct Conflicts {
+    enabled: bool,
+    /// Per visited configuration (by id): its conflict once it failed; `WHOLE` until then.
+    of_visited: Vec<u32>,
+    /// The footprints of the children, of configurations on the path, that failed with `WHOLE`.
+    whole_children: Vec<u32>,
+    /// Per configuration on the path, root first: where its children start in `whole_children`.
+    starts: Vec<u32>,
+    /// Per footprint: parts known to have no completion (its linearised ops, by local index, and
+    /// its part of the state), covering like the visited set.
+    dead_parts: Vec<Visited>,
+    /// Per op: its index among the ops of its footprint.
+    local_index: Vec<u32>,
+    /// Per footprint: its linearised ops, by local index.
+    local_bits: Vec<Vec<u64>>,
+    /// Per footprint: the Zobrist hash of its linearised required ops.
+    local_hash: Vec<u64>,
+}
+
+impl Conflicts {
+    fn new<O>(ops: &[SearchOp<O>], footprint: &[u32], n_footprints: usize) -> Self {
+        let enabled = n_footprints >= 2;
+        let mut conflicts = Conflicts {
+            enabled,
+            of_visited: Vec::new(),
+            whole_children: Vec::new(),
+            starts: Vec::new(),
+            dead_parts: Vec::new(),
+            local_index: Vec::new(),
+            local_bits: Vec::new(),
+            local_hash: vec![0; if enabled { n_footprints } else { 0 }],
+        };
+        if !enabled {
+            return conflicts;
+        }
+        let mut counts = vec![0usize; n_footprints];
+        let mut required_masks: Vec<Vec<u64>> = vec![Vec::new(); n_footprints];
+        for (i, op) in ops.iter().enumerate() {
+            let f = footprint[i] as usize;
+            let local = counts[f];
+            counts[f] += 1;
+            conflicts.local_index.push(local as u32);
+            if local.is_multiple_of(64) {
+                required_masks[f].push(0);
+            }
+            if op.required {
+                required_masks[f][local / 64] |= 1u64 << (local % 64);
+            }
+        }
+        for (f, mask) in required_masks.into_iter().enumerate() {
+            conflicts.local_bits.push(vec![0; counts[f].div_ceil(64)]);
+            conflicts.dead_parts.push(Visited::new(mask));
+        }
+        conflicts
+    }
+
+    /// A configuration was entered (its visited id is the next one).
+    fn enter(&mut self) {
+        if self.enabled {
+            self.of_visited.push(WHOLE);
+            self.starts.push(self.whole_children.len() as u32);
+        }
+    }
+
+    fn of(&self, visited_id: u32) -> u32 {
+        self.of_visited.get(visited_id as usize).copied().unwrap_or(WHOLE)
+    }
+
+    /// A child of the current configuration, an op of `footprint`, failed with `conflict`.
+    fn child_failed(&mut self, footprint: u32, conflict: u32) {
+        if self.enabled && conflict == WHOLE {
+            self.whole_children.push(footprint);
+        }
+    }
+
+    /// The conflict of the current configuration, stuck at the return of an op of `footprint`.
+    fn stuck(&self, footprint: u32) -> u32 {
+        if !self.enabled {
+            return WHOLE;
+        }
+        let start = *self.starts.last().expect("a configuration on the path") as usize;
+        if self.whole_children[start..].contains(&footprint) {
+            WHOLE
+        } else {
+            footprint
+        }
+    }
+
+    fn linearised(&mut self, i: usize, footprint: u32, zobrist: u64) {
+        if self.enabled {
+            let (f, local) = (footprint as usize, self.local_index[i] as usize);
+            self.local_bits[f][local / 64] |= 1u64 << (local % 64);
+            self.local_hash[f] ^= zobrist;
+        }
+    }
+
+    fn undone(&mut self, i: usize, footprint: u32, zobrist: u64) {
+        if self.enabled {
+            let (f, local) = (footprint as usize, self.local_index[i] as usize);
+            self.local_bits[f][local / 64] &= !(1u64 << (local % 64));
+            self.local_hash[f] ^= zobrist;
+        }
+    }
+
+    /// Is the current part of `footprint` (with `state` the current state) known dead?
+    fn dead_part<M: Model>(&self, states: &mut States<'_, M>, state: u32, footprint: u32) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        let f = footprint as usize;
+        let part = states.restrict(state, footprint);
+        self.dead_parts[f].find_cover(self.local_hash[f], part, &self.local_bits[f]).is_some()
+    }
+
+    /// The current configuration (visited id `id`, state `state`) failed with `conflict`: keep
+    /// that, and leave it.
+    fn failed<M: Model>(&mut self, id: u32, conflict: u32, states: &mut States<'_, M>, state: u32) {
+        if !self.enabled {
+            return;
+        }
+        self.of_visited[id as usize] = conflict;
+        let start = self.starts.pop().expect("a configuration on the path");
+        self.whole_children.truncate(start as usize);
+        if conflict != WHOLE {
+            let part = states.restrict(state, conflict);
+            let f = conflict as usize;
+            let _ = self.dead_parts[f].insert(self.local_hash[f], part, &self.local_bits[f]);
+        }
+    }
+
+    fn approx_bytes(&self) -> u64 {
+        self.dead_parts.iter().map(Visited::approx_bytes).sum::<u64>()
+            + (self.of_visited.capacity() * 4 + self.whole_children.capacity() * 4) as u64
+    }
+}
+
 /// A choice on the search path: the call entry lifted and the state before it.
 struct Frame {
     call_entry: u32,
+    /// The visited id of the configuration the choice led to.
+    visited_id: u32,
     state: u32,
     /// The scan phase the choice was made in (see `optional_phase` in `search`).
     optional_phase: bool,
@@ -325,7 +519,7 @@ pub fn search<M: Model>(
     let mut states = States::new(model, n);
     let mut state = states.intern(init);
     let mut visited = Visited::new(required_mask);
-    visited.insert(hash, state, &bits);
+    let root_id = visited.insert(hash, state, &bits).expect("the first configuration is new");
     let mut stack: Vec<Frame> = Vec::with_capacity(n);
     // Identical optional ops (same model op, both open forever) are interchangeable once both are
     // callable: linearise them in invocation order only. Each optional op's previous twin:
@@ -355,6 +549,11 @@ pub fn search<M: Model>(
     for i in (0..n).filter(|&i| growth_pruning && overwriter[i]) {
         overwriter_calls[footprint[i] as usize].insert((ops[i].call, i));
     }
+    let mut conflicts = Conflicts::new(ops, &footprint, n_footprints);
+    // Without backjumping, every failure is the whole configuration's.
+    let backjumping = conflicts.enabled;
+    let conflict_of_footprint = |i: usize| if backjumping { footprint[i] } else { WHOLE };
+    conflicts.enter();
     let mut entry = next[head] as usize;
     let mut iterations: u64 = 0;
 
@@ -398,7 +597,8 @@ pub fn search<M: Model>(
                 report.verdict = SearchVerdict::Unknown(CONFIGURATION_BUDGET.into());
                 break;
             }
-            if let Some(reason) = over_budget(budget, states.approx_bytes + visited.approx_bytes()) {
+            let bytes = states.approx_bytes + visited.approx_bytes() + conflicts.approx_bytes();
+            if let Some(reason) = over_budget(budget, bytes) {
                 report.verdict = SearchVerdict::Unknown(reason);
                 break;
             }
@@ -406,6 +606,8 @@ pub fn search<M: Model>(
         let mut dead_end = false;
         // The op that could not go, when this configuration turns out dead because of one.
         let mut stuck: Option<usize> = None;
+        // Why this configuration failed, when it does (see `Conflicts`).
+        let mut conflict = WHOLE;
         if fresh {
             fresh = false;
             // A required read-only op (a read, an observed compare failure) that is legal now goes
@@ -458,23 +660,43 @@ pub fn search<M: Model>(
                 }
                 e = next[e] as usize;
             }
-            if doomed.is_some() {
+            if let Some(i) = doomed {
                 dead_end = true;
                 stuck = doomed;
+                conflict = conflict_of_footprint(i);
             } else if let Some(e) = forced_entry {
                 let i = e / 2;
                 bits[i / 64] |= 1u64 << (i % 64);
                 hash ^= zobrist[i];
-                if visited.insert(hash, state, &bits) {
-                    stack.push(Frame { call_entry: e as u32, state, optional_phase: false, forced: true });
-                    lift(&mut next, &mut prev, e);
-                    required_left -= 1;
-                    fresh = true;
-                    continue;
+                conflicts.linearised(i, footprint[i], zobrist[i]);
+                let seen = if conflicts.dead_part(&mut states, state, footprint[i]) {
+                    Err(conflict_of_footprint(i))
+                } else {
+                    visited.insert(hash, state, &bits).map_err(|cover| conflicts.of(cover))
+                };
+                match seen {
+                    Ok(visited_id) => {
+                        stack.push(Frame {
+                            call_entry: e as u32,
+                            visited_id,
+                            state,
+                            optional_phase: false,
+                            forced: true,
+                        });
+                        conflicts.enter();
+                        lift(&mut next, &mut prev, e);
+                        required_left -= 1;
+                        fresh = true;
+                        continue;
+                    }
+                    Err(cover_conflict) => {
+                        bits[i / 64] &= !(1u64 << (i % 64));
+                        hash ^= zobrist[i];
+                        conflicts.undone(i, footprint[i], zobrist[i]);
+                        dead_end = true;
+                        conflict = cover_conflict;
+                    }
                 }
-                bits[i / 64] &= !(1u64 << (i % 64));
-                hash ^= zobrist[i];
-                dead_end = true;
             } else {
                 entry = next[head] as usize;
                 optional_phase = false;
@@ -506,6 +728,7 @@ pub fn search<M: Model>(
                 // The last step was an optional op of this footprint: this overwrite would erase it,
                 // and linearising it one step earlier, without that optional op, reaches the same
                 // state having used less. That configuration was tried from the step before.
+                conflicts.child_failed(footprint[op_index], WHOLE);
                 entry = next[entry] as usize;
                 continue;
             }
@@ -518,8 +741,21 @@ pub fn search<M: Model>(
                     let (word, bit) = (op_index / 64, 1u64 << (op_index % 64));
                     bits[word] |= bit;
                     hash ^= zobrist[op_index];
-                    if visited.insert(hash, next_state, &bits) {
-                        stack.push(Frame { call_entry: entry as u32, state, optional_phase, forced: false });
+                    conflicts.linearised(op_index, footprint[op_index], zobrist[op_index]);
+                    let seen = if conflicts.dead_part(&mut states, next_state, footprint[op_index]) {
+                        Err(conflict_of_footprint(op_index))
+                    } else {
+                        visited.insert(hash, next_state, &bits).map_err(|cover| conflicts.of(cover))
+                    };
+                    if let Ok(visited_id) = seen {
+                        stack.push(Frame {
+                            call_entry: entry as u32,
+                            visited_id,
+                            state,
+                            optional_phase,
+                            forced: false,
+                        });
+                        conflicts.enter();
                         state = next_state;
                         lift(&mut next, &mut prev, entry);
                         if growth_pruning && overwriter[op_index] {
@@ -535,6 +771,8 @@ pub fn search<M: Model>(
                     }
                     bits[word] &= !bit;
                     hash ^= zobrist[op_index];
+                    conflicts.undone(op_index, footprint[op_index], zobrist[op_index]);
+                    conflicts.child_failed(footprint[op_index], seen.unwrap_err());
                 }
                 entry = next[entry] as usize;
                 continue;
@@ -548,6 +786,7 @@ pub fn search<M: Model>(
             }
             // Nothing callable can go: this path is dead.
             stuck = Some(op_index);
+            conflict = conflicts.stuck(footprint[op_index]);
         }
         if let Some(stuck_op) = stuck {
             if report.deepest.as_ref().is_none_or(|d| stack.len() > d.order.len()) {
@@ -565,13 +804,18 @@ pub fn search<M: Model>(
             }
         }
         // Backtrack: undo the last choice; undo forced steps too, since their configurations
-        // fail exactly when the one before them does.
+        // fail exactly when the one before them does, and steps of footprints outside the
+        // conflict (backjumping, see `Conflicts`).
         let mut resumed = false;
-        while let Some(frame) = stack.pop() {
+        loop {
+            let current_id = stack.last().map_or(root_id, |f| f.visited_id);
+            conflicts.failed(current_id, conflict, &mut states, state);
+            let Some(frame) = stack.pop() else { break };
             let call_entry = frame.call_entry as usize;
             let undone = call_entry / 2;
             bits[undone / 64] &= !(1u64 << (undone % 64));
             hash ^= zobrist[undone];
+            conflicts.undone(undone, footprint[undone], zobrist[undone]);
             state = frame.state;
             unlift(&mut next, &mut prev, call_entry);
             if growth_pruning && overwriter[undone] {
@@ -582,7 +826,8 @@ pub fn search<M: Model>(
             } else {
                 optional_left += 1;
             }
-            if !frame.forced {
+            if !frame.forced && (conflict == WHOLE || conflict == footprint[undone]) {
+                conflicts.child_failed(footprint[undone], conflict);
                 entry = next[call_entry] as usize;
                 optional_phase = frame.optional_phase;
                 resumed = true;

@@ -101,10 +101,11 @@ fn kv_histories_partitioned_by_key() {
 #[test]
 fn kv_histories_as_one_partition() {
     for (path, verdict) in expected("kv/") {
-        // c50 as one partition (the product of 10 keys' states) is not decided in reasonable time
-        // yet (porcupine does not decide it in 60 s either): there, `unknown` is accepted, but a
-        // wrong verdict never is. Every other file must get its verdict.
-        let undecidable_yet = path.to_string_lossy().contains("c50");
+        // c50-bad as one partition (the product of 10 keys' states, four of them not linearizable)
+        // is not decided in reasonable time yet (porcupine does not decide c50 in 60 s either):
+        // there, `unknown` is accepted, but a wrong verdict never is. Every other file, c50-ok
+        // included (about a second, thanks to backjumping over keys), must get its verdict.
+        let undecidable_yet = path.to_string_lossy().contains("c50-bad");
         let timeout = if undecidable_yet { Duration::from_secs(10) } else { Duration::from_secs(120) };
         let result = check_with_timeout(&path, ModelKind::StringKv, false, timeout);
         assert_eq!(result.partitions.len(), 1);
