@@ -180,6 +180,7 @@ impl<'m, M: Model> States<'m, M> {
         let part = self.model.restrict(&self.states[state as usize], footprint);
         let part = self.intern(part);
         self.restrictions.insert(key, part);
+        self.approx_bytes += 16;
         part
     }
 
@@ -194,6 +195,8 @@ impl<'m, M: Model> States<'m, M> {
             Step::To(s) => self.intern(s),
         };
         self.transitions.insert(key, next);
+        // A table slot (key, value, control byte) at up to 8/7 load.
+        self.approx_bytes += 16;
         (next != NO_STATE).then_some(next)
     }
 }
