@@ -84,6 +84,15 @@ pub trait Model: Sync {
         state.clone()
     }
 
+    /// Heap bytes `state` holds beyond its own `size_of`, for the search's memory budget (which
+    /// must count what the search really keeps, or a search of big states runs far past it). Data
+    /// `state` shares with `base` (an `Arc` both point to) is not counted: the search counts each
+    /// state it keeps once, and `base` is one it keeps, which counted that data already. `None`:
+    /// count everything. Plain-data states (a register): 0.
+    fn heap_bytes(&self, _state: &Self::State, _base: Option<&Self::State>) -> u64 {
+        0
+    }
+
     /// Turns one completed operation into a model op, dropping those that constrain nothing.
     fn convert(&self, input: &OpInput<'_>, values: &mut Interner) -> Result<Converted<Self::Op>, String>;
 
@@ -117,6 +126,15 @@ impl<S: Clone> Step<S> {
             Step::To(next) => Some(next),
         }
     }
+}
+
+/// What the allocator spends on an allocation of `payload` bytes: glibc's malloc keeps an 8-byte
+/// header and rounds chunks to 16 bytes, 32 at least. An estimate for [`Model::heap_bytes`].
+pub fn allocation_bytes(payload: usize) -> u64 {
+    if payload == 0 {
+        return 0;
+    }
+    (payload + 8).next_multiple_of(16).max(32) as u64
 }
 
 fn allowed<S>(possible: bool) -> Step<S> {
@@ -371,6 +389,14 @@ impl HashedString {
         &self.text
     }
 
+    /// Heap bytes of the text (its `Arc`'s two counters too), unless `base` shares it.
+    fn heap_bytes(&self, base: Option<&HashedString>) -> u64 {
+        if base.is_some_and(|b| std::sync::Arc::ptr_eq(&self.text, &b.text)) {
+            return 0;
+        }
+        allocation_bytes(self.text.len() + 16)
+    }
+
     fn concat(&self, tail: &HashedString) -> HashedString {
         let mut text = String::with_capacity(self.text.len() + tail.text.len());
         text.push_str(&self.text);
@@ -443,6 +469,10 @@ impl Model for StringKv {
 
     fn overwrites(&self, op: &StringOp) -> bool {
         matches!(op, StringOp::Put(_))
+    }
+
+    fn heap_bytes(&self, state: &HashedString, base: Option<&HashedString>) -> u64 {
+        state.heap_bytes(base)
     }
 
     fn may_grow_into(&self, state: &HashedString, op: &StringOp) -> bool {
@@ -551,6 +581,10 @@ impl Model for Set {
 
     fn only_grows(&self, op: &SetOp) -> bool {
         matches!(op, SetOp::Add(_))
+    }
+
+    fn heap_bytes(&self, state: &Vec<u32>, _base: Option<&Vec<u32>>) -> u64 {
+        allocation_bytes(state.capacity() * std::mem::size_of::<u32>())
     }
 
     fn may_grow_into(&self, state: &Vec<u32>, op: &SetOp) -> bool {
@@ -681,6 +715,10 @@ impl Model for Stream {
         matches!(op, StreamOp::Append { .. })
     }
 
+    fn heap_bytes(&self, state: &Vec<u32>, _base: Option<&Vec<u32>>) -> u64 {
+        allocation_bytes(state.capacity() * std::mem::size_of::<u32>())
+    }
+
     fn may_grow_into(&self, state: &Vec<u32>, op: &StreamOp) -> bool {
         match op {
             StreamOp::Read(read) => read.starts_with(state),
@@ -783,6 +821,17 @@ impl<M: Model> Model for Keyed<M> {
     /// Overwrites its key's state only, which is what its footprint says.
     fn overwrites(&self, (_, op): &Self::Op) -> bool {
         self.inner.overwrites(op)
+    }
+
+    /// The boxed slice of every key's state, and each key's own heap that `base`'s same key does
+    /// not share (a step changes one key, so a new state brings that key's heap only).
+    fn heap_bytes(&self, state: &Self::State, base: Option<&Self::State>) -> u64 {
+        allocation_bytes(std::mem::size_of_val::<[M::State]>(state))
+            + state
+                .iter()
+                .enumerate()
+                .map(|(key, part)| self.inner.heap_bytes(part, base.and_then(|b| b.get(key))))
+                .sum::<u64>()
     }
 
     fn may_grow_into(&self, state: &Self::State, (key, op): &Self::Op) -> bool {

@@ -140,7 +140,14 @@ struct States<'m, M: Model> {
     /// Memoised `restrict`: (state, footprint) -> the state's part.
     restrictions: HashMap<u64, u32>,
     hasher: DefaultHashBuilder,
-    approx_bytes: u64,
+    /// The states' own heap (see `Model::heap_bytes`), summed as they are interned.
+    heap_bytes: u64,
+}
+
+/// Bytes of a hashbrown table that can hold `capacity` entries of `slot` bytes: a control byte
+/// per bucket, and at most 7/8 of the buckets full.
+fn table_bytes(capacity: usize, slot: usize) -> u64 {
+    (capacity as u64 * (slot as u64 + 1)).div_ceil(7) * 8
 }
 
 impl<'m, M: Model> States<'m, M> {
@@ -152,11 +159,13 @@ impl<'m, M: Model> States<'m, M> {
             transitions: HashMap::with_capacity(expected_ops * 4),
             restrictions: HashMap::new(),
             hasher: DefaultHashBuilder::default(),
-            approx_bytes: 0,
+            heap_bytes: 0,
         }
     }
 
-    fn intern(&mut self, state: M::State) -> u32 {
+    /// The id of `state`, interned if new. `base`: a state it was derived from (see
+    /// `Model::heap_bytes`).
+    fn intern(&mut self, state: M::State, base: Option<u32>) -> u32 {
         let hash = self.hasher.hash_one(&state);
         let states = &self.states;
         if let Some(&id) = self.index.find(hash, |&id| states[id as usize] == state) {
@@ -164,7 +173,8 @@ impl<'m, M: Model> States<'m, M> {
         }
         let id = self.states.len() as u32;
         assert!(id < NO_STATE, "more than 2^32 states");
-        self.approx_bytes += (std::mem::size_of::<M::State>() + 48) as u64;
+        let base = base.map(|b| &self.states[b as usize]);
+        self.heap_bytes += self.model.heap_bytes(&state, base);
         self.states.push(state);
         let (states, hasher) = (&self.states, &self.hasher);
         self.index.insert_unique(hash, id, |&i| hasher.hash_one(&states[i as usize]));
@@ -178,9 +188,8 @@ impl<'m, M: Model> States<'m, M> {
             return part;
         }
         let part = self.model.restrict(&self.states[state as usize], footprint);
-        let part = self.intern(part);
+        let part = self.intern(part, Some(state));
         self.restrictions.insert(key, part);
-        self.approx_bytes += 16;
         part
     }
 
@@ -192,12 +201,20 @@ impl<'m, M: Model> States<'m, M> {
         let next = match self.model.step(&self.states[state as usize], op) {
             Step::Illegal => NO_STATE,
             Step::Unchanged => state,
-            Step::To(s) => self.intern(s),
+            Step::To(s) => self.intern(s, Some(state)),
         };
         self.transitions.insert(key, next);
-        // A table slot (key, value, control byte) at up to 8/7 load.
-        self.approx_bytes += 16;
         (next != NO_STATE).then_some(next)
+    }
+
+    /// What the interned states and the memoised transitions hold: the states' vector, their
+    /// heap, the index, and the two memo tables (a u64 key and a u32 value, padded to 16 bytes).
+    fn approx_bytes(&self) -> u64 {
+        (self.states.capacity() * std::mem::size_of::<M::State>()) as u64
+            + self.heap_bytes
+            + table_bytes(self.index.capacity(), 4)
+            + table_bytes(self.transitions.capacity(), 16)
+            + table_bytes(self.restrictions.capacity(), 16)
     }
 }
 
@@ -270,9 +287,9 @@ impl Visited {
     }
 
     fn approx_bytes(&self) -> u64 {
-        // Bit sets, state ids, hashes, and the table's slots (index + control byte, at most 8/7 load).
-        (self.bits.capacity() * 8 + self.states.capacity() * 4 + self.hashes.capacity() * 8 + self.table.capacity() * 5)
-            as u64
+        // Bit sets, state ids, hashes, and the table of ids.
+        (self.bits.capacity() * 8 + self.states.capacity() * 4 + self.hashes.capacity() * 8) as u64
+            + table_bytes(self.table.capacity(), 4)
     }
 }
 
@@ -520,7 +537,7 @@ pub fn search<M: Model>(
     // Zobrist hash of the ops linearised so far.
     let mut hash = 0u64;
     let mut states = States::new(model, n);
-    let mut state = states.intern(init);
+    let mut state = states.intern(init, None);
     let mut visited = Visited::new(required_mask);
     let root_id = visited.insert(hash, state, &bits).expect("the first configuration is new");
     let mut stack: Vec<Frame> = Vec::with_capacity(n);
@@ -600,7 +617,7 @@ pub fn search<M: Model>(
                 report.verdict = SearchVerdict::Unknown(CONFIGURATION_BUDGET.into());
                 break;
             }
-            let bytes = states.approx_bytes + visited.approx_bytes() + conflicts.approx_bytes();
+            let bytes = states.approx_bytes() + visited.approx_bytes() + conflicts.approx_bytes();
             if let Some(reason) = over_budget(budget, bytes) {
                 report.verdict = SearchVerdict::Unknown(reason);
                 break;
@@ -911,5 +928,44 @@ mod tests {
         let budget = Budget { deadline: Some(Instant::now()), ..Budget::default() };
         let report = search(&model, 0, &ops, &budget, Observe::default());
         assert!(matches!(report.verdict, SearchVerdict::Unknown(_)), "{:?}", report.verdict);
+    }
+
+    /// The budget counts the states' own heap: here every state but two holds at least one
+    /// appended kilobyte, so the states the search kept must fit in the budget by that measure.
+    /// (When it counted a state's `size_of` only, a search like this one held dozens of times its
+    /// budget.)
+    #[test]
+    fn the_memory_budget_counts_what_states_hold_on_the_heap() {
+        use crate::model::{HashedString, StringKv, StringOp};
+        const APPEND_BYTES: usize = 1024;
+        let text = |t: String| HashedString::new(t);
+        let searched = |ret: Option<u64>, required: bool, op: StringOp, call: u64| SearchOp { op, call, ret, required };
+        // Fourteen concurrent appends of distinct kilobytes, and a get that no order can satisfy,
+        // which returns last: every order of every subset of the appends is a state of its own. An
+        // indefinite put invoked first keeps growth pruning from cutting that short.
+        let mut ops: Vec<SearchOp<StringOp>> = (0..14u64)
+            .map(|i| {
+                let append = StringOp::Append(text(format!("{i:x}").repeat(APPEND_BYTES / 2)));
+                searched(Some(1000 + i), true, append, 10 + i)
+            })
+            .collect();
+        ops.push(searched(None, false, StringOp::Put(text("p".into())), 0));
+        ops.push(searched(Some(2000), true, StringOp::Get(text("never".into())), 1));
+        let budget_bytes: u64 = 8 << 20;
+        let budget = Budget {
+            memory_limit_bytes: budget_bytes,
+            deadline: Some(Instant::now() + std::time::Duration::from_secs(60)),
+            ..Budget::default()
+        };
+        let model = StringKv { initial: String::new() };
+        let report = search(&model, model.init(), &ops, &budget, Observe::default());
+        let SearchVerdict::Unknown(reason) = &report.verdict else { panic!("{:?}", report.verdict) };
+        assert!(reason.starts_with("memory budget exhausted"), "{reason}");
+        let appended_bytes_held = report.states.saturating_sub(2) * APPEND_BYTES as u64;
+        assert!(
+            appended_bytes_held <= budget_bytes,
+            "{} states hold at least {appended_bytes_held} bytes, over the {budget_bytes}-byte budget",
+            report.states
+        );
     }
 }
