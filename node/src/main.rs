@@ -64,7 +64,19 @@ struct Cli {
     no_fsync: bool,
 }
 
+/// Exit status of a node that stopped on a violated invariant (a panic on any thread).
+const EXIT_PANIC: i32 = 101;
+
 fn main() {
+    // A panic on any thread stops the whole process: the Raft loop runs on a thread of its own,
+    // and a node whose loop died but whose listener lives on would limp on (connections accepted,
+    // never answered) instead of stopping where its invariant broke, and the harness could not
+    // tell it from a slow node.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        std::process::exit(EXIT_PANIC);
+    }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -157,6 +157,12 @@ pub struct Replica {
     next_read_id: u64,
     replies: Vec<(Token, Reply)>,
     applied_index: u64,
+    /// A checksum of each applied entry (term and payload), the last `APPLIED_HASHES_KEPT` of them,
+    /// oldest first; the first is of entry `applied_hashes_first`. Two replicas must have applied
+    /// the same entry at every index (state-machine safety), so a harness can compare these even
+    /// while one replica lags.
+    applied_hashes: std::collections::VecDeque<u32>,
+    applied_hashes_first: u64,
     applied_membership: Membership,
     was_leader: bool,
 }
@@ -182,6 +188,8 @@ impl Replica {
             next_read_id: 1,
             replies: Vec::new(),
             applied_index,
+            applied_hashes: std::collections::VecDeque::new(),
+            applied_hashes_first: applied_index + 1,
             applied_membership,
             was_leader: false,
         })
@@ -197,6 +205,11 @@ impl Replica {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The checksums of the applied entries this replica remembers: (index of the first, checksums).
+    pub fn applied_hashes(&self) -> (u64, Vec<u32>) {
+        (self.applied_hashes_first, self.applied_hashes.iter().copied().collect())
     }
 
     pub fn applied_index(&self) -> u64 {
@@ -402,6 +415,9 @@ impl Replica {
             Store::from_snapshot(&snapshot.data, self.bugs.has(Bug::NoDedup)).expect("snapshot from a peer decodes");
         self.applied_index = snapshot.index;
         self.applied_membership = snapshot.membership.clone();
+        // The entries the snapshot covers were never applied here one by one.
+        self.applied_hashes.clear();
+        self.applied_hashes_first = snapshot.index + 1;
         let stale: Vec<u64> = self.writes.range(..=snapshot.index).map(|(i, _)| *i).collect();
         for index in stale {
             let write = self.writes.remove(&index).expect("present");
@@ -414,6 +430,11 @@ impl Replica {
     fn apply(&mut self, entry: &Entry) {
         assert_eq!(entry.index, self.applied_index + 1, "entries are applied in order, once");
         self.applied_index = entry.index;
+        self.applied_hashes.push_back(entry_checksum(entry));
+        if self.applied_hashes.len() > APPLIED_HASHES_KEPT {
+            self.applied_hashes.pop_front();
+            self.applied_hashes_first += 1;
+        }
         let result = match &entry.payload {
             EntryPayload::Command(data) => {
                 let command: Command = serde_json::from_slice(data).expect("committed command decodes");
@@ -464,4 +485,25 @@ impl Replica {
     pub fn take_replies(&mut self) -> Vec<(Token, Reply)> {
         std::mem::take(&mut self.replies)
     }
+}
+
+/// How many applied-entry checksums a replica keeps for the harness's convergence check.
+pub const APPLIED_HASHES_KEPT: usize = 50_000;
+
+/// A CRC-32 of an entry's term and payload.
+fn entry_checksum(entry: &Entry) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&entry.term.to_le_bytes());
+    match &entry.payload {
+        EntryPayload::Noop => hasher.update(b"noop"),
+        EntryPayload::Command(data) => {
+            hasher.update(b"command");
+            hasher.update(data);
+        }
+        EntryPayload::Membership(membership) => {
+            hasher.update(b"membership");
+            hasher.update(&serde_json::to_vec(membership).expect("a membership serialises"));
+        }
+    }
+    hasher.finalize()
 }

@@ -303,9 +303,12 @@ impl EventLoop {
                 let _ = reply.send(Response { id, result: ResponseResult::Ok { value } });
             }
             RequestBody::Digest => {
+                let (first, hashes) = self.replica.applied_hashes();
                 let value = json!({
                     "applied_index": self.replica.applied_index(),
                     "digest": format!("{:08x}", self.replica.store().data_digest()),
+                    "applied_hashes_first": first,
+                    "applied_hashes": hashes,
                 });
                 let _ = reply.send(Response { id, result: ResponseResult::Ok { value } });
             }
