@@ -21,26 +21,64 @@ use serde_json::json;
 use crate::cluster::{node_name, Cluster, NodeId};
 use crate::db::Db;
 
-/// What one node said about its applied state: (applied index, digest), or why it could not say.
-pub type Reading = Result<(u64, String), String>;
+/// What one node says about what it applied.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReplicaState {
+    pub applied_index: u64,
+    /// A digest of the applied data.
+    pub digest: String,
+    /// Checksums of the last applied entries, the first of entry `applied_hashes_first`; empty
+    /// when the system does not give them.
+    pub applied_hashes_first: u64,
+    pub applied_hashes: Vec<u32>,
+}
+
+/// What one node said, or why it could not say.
+pub type Reading = Result<ReplicaState, String>;
 
 /// What one round of readings shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Judgement {
     /// Every node answered, at one applied index, with one digest.
     Converged { applied_index: u64, digest: String },
-    /// Two nodes at the same applied index hold different data: that never heals.
+    /// Two nodes at the same applied index hold different data, or applied different entries at
+    /// one index: that never heals.
     Diverged { applied_index: u64, digests: BTreeMap<NodeId, String> },
     /// Not comparable yet (different indexes, or a node did not answer).
     NotYet,
 }
 
+/// The first index at which two nodes applied different entries, with each node's checksum.
+fn first_different_entry(readings: &BTreeMap<NodeId, Reading>) -> Option<(u64, BTreeMap<NodeId, String>)> {
+    let states: Vec<(NodeId, &ReplicaState)> =
+        readings.iter().filter_map(|(node, r)| r.as_ref().ok().map(|s| (*node, s))).collect();
+    let entry = |state: &ReplicaState, index: u64| -> Option<u32> {
+        let offset = index.checked_sub(state.applied_hashes_first)?;
+        state.applied_hashes.get(usize::try_from(offset).ok()?).copied()
+    };
+    let first = states.iter().map(|(_, s)| s.applied_hashes_first).min()?;
+    let last = states.iter().map(|(_, s)| s.applied_hashes_first + s.applied_hashes.len() as u64).max()?;
+    for index in first..last {
+        let at: BTreeMap<NodeId, u32> = states.iter().filter_map(|(n, s)| entry(s, index).map(|h| (*n, h))).collect();
+        let mut values = at.values();
+        if let Some(v) = values.next() {
+            if values.any(|other| other != v) {
+                return Some((index, at.into_iter().map(|(n, h)| (n, format!("entry {h:08x}"))).collect()));
+            }
+        }
+    }
+    None
+}
+
 /// Judges one round. Pure.
 pub fn judge(readings: &BTreeMap<NodeId, Reading>) -> Judgement {
+    if let Some((applied_index, digests)) = first_different_entry(readings) {
+        return Judgement::Diverged { applied_index, digests };
+    }
     let mut by_index: BTreeMap<u64, BTreeMap<NodeId, String>> = BTreeMap::new();
     for (node, reading) in readings {
-        if let Ok((index, digest)) = reading {
-            by_index.entry(*index).or_default().insert(*node, digest.clone());
+        if let Ok(state) = reading {
+            by_index.entry(state.applied_index).or_default().insert(*node, state.digest.clone());
         }
     }
     for (index, digests) in &by_index {
@@ -98,7 +136,7 @@ pub fn check_convergence(db: &dyn Db, cluster: &Cluster, timeout: Duration) -> O
                     checker: "convergence",
                     verdict: Verdict::Invalid,
                     summary: format!(
-                        "replicas diverged: different data at the same applied index {applied_index} ({})",
+                        "replicas diverged: different data or a different entry at applied index {applied_index} ({})",
                         shown.join(", ")
                     ),
                     details: json!({"applied_index": applied_index, "digests": named, "rounds": rounds,
@@ -109,7 +147,7 @@ pub fn check_convergence(db: &dyn Db, cluster: &Cluster, timeout: Duration) -> O
                 let shown: Vec<String> = readings
                     .iter()
                     .map(|(n, r)| match r {
-                        Ok((index, _)) => format!("{} at {index}", node_name(*n)),
+                        Ok(state) => format!("{} at {}", node_name(*n), state.applied_index),
                         Err(e) => format!("{}: {e}", node_name(*n)),
                     })
                     .collect();
@@ -181,19 +219,61 @@ pub fn panics_in_logs(logs: &[(NodeId, PathBuf)]) -> Vec<(NodeId, String)> {
 mod tests {
     use super::*;
 
-    fn readings(items: &[(NodeId, Reading)]) -> BTreeMap<NodeId, Reading> {
-        items.iter().cloned().collect()
+    /// (node, Ok((applied index, digest)) or Err(why)).
+    type Said<'a> = (NodeId, Result<(u64, &'a str), &'a str>);
+
+    fn readings(items: &[Said]) -> BTreeMap<NodeId, Reading> {
+        items
+            .iter()
+            .map(|(node, r)| {
+                let reading = r
+                    .map(|(applied_index, digest)| ReplicaState {
+                        applied_index,
+                        digest: digest.to_string(),
+                        ..ReplicaState::default()
+                    })
+                    .map_err(|e| e.to_string());
+                (*node, reading)
+            })
+            .collect()
+    }
+
+    fn with_entries(applied_index: u64, first: u64, hashes: &[u32]) -> Reading {
+        Ok(ReplicaState {
+            applied_index,
+            digest: format!("d{applied_index}"),
+            applied_hashes_first: first,
+            applied_hashes: hashes.to_vec(),
+        })
     }
 
     #[test]
     fn one_index_and_one_digest_is_converged() {
-        let r = readings(&[(1, Ok((7, "ab".into()))), (2, Ok((7, "ab".into()))), (3, Ok((7, "ab".into())))]);
+        let r = readings(&[(1, Ok((7, "ab"))), (2, Ok((7, "ab"))), (3, Ok((7, "ab")))]);
         assert_eq!(judge(&r), Judgement::Converged { applied_index: 7, digest: "ab".into() });
     }
 
     #[test]
+    fn a_different_entry_is_divergence_even_when_the_replicas_are_at_different_indexes() {
+        let mut r = BTreeMap::new();
+        r.insert(1, with_entries(5, 1, &[10, 11, 12, 13, 14]));
+        r.insert(2, with_entries(3, 1, &[10, 11, 99]));
+        match judge(&r) {
+            Judgement::Diverged { applied_index, digests } => {
+                assert_eq!(applied_index, 3);
+                assert_eq!(digests.len(), 2);
+            }
+            other => panic!("expected divergence, got {other:?}"),
+        }
+        // The same prefix, one replica behind: not yet comparable, not divergence. Checksums
+        // kept from different first indexes (a snapshot) line up by index.
+        r.insert(2, with_entries(4, 2, &[11, 12, 13]));
+        assert_eq!(judge(&r), Judgement::NotYet);
+    }
+
+    #[test]
     fn different_data_at_one_index_is_divergence_even_while_others_lag() {
-        let r = readings(&[(1, Ok((7, "ab".into()))), (2, Ok((7, "cd".into()))), (3, Ok((5, "ef".into())))]);
+        let r = readings(&[(1, Ok((7, "ab"))), (2, Ok((7, "cd"))), (3, Ok((5, "ef")))]);
         match judge(&r) {
             Judgement::Diverged { applied_index, digests } => {
                 assert_eq!(applied_index, 7);
@@ -205,9 +285,9 @@ mod tests {
 
     #[test]
     fn lagging_or_silent_replicas_are_not_yet_comparable() {
-        let lagging = readings(&[(1, Ok((7, "ab".into()))), (2, Ok((6, "cd".into())))]);
+        let lagging = readings(&[(1, Ok((7, "ab"))), (2, Ok((6, "cd")))]);
         assert_eq!(judge(&lagging), Judgement::NotYet);
-        let silent = readings(&[(1, Ok((7, "ab".into()))), (2, Err("refused".into()))]);
+        let silent = readings(&[(1, Ok((7, "ab"))), (2, Err("refused"))]);
         assert_eq!(judge(&silent), Judgement::NotYet);
     }
 

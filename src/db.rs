@@ -83,7 +83,7 @@ pub trait Db: Send + Sync {
     /// The node's applied index and a digest of its applied data, for the convergence check
     /// (`src/convergence.rs`); None when the system cannot say. Called from a thread inside the
     /// client namespace.
-    fn state_digest(&self, _cluster: &Cluster, _node: NodeId) -> Option<Result<(u64, String)>> {
+    fn state_digest(&self, _cluster: &Cluster, _node: NodeId) -> Option<Result<crate::convergence::ReplicaState>> {
         None
     }
     /// The node's (term, is leader), for nemeses that time their steps by the cluster's state
@@ -182,14 +182,16 @@ impl Db for FaultlineNodeDb {
         Box::new(crate::node_client::NodeClient::new(cluster, self.op_timeout))
     }
 
-    fn state_digest(&self, cluster: &Cluster, node: NodeId) -> Option<Result<(u64, String)>> {
+    fn state_digest(&self, cluster: &Cluster, node: NodeId) -> Option<Result<crate::convergence::ReplicaState>> {
         let address = SocketAddr::from((cluster.node_address(node), NODE_PORT));
         Some(crate::node_client::node_digest(address, self.op_timeout))
     }
 
     fn raft_status(&self, cluster: &Cluster, node: NodeId) -> Option<Result<(u64, bool)>> {
         let address = SocketAddr::from((cluster.node_address(node), NODE_PORT));
-        let status = crate::node_client::node_status(address, self.op_timeout.min(Duration::from_millis(100)));
+        let from = std::net::IpAddr::V4(cluster.control_address());
+        let status =
+            crate::node_client::node_status_from(from, address, self.op_timeout.min(Duration::from_millis(100)));
         Some(status.map(|s| (s["term"].as_u64().unwrap_or(0), s["role"].as_str() == Some("leader"))))
     }
 }
@@ -363,10 +365,24 @@ impl Client for LineJsonClient {
 /// A TCP connection with connect, read and write timeouts.
 pub fn connect(address: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
     let stream = TcpStream::connect_timeout(&address, timeout)?;
+    configure(&stream, timeout)?;
+    Ok(stream)
+}
+
+/// `connect` from a given local address (e.g. the cluster's control address).
+pub fn connect_from(local: std::net::IpAddr, address: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(address), socket2::Type::STREAM, None)?;
+    socket.bind(&SocketAddr::new(local, 0).into())?;
+    socket.connect_timeout(&address.into(), timeout)?;
+    let stream: TcpStream = socket.into();
+    configure(&stream, timeout)?;
+    Ok(stream)
+}
+
+fn configure(stream: &TcpStream, timeout: Duration) -> std::io::Result<()> {
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
+    stream.set_nodelay(true)
 }
 
 /// Is `path` an executable file?

@@ -320,22 +320,41 @@ pub fn find_leader(cluster: &Cluster, timeout: Duration) -> Option<NodeId> {
 
 /// One `status` request to one node.
 pub fn node_status(address: SocketAddr, timeout: Duration) -> Result<Value> {
-    one_request(address, "status", timeout)
+    one_request(None, address, "status", timeout)
 }
 
-/// One `digest` request to one node: its applied index and the digest of its data.
-pub fn node_digest(address: SocketAddr, timeout: Duration) -> Result<(u64, String)> {
-    let value = one_request(address, "digest", timeout)?;
+/// One `status` request from a given local address (the cluster's control address, which
+/// faults that cut the clients off leave alone).
+pub fn node_status_from(local: std::net::IpAddr, address: SocketAddr, timeout: Duration) -> Result<Value> {
+    one_request(Some(local), address, "status", timeout)
+}
+
+/// One `digest` request to one node: its applied index, the digest of its data and the
+/// checksums of the entries it applied last.
+pub fn node_digest(address: SocketAddr, timeout: Duration) -> Result<crate::convergence::ReplicaState> {
+    let value = one_request(None, address, "digest", timeout)?;
+    let hashes: Option<Vec<u32>> = value["applied_hashes"]
+        .as_array()
+        .map(|items| items.iter().filter_map(|h| h.as_u64().and_then(|h| u32::try_from(h).ok())).collect());
     match (value["applied_index"].as_u64(), value["digest"].as_str()) {
-        (Some(index), Some(digest)) => Ok((index, digest.to_string())),
+        (Some(applied_index), Some(digest)) => Ok(crate::convergence::ReplicaState {
+            applied_index,
+            digest: digest.to_string(),
+            applied_hashes_first: value["applied_hashes_first"].as_u64().unwrap_or(applied_index + 1),
+            applied_hashes: hashes.unwrap_or_default(),
+        }),
         _ => bail!("digest of {address}: unexpected answer {value}"),
     }
 }
 
 /// A request with no arguments (`status`, `digest`) on a connection of its own.
-fn one_request(address: SocketAddr, op: &str, timeout: Duration) -> Result<Value> {
+fn one_request(local: Option<std::net::IpAddr>, address: SocketAddr, op: &str, timeout: Duration) -> Result<Value> {
     let deadline = Instant::now() + timeout;
-    let mut stream = connect(address, timeout).with_context(|| format!("connecting to {address}"))?;
+    let connected = match local {
+        Some(local) => crate::db::connect_from(local, address, timeout),
+        None => connect(address, timeout),
+    };
+    let mut stream = connected.with_context(|| format!("connecting to {address}"))?;
     let response = round_trip(&mut stream, &json!({"id": 1, "op": op}), 1, deadline)
         .with_context(|| format!("{op} of {address}"))?;
     if response["status"].as_str() != Some("ok") {

@@ -80,6 +80,12 @@ impl Cluster {
         Ipv4Addr::new(10, 77, self.subnet_octet, 254)
     }
 
+    /// A second harness address on the bridge, for the nemesis's own questions to nodes (terms and
+    /// roles), so that a fault that cuts the clients off a node does not blind the nemesis too.
+    pub fn control_address(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 77, self.subnet_octet, 253)
+    }
+
     /// Creates namespaces, bridge, veths, addresses and fault chains for `n_nodes` nodes. On any
     /// failure everything created so far is removed before the error is returned.
     pub fn create(run_id: &str, n_nodes: usize, run_dir: &Path) -> Result<Cluster> {
@@ -159,6 +165,7 @@ impl Cluster {
             "link add br0 type bridge".to_string(),
             "link set br0 up".to_string(),
             format!("addr add {}/24 dev br0", self.client_address()),
+            format!("addr add {}/24 dev br0", self.control_address()),
         ];
         for node in self.node_ids() {
             bridge_lines.push(format!("link set {} master br0 up", node_name(node)));

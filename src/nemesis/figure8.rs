@@ -10,9 +10,12 @@
 //! 1. Isolate the leader L (term t): its clients' writes stay in L's log only.
 //! 2. As soon as another node M leads (term t1 > t), isolate M too: its clients' writes stay in
 //!    M's log only (it must be cut before it replicates anything, hence the fast watch).
-//! 3. Join L with the rest (M stays cut): L, whose log is longest, is elected again (term t2).
-//! 4. As soon as L leads, cut L and join M with the rest: M's last log term t1 is newer than the
-//!    rest's, so M is elected and overwrites what L replicated in step 3.
+//! 3. Join L with the rest (M stays cut), and cut the clients off L: L, whose log is longest, is
+//!    elected again (term t2) and replicates its old entries to the rest; without clients it has no
+//!    entries of its own term to send with them (a correct L still has its no-op).
+//! 4. Shortly after L leads, cut L and join M with the rest: M's last log term t1 is newer than the
+//!    rest's (unless L gave them an entry of term t2), so M is elected and overwrites what L
+//!    replicated in step 3 - which, with the bug, the rest had already applied.
 //!
 //! The order of the steps is fixed; the moments are the cluster's. Each wait is bounded; a step
 //! that does not come about ends the figure early (recorded, never an error).
@@ -23,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use serde_json::{json, Value};
 
-use super::grudge::{complete_grudge, Grudge};
+use super::grudge::{complete_grudge, Grudge, CLIENTS};
 use crate::cluster::{node_name, Cluster, NodeId};
 use crate::db::Db;
 
@@ -33,6 +36,9 @@ const WATCH_PERIOD: Duration = Duration::from_millis(3);
 const STEP_TIMEOUT: Duration = Duration::from_secs(4);
 /// How long M stays cut, taking writes it cannot replicate, before step 3.
 const ISOLATED_WRITES: Duration = Duration::from_millis(600);
+/// How long L leads in step 3 before it is cut: time to replicate its old entries to the rest,
+/// count them and tell the rest the commit index (a few round trips and fsyncs).
+const REELECTED_LEADS: Duration = Duration::from_millis(100);
 
 /// What the figure needs from the nemesis: apply a partition, and read the cluster.
 pub trait Stage {
@@ -95,8 +101,10 @@ pub fn run(stage: &dyn Stage) -> Result<Value> {
 
     let mut with_l = rest.clone();
     with_l.push(l);
-    stage.note(format!("figure-8: step 3, join {} with {:?}", node_name(l), rest));
-    stage.set_cut(Some(complete_grudge(&[with_l.clone(), vec![m]])))?;
+    stage.note(format!("figure-8: step 3, join {} with {:?}, cut the clients off it", node_name(l), rest));
+    let mut cut = complete_grudge(&[with_l.clone(), vec![m]]);
+    cut.entry(l).or_default().insert(CLIENTS);
+    stage.set_cut(Some(cut))?;
     let Some((l2, t2)) = wait_for_leader(stage, &with_l, t1)? else {
         return Ok(json!({"formed": false, "ended_at": "step 3: no leader", "l": node_name(l), "m": node_name(m)}));
     };
@@ -105,10 +113,9 @@ pub fn run(stage: &dyn Stage) -> Result<Value> {
                          "l": node_name(l), "m": node_name(m)}));
     }
 
-    // No pause here: applying the cut takes tens of milliseconds, time enough for L to replicate
-    // its old entries and (with the bug) commit them; any longer and its clients find it and add
-    // entries of its own term, after which M can no longer be elected (25 ms more halved the
-    // figures that formed, and none diverged, in 3 runs each).
+    // Clients cannot reach L, so waiting adds no entry of term t2 (before the clients were cut
+    // off, 25 ms more here halved the figures that formed: clients found L and added entries).
+    std::thread::sleep(REELECTED_LEADS);
     let mut with_m = rest.clone();
     with_m.push(m);
     stage.note(format!(

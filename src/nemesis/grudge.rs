@@ -13,6 +13,11 @@ use crate::cluster::{node_name, NodeId, FAULT_CHAIN};
 /// node -> nodes it drops packets from.
 pub type Grudge = BTreeMap<NodeId, BTreeSet<NodeId>>;
 
+/// A pseudo node in a grudge's dropped sets: the clients' address. A node that drops `CLIENTS`
+/// takes no requests (the nemesis asks nodes from another address; see
+/// `Cluster::control_address`). Only ever a member of a dropped set, never a key.
+pub const CLIENTS: NodeId = 0;
+
 /// The partition shapes faultline knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Shape {

@@ -560,7 +560,9 @@ impl<'a> Nemesis<'a> {
                 .node_ids()
                 .into_iter()
                 .map(|node| {
-                    let rules = grudge::rules_for_node(node, &grudge, &loss, |n| cluster.node_address(n));
+                    let address =
+                        |n| if n == grudge::CLIENTS { cluster.client_address() } else { cluster.node_address(n) };
+                    let rules = grudge::rules_for_node(node, &grudge, &loss, address);
                     scope.spawn(move || cluster.set_fault_rules(node, &rules))
                 })
                 .collect();
