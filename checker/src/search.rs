@@ -32,7 +32,23 @@
 //!   first, of the same length (it is callable wherever the later one is);
 //! - an overwrite right after an optional op of the same footprint: C's parent, which linearised
 //!   that optional op, reaches C1's state with the overwrite alone, so d(parent) <= d(C) with
-//!   fewer ops linearised.
+//!   fewer ops linearised;
+//! - an op of another footprint than the first pending return's (one footprint at a time, below):
+//!   C has a shortest completion whose first step is an op of that footprint, tried instead.
+//!
+//! One footprint at a time (a partial-order reduction, for models whose state is a product of
+//! independent parts, like [`crate::model::Keyed`]'s keys; one footprint: no effect). Let x be the
+//! unlinearised op whose return comes first, and f its footprint. A configuration branches on
+//! ops of footprint f only: the walk skips the others' calls. Complete: x is required, so every
+//! completion of C holds an op of f; let y be the first one. y was called before x returned
+//! (else real time would put x before y), so it is callable now; and every op before y in the
+//! completion is of another footprint and returns no earlier than x, so after y was called:
+//! moving y to the front keeps real time, and keeps the model too, since ops of different
+//! footprints neither see nor change each other's part. The result is a completion of the same
+//! length. This is what lets a product of keys be searched like its keys one by one: every
+//! branching is a choice the key that must move next would make in its own search (the same
+//! callable ops: f's first return is x), instead of every interleaving with the other keys'
+//! choices, and with backjumping (see `Conflicts`) a key found dead stops the search.
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use std::collections::BTreeSet;
@@ -307,11 +323,11 @@ const WHOLE: u32 = u32::MAX;
 /// f's part). So when a configuration's f-subproblem has no completion, neither has the
 /// configuration, nor any other one with the same f-subproblem, whatever other footprints did.
 /// A failed configuration's conflict is such an f, when the way it failed shows one:
-/// - stuck at the return of op x of footprint f, every callable op tried: f, unless a child of
-///   footprint f failed with the whole configuration as its conflict. x's return is still the
-///   first one not linearised among f's ops, so the f-subproblem's callable ops are exactly the
-///   callable ops of f, and each of them failed with conflict f; children of other footprints do
-///   not exist in the f-subproblem;
+/// - stuck at the return of op x of footprint f, every callable op of f tried (the search
+///   branches on f's ops only there): f, unless a child failed with the whole configuration as
+///   its conflict. x's return is still the first one not linearised among f's ops, so the
+///   f-subproblem's callable ops are exactly the callable ops of f, and each of them failed with
+///   conflict f;
 /// - a child of footprint g failed with conflict f != g: the child's f-subproblem is the
 ///   configuration's own, so the configuration fails with f too, and so on up the path until a
 ///   step of footprint f (the backjump: the steps in between, of other footprints, are not
@@ -473,6 +489,8 @@ struct Frame {
     optional_phase: bool,
     /// Taken because it could not hurt (see the forced steps in `search`): no alternatives to try.
     forced: bool,
+    /// The footprint whose ops the configuration the choice was made in branches on.
+    branch_footprint: u32,
 }
 
 /// Checks one partition: can `ops` be linearised against `model` starting in `init`?
@@ -576,6 +594,8 @@ pub fn search<M: Model>(
     conflicts.enter();
     let mut entry = next[head] as usize;
     let mut iterations: u64 = 0;
+    // The footprint of the current configuration's first pending return, whose ops it branches on.
+    let mut branch_footprint: u32 = 0;
 
     let lift = |next: &mut Vec<u32>, prev: &mut Vec<u32>, e: usize| {
         let r = e + 1;
@@ -647,6 +667,7 @@ pub fn search<M: Model>(
             let mut doomed = None;
             let mut forced_entry = None;
             let mut in_callable_region = true;
+            let mut first_return_footprint = None;
             let (mut walked, mut reads_ahead) = (0, 0);
             while e != tail
                 && walked < lookahead_entries
@@ -656,6 +677,9 @@ pub fn search<M: Model>(
                 walked += 1;
                 let i = e / 2;
                 if e % 2 == 1 {
+                    if in_callable_region {
+                        first_return_footprint = Some(footprint[i]);
+                    }
                     in_callable_region = false;
                 } else if read_only[i] {
                     if !in_callable_region {
@@ -702,6 +726,7 @@ pub fn search<M: Model>(
                             state,
                             optional_phase: false,
                             forced: true,
+                            branch_footprint,
                         });
                         conflicts.enter();
                         lift(&mut next, &mut prev, e);
@@ -720,6 +745,19 @@ pub fn search<M: Model>(
             } else {
                 entry = next[head] as usize;
                 optional_phase = false;
+                // Branch on the ops of the first pending return's footprint only (see "One
+                // footprint at a time" above).
+                branch_footprint = match first_return_footprint {
+                    _ if n_footprints < 2 => 0,
+                    Some(f) => f,
+                    None => {
+                        let mut e = entry;
+                        while e.is_multiple_of(2) {
+                            e = next[e] as usize;
+                        }
+                        footprint[e / 2]
+                    }
+                };
             }
         }
         if !dead_end {
@@ -727,6 +765,11 @@ pub fn search<M: Model>(
             let op_index = entry / 2;
             if entry.is_multiple_of(2) && ops[op_index].required == optional_phase {
                 // Not this phase's kind of op.
+                entry = next[entry] as usize;
+                continue;
+            }
+            if entry.is_multiple_of(2) && footprint[op_index] != branch_footprint {
+                // Another footprint's op: tried once this footprint's first return is linearised.
                 entry = next[entry] as usize;
                 continue;
             }
@@ -774,6 +817,7 @@ pub fn search<M: Model>(
                             state,
                             optional_phase,
                             forced: false,
+                            branch_footprint,
                         });
                         conflicts.enter();
                         state = next_state;
@@ -850,6 +894,7 @@ pub fn search<M: Model>(
                 conflicts.child_failed(footprint[undone], conflict);
                 entry = next[call_entry] as usize;
                 optional_phase = frame.optional_phase;
+                branch_footprint = frame.branch_footprint;
                 resumed = true;
                 break;
             }

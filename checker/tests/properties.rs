@@ -413,6 +413,31 @@ fn histories_with_writes_pending_through_a_pause_agree_with_brute_force() {
     assert!(counts[0] > counts[1] / 10 && counts[1] > counts[0] / 10, "valid/invalid mix too skewed: {counts:?}");
 }
 
+/// Several keys as one partition, where the search branches only on the key of the first pending
+/// return (a partial-order reduction) and backjumps over the others: with more keys and ops than
+/// the tests above, and keys' ops interleaved in real time, the checker must still agree with a
+/// brute force over global orders.
+#[test]
+fn multi_key_histories_as_one_partition_agree_with_brute_force() {
+    let mut counts = [0usize; 2];
+    for seed in 0..cases(2000) {
+        let mut rng = StdRng::seed_from_u64(5_000_000 + seed);
+        let n_keys = rng.gen_range(2..5);
+        let n_ops = rng.gen_range(4..13);
+        let mut ops = if rng.gen_bool(0.5) {
+            let n_processes = rng.gen_range(2..5);
+            linearizable_history(&mut rng, n_processes, n_ops, n_keys)
+        } else {
+            paused_history(&mut rng, n_ops, n_keys)
+        };
+        scramble_reads(&mut rng, &mut ops);
+        let expected = if brute_force(&ops) { Verdict::Valid } else { Verdict::Invalid };
+        counts[(expected == Verdict::Valid) as usize] += 1;
+        assert_eq!(verdict(&records(&ops), false), expected, "seed {}: {ops:#?}", 5_000_000 + seed);
+    }
+    assert!(counts[0] > counts[1] / 10 && counts[1] > counts[0] / 10, "valid/invalid mix too skewed: {counts:?}");
+}
+
 /// Longer histories of the same shape, too long for brute force: valid as generated.
 #[test]
 fn long_histories_with_writes_pending_through_pauses_are_valid() {
