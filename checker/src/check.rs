@@ -520,7 +520,18 @@ fn check_partition<M: Model>(
     // The explanation's searches must not be cancelled by the flag this partition just set.
     let budget = Budget { cancel: None, max_configurations: None, ..budget };
     let explanation = (verdict == Verdict::Invalid && context.options.explain)
-        .then(|| explain(model, group, &ops, key.clone(), &budget, context))
+        .then(|| {
+            // One key of a product found dead on its own: explain that key's ops alone (each
+            // search of a prefix is then one key's, not the product's).
+            let explained: Vec<usize> = match report.dead_footprint {
+                Some(f) => (0..ops.len()).filter(|&i| model.footprint(&ops[i].op) == f).collect(),
+                None => (0..ops.len()).collect(),
+            };
+            let paired: Vec<usize> = explained.iter().map(|&i| group[i].paired_index).collect();
+            let ops: Vec<SearchOp<M::Op>> = explained.iter().map(|&i| ops[i].clone()).collect();
+            let subject = report.dead_footprint.map(|f| format!("key #{f} (its ops alone)"));
+            explain(model, &paired, &ops, key.clone(), subject, &budget, context)
+        })
         .flatten();
     let partition = PartitionResult {
         key,
@@ -536,12 +547,15 @@ fn check_partition<M: Model>(
 /// How many of the ops done before the failing op an explanation's window shows.
 const WINDOW_CONTEXT_OPS: usize = 3;
 
-/// Works out why an invalid partition is invalid. `None` if the budget ran out meanwhile.
+/// Works out why an invalid partition is invalid: `ops` (by `paired`, their paired indices) are
+/// the partition's, or the ops of one key of a product that alone are not linearizable, which
+/// `subject` then says. `None` if the budget ran out meanwhile.
 fn explain<M: Model>(
     model: &M,
-    group: &[Converted1<M::Op>],
+    paired: &[usize],
     ops: &[SearchOp<M::Op>],
     key: Option<Value>,
+    subject: Option<String>,
     budget: &Budget<'_>,
     context: &Context<'_>,
 ) -> Option<Explanation> {
@@ -582,7 +596,7 @@ fn explain<M: Model>(
     }
     let failing = cut_indices[failing_in_cut];
     // Descriptions of the ops as recorded (the search's ops may be canonicalized).
-    let summary = |i: usize| -> OpSummary { context.all_ops[group[i].paired_index].clone() };
+    let summary = |i: usize| -> OpSummary { context.all_ops[paired[i]].clone() };
 
     let deepest = report.deepest.as_ref()?;
     // The window: the failing op, everything concurrent with it, and the last few ops of the
@@ -613,7 +627,10 @@ fn explain<M: Model>(
     let failing_summary = summary(failing);
     let window: Vec<OpSummary> = window.into_iter().map(summary).collect();
 
-    let key_text = key.as_ref().map(|k| format!("key {k}")).unwrap_or_else(|| "the history".into());
+    let (cut_text, have, they) =
+        if subject.is_some() { ("its ops", "have", "they have") } else { ("the history", "has", "it has") };
+    let key_text =
+        subject.unwrap_or_else(|| key.as_ref().map(|k| format!("key {k}")).unwrap_or_else(|| "the history".into()));
     let mut text = format!(
         "{key_text} is not linearizable.\n  first op that cannot be linearised: process {} {} ({}; invoked at index {}, line {})\n",
         failing_summary.process,
@@ -623,7 +640,7 @@ fn explain<M: Model>(
         failing_summary.call_line
     );
     text.push_str(&format!(
-        "  the history up to its completion (index {}) has no linearisation; up to just before it, it has.\n",
+        "  {cut_text} up to its completion (index {}) {have} no linearisation; up to just before it, {they}.\n",
         failing_summary.return_index.map(|i| i.to_string()).unwrap_or_default()
     ));
     if !states_at_failure.is_empty() {

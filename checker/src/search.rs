@@ -122,6 +122,9 @@ pub struct SearchReport<S> {
     pub stuck_states: Vec<S>,
     /// A linearisation, when valid and asked for.
     pub linearization: Option<Vec<usize>>,
+    /// When invalid and the failure was traced to one footprint (see `Conflicts`): that
+    /// footprint, whose ops alone have no linearisation either.
+    pub dead_footprint: Option<u32>,
 }
 
 /// Extra observations for explanations; all off for plain checking.
@@ -509,6 +512,7 @@ pub fn search<M: Model>(
         deepest: None,
         stuck_states: Vec::new(),
         linearization: None,
+        dead_footprint: None,
     };
     let mut required_left = ops.iter().filter(|o| o.required).count();
     if required_left == 0 {
@@ -901,6 +905,9 @@ pub fn search<M: Model>(
         }
         if !resumed {
             report.verdict = SearchVerdict::Invalid;
+            // The root failed with this conflict: its f-subproblem, f's ops from the initial
+            // state, has no completion.
+            report.dead_footprint = (conflict != WHOLE).then_some(conflict);
             break;
         }
     }

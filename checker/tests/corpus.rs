@@ -40,12 +40,14 @@ fn check_with_timeout(
     partition: bool,
     timeout: Duration,
 ) -> faultline_checker::CheckResult {
-    check_with_options(path, CheckOptions { model, partition, timeout: Some(timeout), ..CheckOptions::default() })
-}
-
-fn check_with_options(path: &Path, options: CheckOptions) -> faultline_checker::CheckResult {
     let imported = read_path(path, None, false).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let options = CheckOptions { source_name: path.display().to_string(), ..options };
+    let options = CheckOptions {
+        model,
+        partition,
+        timeout: Some(timeout),
+        source_name: path.display().to_string(),
+        ..CheckOptions::default()
+    };
     check_records(&imported.records, &options).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -101,18 +103,13 @@ fn kv_histories_as_one_partition() {
     for (path, verdict) in expected("kv/") {
         // The product of 10 keys' states. c50-bad (four keys not linearizable) takes about 3 s,
         // thanks to branching on one key at a time and backjumping over keys; the 60 s timeout
-        // leaves room for a busy machine. A wrong verdict and `unknown` both fail. No explanation:
-        // its searches of the history's prefixes as one partition are not decided in a minute
-        // yet (the partitioned test above explains every file).
-        let options = CheckOptions {
-            model: ModelKind::StringKv,
-            partition: false,
-            explain: false,
-            timeout: Some(Duration::from_secs(60)),
-            ..CheckOptions::default()
-        };
-        let result = check_with_options(&path, options);
+        // leaves room for a busy machine. A wrong verdict and `unknown` both fail. An invalid
+        // verdict comes with its explanation: the key found dead on its own, explained alone.
+        let result = check_with_timeout(&path, ModelKind::StringKv, false, Duration::from_secs(60));
         assert_eq!(result.partitions.len(), 1);
         assert_expected(&path, verdict, &result, "string-kv unpartitioned");
+        if verdict == Some(Verdict::Invalid) {
+            assert_eq!(result.anomalies.len(), 1, "{}: an invalid verdict comes with its explanation", path.display());
+        }
     }
 }
