@@ -20,12 +20,17 @@ fn cpu_time() -> Duration {
     Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32)
 }
 
-fn time_check(records: &[LineRecord], options: &CheckOptions) -> (Verdict, Duration) {
+/// The verdict (with the reason when it is `unknown`) and the checking time.
+fn time_check(records: &[LineRecord], options: &CheckOptions) -> (String, Duration) {
     let paired = pair(records, "bench", false).unwrap();
     let (started, cpu_started) = (Instant::now(), cpu_time());
     let result = check_paired(paired, options).unwrap();
     let elapsed = if options.threads == 1 { cpu_time() - cpu_started } else { started.elapsed() };
-    (result.verdict, elapsed)
+    let verdict = match (result.verdict, result.reason) {
+        (Verdict::Unknown, Some(reason)) => format!("unknown ({reason})"),
+        (verdict, _) => verdict.as_str().to_string(),
+    };
+    (verdict, elapsed)
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -37,6 +42,12 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let only = args.iter().position(|a| a == "--only").map(|i| args[i + 1].clone());
     let threads: usize = args.iter().position(|a| a == "--threads").map(|i| args[i + 1].parse().unwrap()).unwrap_or(1);
+    // The memory budget per partition search (default 2 GiB), to see that a search stops near it.
+    let memory_limit_bytes: u64 = args
+        .iter()
+        .position(|a| a == "--memory-mib")
+        .map(|i| args[i + 1].parse::<u64>().unwrap() << 20)
+        .unwrap_or(CheckOptions::default().memory_limit_bytes);
     if let Some(i) = args.iter().position(|a| a == "--dump") {
         let model = ModelKind::from_name(&args[i + 2]).unwrap();
         dump(&args[i + 1], model, !args.iter().any(|a| a == "--no-partition"));
@@ -44,8 +55,13 @@ fn main() {
     }
     let runs = 5;
     let want = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
-    let base =
-        CheckOptions { threads, explain: false, timeout: Some(Duration::from_secs(60)), ..CheckOptions::default() };
+    let base = CheckOptions {
+        threads,
+        explain: false,
+        timeout: Some(Duration::from_secs(60)),
+        memory_limit_bytes,
+        ..CheckOptions::default()
+    };
 
     if want("etcd") {
         let mut files: Vec<PathBuf> =
@@ -85,14 +101,14 @@ fn main() {
             }
             let options = CheckOptions { model: ModelKind::StringKv, partition, ..base.clone() };
             let mut samples = Vec::new();
-            let mut verdict = Verdict::Unknown;
+            let mut verdict = String::new();
             let n = if partition || name.starts_with("c01") { runs } else { 1 };
             for _ in 0..n {
                 let (v, elapsed) = time_check(&records, &options);
                 verdict = v;
                 samples.push(elapsed);
             }
-            println!("{label}: {} in {:.1} ms (median of {n})", verdict.as_str(), median(samples).as_secs_f64() * 1e3);
+            println!("{label}: {verdict} in {:.1} ms (median of {n})", median(samples).as_secs_f64() * 1e3);
         }
     }
 
@@ -106,7 +122,7 @@ fn main() {
         println!(
             "hard register history ({} events): {} in {:.1} ms",
             records.len(),
-            verdict.as_str(),
+            verdict,
             elapsed.as_secs_f64() * 1e3
         );
     }
@@ -123,7 +139,7 @@ fn main() {
         println!(
             "generated kv: {} events, 1000 keys, {} in {:.2} s (peak RSS {} MiB)",
             records.len(),
-            verdict.as_str(),
+            verdict,
             elapsed.as_secs_f64(),
             peak_rss_mib()
         );
