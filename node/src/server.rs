@@ -299,6 +299,8 @@ impl EventLoop {
                     "voters": raft.membership().voters,
                     "bugs": self.options.bugs.iter().map(|b| b.name()).collect::<Vec<_>>(),
                     "wal_syncs": self.wal.syncs,
+                    "election_elapsed_ticks": raft.election_timer().0,
+                    "election_timeout_ticks": raft.election_timer().1,
                 });
                 let _ = reply.send(Response { id, result: ResponseResult::Ok { value } });
             }

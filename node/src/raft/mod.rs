@@ -282,6 +282,11 @@ impl Raft {
     pub fn id(&self) -> NodeId {
         self.config.id
     }
+    /// Ticks since the election timer was last reset, and the (randomised) timeout it runs to.
+    pub fn election_timer(&self) -> (u64, u64) {
+        (self.election_elapsed, self.randomized_election_timeout)
+    }
+
     pub fn term(&self) -> u64 {
         self.term
     }
