@@ -24,13 +24,14 @@ node_bin="$(dirname "$FAULTLINE_BIN")/faultline-node"
 # bug | workload | nemesis mix | more `faultline test` arguments. Why each nemesis: docs/torture.md.
 matrix=(
   "stale-read|register|isolated-pause|--nemesis-interval 2 --concurrency 20"
-  "follower-stale-read|register|partition|--partition-shapes isolate-one --nemesis-interval 3"
+  "follower-stale-read|register|partition|--partition-shapes isolate-one --nemesis-interval 3 --concurrency 20"
   "ack-before-commit|append|partition,kill|--partition-shapes isolate-leader --nemesis-targets leader --nemesis-interval 3"
-  "no-vote-persist|append|crash,loss|--nodes 3 --nemesis-targets one,all --nemesis-interval 1"
-  "commit-old-term|append|figure-8|--nodes 3 --nemesis-interval 4"
+  "no-vote-persist|append|restart-voter|--nemesis-interval 6"
+  "commit-old-term|append|figure-8|--nodes 3 --nemesis-interval 3"
   "no-dedup|append|crash,kill|--nemesis-targets leader --nemesis-interval 1"
   "none|register|partition,kill,pause,isolated-pause|--nemesis-interval 3"
   "none|append|figure-8,crash,partition|--nodes 3 --nemesis-interval 3"
+  "none|append|restart-voter,crash,loss|--nemesis-interval 5"
 )
 
 rows=()

@@ -86,10 +86,27 @@ pub trait Db: Send + Sync {
     fn state_digest(&self, _cluster: &Cluster, _node: NodeId) -> Option<Result<crate::convergence::ReplicaState>> {
         None
     }
-    /// The node's (term, is leader), for nemeses that time their steps by the cluster's state
-    /// (`figure-8`); None when the system cannot say. Called from the client namespace.
-    fn raft_status(&self, _cluster: &Cluster, _node: NodeId) -> Option<Result<(u64, bool)>> {
+    /// The node's term, role and election timer, for nemeses that time their steps by the
+    /// cluster's state (`figure-8`, `restart-voter`); None when the system cannot say. Called from
+    /// the client namespace.
+    fn raft_status(&self, _cluster: &Cluster, _node: NodeId) -> Option<Result<NodeView>> {
         None
+    }
+}
+
+/// One node's view of the consensus, as `Db::raft_status` gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    pub term: u64,
+    /// `leader`, `follower`, `candidate` or `pre-candidate`.
+    pub role: String,
+    /// Ticks until the node's election timer fires, when the system says.
+    pub election_remaining_ticks: Option<u64>,
+}
+
+impl NodeView {
+    pub fn is_leader(&self) -> bool {
+        self.role == "leader"
     }
 }
 
@@ -187,12 +204,20 @@ impl Db for FaultlineNodeDb {
         Some(crate::node_client::node_digest(address, self.op_timeout))
     }
 
-    fn raft_status(&self, cluster: &Cluster, node: NodeId) -> Option<Result<(u64, bool)>> {
+    fn raft_status(&self, cluster: &Cluster, node: NodeId) -> Option<Result<NodeView>> {
         let address = SocketAddr::from((cluster.node_address(node), NODE_PORT));
         let from = std::net::IpAddr::V4(cluster.control_address());
         let status =
             crate::node_client::node_status_from(from, address, self.op_timeout.min(Duration::from_millis(100)));
-        Some(status.map(|s| (s["term"].as_u64().unwrap_or(0), s["role"].as_str() == Some("leader"))))
+        Some(status.map(|s| {
+            let elapsed = s["election_elapsed_ticks"].as_u64();
+            let timeout = s["election_timeout_ticks"].as_u64();
+            NodeView {
+                term: s["term"].as_u64().unwrap_or(0),
+                role: s["role"].as_str().unwrap_or("unknown").to_string(),
+                election_remaining_ticks: elapsed.zip(timeout).map(|(e, t)| t.saturating_sub(e)),
+            }
+        }))
     }
 }
 

@@ -66,7 +66,8 @@ pub struct TestArgs {
     /// Fault families, comma-separated: partition, kill, pause, loss, isolated-pause (isolate the
     /// leader, pause it, resume it while still isolated, heal), crash (kill and restart at once,
     /// down for at most 200 ms), figure-8 (Raft's Figure 8 as partitions timed by watching terms
-    /// and roles; for 3-node clusters); or "none".
+    /// and roles; for 3-node clusters), restart-voter (a scripted double vote by a restarted voter;
+    /// for 5-node clusters); or "none".
     #[arg(long, default_value = "partition,kill,pause")]
     pub nemesis: String,
     /// Mean seconds between fault edges.
@@ -255,7 +256,7 @@ fn parse_options(args: &TestArgs) -> Result<Parsed> {
         nemesis::parse_list(
             &args.nemesis,
             "nemesis",
-            &["partition", "kill", "pause", "loss", "isolated-pause", "crash", "figure-8", "none"],
+            &["partition", "kill", "pause", "loss", "isolated-pause", "crash", "figure-8", "restart-voter", "none"],
             Family::parse,
         )?
     };

@@ -17,21 +17,17 @@
 //!    rest's (unless L gave them an entry of term t2), so M is elected and overwrites what L
 //!    replicated in step 3 - which, with the bug, the rest had already applied.
 //!
-//! The order of the steps is fixed; the moments are the cluster's. Each wait is bounded; a step
-//! that does not come about ends the figure early (recorded, never an error).
+//! The order of the steps is fixed; the moments are the cluster's (see `script.rs`).
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::{json, Value};
 
-use super::grudge::{complete_grudge, Grudge, CLIENTS};
-use crate::cluster::{node_name, Cluster, NodeId};
-use crate::db::Db;
+use super::grudge::{complete_grudge, CLIENTS};
+use super::script::{wait_for_leader, Stage};
+use crate::cluster::{node_name, NodeId};
 
-/// How often the nodes are asked for their term and role while a step waits.
-const WATCH_PERIOD: Duration = Duration::from_millis(3);
 /// The longest one step waits for the leader it needs.
 const STEP_TIMEOUT: Duration = Duration::from_secs(4);
 /// How long M stays cut, taking writes it cannot replicate, before step 3.
@@ -40,58 +36,18 @@ const ISOLATED_WRITES: Duration = Duration::from_millis(600);
 /// count them and tell the rest the commit index (a few round trips and fsyncs).
 const REELECTED_LEADS: Duration = Duration::from_millis(100);
 
-/// What the figure needs from the nemesis: apply a partition, and read the cluster.
-pub trait Stage {
-    fn cluster(&self) -> &Cluster;
-    fn db(&self) -> &dyn Db;
-    /// Replaces the figure's partition (None heals it) and applies the rules.
-    fn set_cut(&self, cut: Option<Grudge>) -> Result<()>;
-    fn note(&self, line: String);
-}
-
-/// Every answering node's (term, is leader).
-fn watch(stage: &dyn Stage) -> Result<BTreeMap<NodeId, (u64, bool)>> {
-    let mut statuses = BTreeMap::new();
-    for node in stage.cluster().node_ids() {
-        match stage.db().raft_status(stage.cluster(), node) {
-            None => anyhow::bail!("the figure-8 nemesis needs a db that reports terms and roles"),
-            Some(Ok(status)) => {
-                statuses.insert(node, status);
-            }
-            Some(Err(_)) => {}
-        }
-    }
-    Ok(statuses)
-}
-
-/// Waits until a node of `among` leads with a term above `above`; its (node, term).
-fn wait_for_leader(stage: &dyn Stage, among: &[NodeId], above: u64) -> Result<Option<(NodeId, u64)>> {
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    while Instant::now() < deadline {
-        let found = watch(stage)?
-            .into_iter()
-            .filter(|(node, (term, leader))| *leader && *term > above && among.contains(node))
-            .max_by_key(|(_, (term, _))| *term);
-        if let Some((node, (term, _))) = found {
-            return Ok(Some((node, term)));
-        }
-        std::thread::sleep(WATCH_PERIOD);
-    }
-    Ok(None)
-}
-
 /// Runs steps 1-4 and leaves the last cut in place (the caller heals it at the window's stop).
 /// Returns what happened, for the fault's stop record.
 pub fn run(stage: &dyn Stage) -> Result<Value> {
     let nodes = stage.cluster().node_ids();
-    let Some((l, t)) = wait_for_leader(stage, &nodes, 0)? else {
+    let Some((l, t)) = wait_for_leader(stage, &nodes, 0, STEP_TIMEOUT)? else {
         return Ok(json!({"formed": false, "ended_at": "no leader to start from"}));
     };
     let others: Vec<NodeId> = nodes.iter().copied().filter(|n| *n != l).collect();
     stage.note(format!("figure-8: step 1, isolate leader {} (term {t})", node_name(l)));
     stage.set_cut(Some(complete_grudge(&[vec![l], others.clone()])))?;
 
-    let Some((m, t1)) = wait_for_leader(stage, &others, t)? else {
+    let Some((m, t1)) = wait_for_leader(stage, &others, t, STEP_TIMEOUT)? else {
         return Ok(json!({"formed": false, "ended_at": "step 2: no new leader", "l": node_name(l)}));
     };
     let rest: Vec<NodeId> = others.iter().copied().filter(|n| *n != m).collect();
@@ -105,7 +61,7 @@ pub fn run(stage: &dyn Stage) -> Result<Value> {
     let mut cut = complete_grudge(&[with_l.clone(), vec![m]]);
     cut.entry(l).or_default().insert(CLIENTS);
     stage.set_cut(Some(cut))?;
-    let Some((l2, t2)) = wait_for_leader(stage, &with_l, t1)? else {
+    let Some((l2, t2)) = wait_for_leader(stage, &with_l, t1, STEP_TIMEOUT)? else {
         return Ok(json!({"formed": false, "ended_at": "step 3: no leader", "l": node_name(l), "m": node_name(m)}));
     };
     if l2 != l {
@@ -125,7 +81,7 @@ pub fn run(stage: &dyn Stage) -> Result<Value> {
         rest
     ));
     stage.set_cut(Some(complete_grudge(&[vec![l], with_m.clone()])))?;
-    let Some((m2, t3)) = wait_for_leader(stage, &with_m, t2)? else {
+    let Some((m2, t3)) = wait_for_leader(stage, &with_m, t2, STEP_TIMEOUT)? else {
         return Ok(json!({"formed": false, "ended_at": "step 4: no leader", "l": node_name(l), "m": node_name(m)}));
     };
     let formed = m2 == m;

@@ -7,6 +7,8 @@
 
 pub mod figure8;
 pub mod grudge;
+pub mod restart_voter;
+pub mod script;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,6 +45,9 @@ pub enum Family {
     /// Raft paper Figure 8 as partitions timed by watching the cluster (see `figure8.rs`):
     /// exposes a leader that commits an earlier term's entry by counting replicas.
     Figure8,
+    /// A scripted double vote (see `restart_voter.rs`): exposes a node that forgets its vote when
+    /// it restarts. Needs 5 nodes.
+    RestartVoter,
 }
 
 /// The longest a crashed node stays down before it is started again.
@@ -61,6 +66,7 @@ impl Family {
             Family::IsolatedPause => "isolated-pause",
             Family::Crash => "crash",
             Family::Figure8 => "figure-8",
+            Family::RestartVoter => "restart-voter",
         }
     }
 
@@ -73,6 +79,7 @@ impl Family {
             Family::IsolatedPause,
             Family::Crash,
             Family::Figure8,
+            Family::RestartVoter,
         ]
         .into_iter()
         .find(|f| f.name() == text)
@@ -179,8 +186,8 @@ struct Active {
     isolated_pause: Option<(NodeId, Grudge)>,
     /// Crashed and already restarted; kept until the crash's stop is recorded.
     crashed: BTreeSet<NodeId>,
-    /// The figure-8 nemesis's current cut, and what its steps came to.
-    figure8: Option<(Grudge, Value)>,
+    /// Each running script's current cut, and what its steps came to.
+    scripts: BTreeMap<Family, (Grudge, Value)>,
 }
 
 pub struct Nemesis<'a> {
@@ -192,6 +199,9 @@ pub struct Nemesis<'a> {
     rng: Mutex<StdRng>,
     active: Mutex<Active>,
     unexpected_exits: Mutex<Vec<String>>,
+    /// The rules last applied to each node, so that a change rewrites only the nodes it changes
+    /// (a scripted step must take effect in milliseconds, and iptables-restore is slow).
+    applied_rules: Mutex<BTreeMap<NodeId, Vec<String>>>,
 }
 
 /// How often the nemesis looks for nodes that died on their own.
@@ -215,6 +225,7 @@ impl<'a> Nemesis<'a> {
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             active: Mutex::new(Active::default()),
             unexpected_exits: Mutex::new(Vec::new()),
+            applied_rules: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -237,8 +248,8 @@ impl<'a> Nemesis<'a> {
         if !active.paused.is_empty() {
             parts.push(format!("pause{:?}", active.paused));
         }
-        if active.figure8.is_some() {
-            parts.push("figure-8".to_string());
+        for family in active.scripts.keys() {
+            parts.push(family.name().to_string());
         }
         if !active.crashed.is_empty() {
             parts.push(format!("crash{:?}", active.crashed));
@@ -395,13 +406,17 @@ impl<'a> Nemesis<'a> {
                     self.restart(*node)?;
                 }
             }
-            Family::Figure8 => {
+            Family::Figure8 | Family::RestartVoter => {
                 self.history.fault(family.name(), FaultPhase::Start, names(nodes.iter().copied()), None, None)?;
-                self.log.log("figure-8 started");
-                self.active.lock().unwrap().figure8 = Some((Grudge::new(), Value::Null));
-                let outcome = figure8::run(self)?;
-                self.log.log(format!("figure-8: {outcome}"));
-                if let Some((_, detail)) = self.active.lock().unwrap().figure8.as_mut() {
+                self.log.log(format!("{} started", family.name()));
+                self.active.lock().unwrap().scripts.insert(family, (Grudge::new(), Value::Null));
+                let script = Script { nemesis: self, family };
+                let outcome = match family {
+                    Family::Figure8 => figure8::run(&script)?,
+                    _ => restart_voter::run(&script)?,
+                };
+                self.log.log(format!("{}: {outcome}", family.name()));
+                if let Some((_, detail)) = self.active.lock().unwrap().scripts.get_mut(&family) {
                     *detail = outcome;
                 }
             }
@@ -430,14 +445,18 @@ impl<'a> Nemesis<'a> {
 
     pub fn stop(&self, family: Family) -> Result<()> {
         match family {
-            Family::Figure8 => {
-                let Some((_, detail)) = self.active.lock().unwrap().figure8.take() else {
+            Family::Figure8 | Family::RestartVoter => {
+                let Some((_, detail)) = self.active.lock().unwrap().scripts.remove(&family) else {
                     return Ok(());
                 };
+                // A script that ended early on an error may have left a node frozen.
+                for node in self.cluster.node_ids() {
+                    self.db.resume(self.cluster, node)?;
+                }
                 self.apply_rules()?;
                 let nodes = names(self.cluster.node_ids());
                 self.history.fault(family.name(), FaultPhase::Stop, nodes, None, Some(detail))?;
-                self.log.log("figure-8 healed");
+                self.log.log(format!("{} healed", family.name()));
             }
             Family::Crash => {
                 let crashed = std::mem::take(&mut self.active.lock().unwrap().crashed);
@@ -520,6 +539,7 @@ impl<'a> Nemesis<'a> {
     pub fn heal_all(&self) -> Result<()> {
         self.note_unexpected_exits();
         for family in [
+            Family::RestartVoter,
             Family::Figure8,
             Family::IsolatedPause,
             Family::Partition,
@@ -533,6 +553,7 @@ impl<'a> Nemesis<'a> {
         // Belt and braces: whatever the bookkeeping says, leave no rule, no stopped or dead node.
         for node in self.cluster.node_ids() {
             self.cluster.set_fault_rules(node, &[])?;
+            self.applied_rules.lock().unwrap().insert(node, Vec::new());
             self.db.resume(self.cluster, node)?;
             self.restart(node)?;
         }
@@ -546,7 +567,7 @@ impl<'a> Nemesis<'a> {
             let mut grudge = active.partition.as_ref().map(|(_, g)| g.clone()).unwrap_or_default();
             // Two partitions at once (a partition and an isolated pause) drop the union.
             let cuts =
-                active.isolated_pause.iter().map(|(_, cut)| cut).chain(active.figure8.iter().map(|(cut, _)| cut));
+                active.isolated_pause.iter().map(|(_, cut)| cut).chain(active.scripts.values().map(|(cut, _)| cut));
             for cut in cuts {
                 for (node, dropped) in cut {
                     grudge.entry(*node).or_default().extend(dropped.iter().copied());
@@ -555,16 +576,18 @@ impl<'a> Nemesis<'a> {
             (grudge, active.loss.clone().unwrap_or_default())
         };
         let cluster = self.cluster;
+        let address = |n| if n == grudge::CLIENTS { cluster.client_address() } else { cluster.node_address(n) };
+        let mut applied = self.applied_rules.lock().unwrap();
+        let changed: Vec<(NodeId, Vec<String>)> = cluster
+            .node_ids()
+            .into_iter()
+            .map(|node| (node, grudge::rules_for_node(node, &grudge, &loss, address)))
+            .filter(|(node, rules)| applied.get(node) != Some(rules))
+            .collect();
         std::thread::scope(|scope| -> Result<()> {
-            let handles: Vec<_> = cluster
-                .node_ids()
-                .into_iter()
-                .map(|node| {
-                    let address =
-                        |n| if n == grudge::CLIENTS { cluster.client_address() } else { cluster.node_address(n) };
-                    let rules = grudge::rules_for_node(node, &grudge, &loss, address);
-                    scope.spawn(move || cluster.set_fault_rules(node, &rules))
-                })
+            let handles: Vec<_> = changed
+                .iter()
+                .map(|(node, rules)| scope.spawn(move || cluster.set_fault_rules(*node, rules)))
                 .collect();
             for handle in handles {
                 match handle.join() {
@@ -573,25 +596,43 @@ impl<'a> Nemesis<'a> {
                 }
             }
             Ok(())
-        })
+        })?;
+        applied.extend(changed);
+        Ok(())
     }
 }
 
-impl figure8::Stage for Nemesis<'_> {
+/// A scripted nemesis's view of the nemesis: its own cut slot, and the db's signals.
+struct Script<'n, 'a> {
+    nemesis: &'n Nemesis<'a>,
+    family: Family,
+}
+
+impl script::Stage for Script<'_, '_> {
     fn cluster(&self) -> &Cluster {
-        self.cluster
+        self.nemesis.cluster
     }
     fn db(&self) -> &dyn Db {
-        self.db
+        self.nemesis.db
     }
     fn set_cut(&self, cut: Option<Grudge>) -> Result<()> {
-        if let Some((current, _)) = self.active.lock().unwrap().figure8.as_mut() {
+        if let Some((current, _)) = self.nemesis.active.lock().unwrap().scripts.get_mut(&self.family) {
             *current = cut.unwrap_or_default();
         }
-        self.apply_rules()
+        self.nemesis.apply_rules()
     }
     fn note(&self, line: String) {
-        self.log.log(line);
+        self.nemesis.log.log(line);
+    }
+    fn freeze(&self, node: NodeId) -> Result<()> {
+        self.nemesis.db.pause(self.nemesis.cluster, node).with_context(|| format!("pausing {}", node_name(node)))
+    }
+    fn thaw(&self, node: NodeId) -> Result<()> {
+        self.nemesis.db.resume(self.nemesis.cluster, node).with_context(|| format!("resuming {}", node_name(node)))
+    }
+    fn crash_restart(&self, node: NodeId) -> Result<()> {
+        self.nemesis.db.kill(self.nemesis.cluster, node).with_context(|| format!("killing {}", node_name(node)))?;
+        self.nemesis.restart(node)
     }
 }
 
