@@ -160,3 +160,23 @@ fn the_correct_node_survives_figure_8_and_crashes_and_its_replicas_converge() {
     assert!(faults.iter().any(|f| f["f"] == "crash"), "no crash fired: {faults:?}");
     let _ = std::fs::remove_dir_all(store);
 }
+
+/// The restart-voter script against a correct 5-node cluster: the restarted voter remembers its
+/// vote, so no script ever forms two leaders of one term, and the run is valid.
+#[test]
+fn a_correct_restarted_voter_remembers_its_vote() {
+    let extra = ["--workload", "append", "--nemesis", "restart-voter", "--nemesis-interval", "5", "--seed", "3"];
+    let Some((code, stderr, store)) = run_node_test("node-restart-voter", 15, &extra) else {
+        return;
+    };
+    assert_eq!(code, 0, "{stderr}");
+    let history = std::fs::read_to_string(latest_run(&store).join("history.jsonl")).unwrap();
+    let stops: Vec<serde_json::Value> = history
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|record| record["type"] == "fault" && record["f"] == "restart-voter" && record["phase"] == "stop")
+        .collect();
+    assert!(!stops.is_empty(), "no restart-voter script ran");
+    assert!(stops.iter().all(|s| s["detail"]["formed"] == false), "two leaders of one term: {stops:?}");
+    let _ = std::fs::remove_dir_all(store);
+}
