@@ -340,8 +340,12 @@ const WHOLE: u32 = u32::MAX;
 ///   only); covered by a failed visited configuration or dead part: that one's conflict (covering
 ///   survives restriction); an illegal op, an optional op that changes nothing or a later
 ///   identical optional op: nothing (the same reasons make them no first step of a shortest
-///   completion of the f-subproblem); an overwrite skipped after an optional op, or a cover still
-///   on the path: the whole configuration.
+///   completion of the f-subproblem); a cover still on the path: the whole configuration; an
+///   overwrite of footprint f skipped after an optional op: f if a failed visited configuration
+///   or a dead part with conflict f covers the child it would have made (the child the parent
+///   made with the overwrite alone, tried before it when the overwrite is required, usually
+///   does), since that child's f-subproblem is then covered by a dead one; else the whole
+///   configuration.
 ///
 /// By induction every conflict is one footprint or the whole configuration. A failure with
 /// conflict f also enters `dead_parts[f]`, so that a later configuration with the same linearised
@@ -595,6 +599,36 @@ pub fn search<M: Model>(
     // Without backjumping, every failure is the whole configuration's.
     let backjumping = conflicts.enabled;
     let conflict_of_footprint = |i: usize| if backjumping { footprint[i] } else { WHOLE };
+    // The conflict of an overwrite skipped right after an optional op (see `Conflicts`): when a
+    // failed configuration or dead part covers the child it would have made (usually the one the
+    // parent reached with the overwrite alone, tried before when the overwrite is required), the
+    // child fails for that one's reason, if it is the overwrite's footprint; else the whole
+    // configuration's.
+    let skipped_overwrite_conflict = |i: usize,
+                                      state: u32,
+                                      bits: &mut [u64],
+                                      hash: &mut u64,
+                                      states: &mut States<'_, M>,
+                                      conflicts: &mut Conflicts,
+                                      visited: &Visited| {
+        let Some(next_state) = states.step(state, i, &ops[i].op) else { return WHOLE };
+        bits[i / 64] |= 1u64 << (i % 64);
+        *hash ^= zobrist[i];
+        conflicts.linearised(i, footprint[i], zobrist[i]);
+        let conflict = if conflicts.dead_part(states, next_state, footprint[i]) {
+            footprint[i]
+        } else {
+            visited.find_cover(*hash, next_state, bits).map_or(WHOLE, |cover| conflicts.of(cover))
+        };
+        bits[i / 64] &= !(1u64 << (i % 64));
+        *hash ^= zobrist[i];
+        conflicts.undone(i, footprint[i], zobrist[i]);
+        if conflict == footprint[i] {
+            conflict
+        } else {
+            WHOLE
+        }
+    };
     conflicts.enter();
     let mut entry = next[head] as usize;
     let mut iterations: u64 = 0;
@@ -795,7 +829,20 @@ pub fn search<M: Model>(
                 // The last step was an optional op of this footprint: this overwrite would erase it,
                 // and linearising it one step earlier, without that optional op, reaches the same
                 // state having used less. That configuration was tried from the step before.
-                conflicts.child_failed(footprint[op_index], WHOLE);
+                let conflict = if backjumping {
+                    skipped_overwrite_conflict(
+                        op_index,
+                        state,
+                        &mut bits,
+                        &mut hash,
+                        &mut states,
+                        &mut conflicts,
+                        &visited,
+                    )
+                } else {
+                    WHOLE
+                };
+                conflicts.child_failed(footprint[op_index], conflict);
                 entry = next[entry] as usize;
                 continue;
             }

@@ -2,7 +2,7 @@
 //! (checker/tests/data/porcupine/EXPECTED.tsv), with every applicable model and with and without
 //! partitioning by key.
 
-use faultline_checker::{check_records, read_path, CheckOptions, ModelKind, Verdict};
+use faultline_checker::{check_records, read_path, CheckOptions, ModelKind, OpType, Record, Verdict};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -111,5 +111,36 @@ fn kv_histories_as_one_partition() {
         if verdict == Some(Verdict::Invalid) {
             assert_eq!(result.anomalies.len(), 1, "{}: an invalid verdict comes with its explanation", path.display());
         }
+    }
+}
+
+/// Prefixes of the kv histories as one partition: the ops still running at the cut never
+/// complete, so they are optional, and many of them are puts, which the search does not try right
+/// after an optional op of their key. c50-bad cut at an eighth was `unknown` after 20 s until such
+/// a skipped put stopped claiming the whole configuration as its conflict (which disabled
+/// backjumping); now about 3 s. A prefix of a linearizable history is linearizable.
+#[test]
+fn kv_prefixes_as_one_partition() {
+    for (file, eighths, expected) in [
+        ("c50-bad", 1, Verdict::Invalid),
+        ("c50-ok", 1, Verdict::Valid),
+        ("c50-ok", 2, Verdict::Valid),
+        ("c50-ok", 4, Verdict::Valid),
+    ] {
+        let path = corpus().join(format!("kv/{file}.txt"));
+        let records = read_path(&path, None, false).unwrap().records;
+        let returns: Vec<usize> = (0..records.len())
+            .filter(|&i| matches!(&records[i].record, Record::Op(op) if op.op_type != OpType::Invoke))
+            .collect();
+        let cut = returns[returns.len() * eighths / 8] + 1;
+        let options = CheckOptions {
+            model: ModelKind::StringKv,
+            partition: false,
+            explain: false,
+            timeout: Some(Duration::from_secs(60)),
+            ..CheckOptions::default()
+        };
+        let result = check_records(&records[..cut], &options).unwrap();
+        assert_eq!(result.verdict, expected, "{file} cut at {eighths}/8 as one partition: {:?}", result.reason);
     }
 }
