@@ -146,7 +146,9 @@ fn assert_valid(name: &str, workload: &str, checkers: &[&str]) {
     assert_eq!(test_json["options"]["workload"], workload);
     let checks = results["workload_checks"].as_array().expect("workload_checks");
     let names: Vec<&str> = checks.iter().filter_map(|c| c["checker"].as_str()).collect();
-    assert_eq!(names, checkers);
+    // The workload's own checkers, then the cluster's (src/convergence.rs).
+    let expected: Vec<&str> = checkers.iter().copied().chain(["node-crashes", "convergence"]).collect();
+    assert_eq!(names, expected);
     for check in checks {
         assert_eq!(check["verdict"], "valid", "{check}");
         assert!(stderr.contains(check["summary"].as_str().unwrap()), "the summary line is printed: {stderr}");
