@@ -449,10 +449,8 @@ impl<'a> Nemesis<'a> {
                 let Some((_, detail)) = self.active.lock().unwrap().scripts.remove(&family) else {
                     return Ok(());
                 };
-                // A script that ended early on an error may have left a node frozen.
-                for node in self.cluster.node_ids() {
-                    self.db.resume(self.cluster, node)?;
-                }
+                // Scripts thaw what they froze before they return (restart_voter::run), so
+                // nothing is resumed here: that would also end a `pause` window early.
                 self.apply_rules()?;
                 let nodes = names(self.cluster.node_ids());
                 self.history.fault(family.name(), FaultPhase::Stop, nodes, None, Some(detail))?;
