@@ -58,12 +58,16 @@ fn everyone(nodes: &[NodeId]) -> BTreeSet<(NodeId, NodeId)> {
     nodes.iter().flat_map(|a| nodes.iter().filter(move |b| *b != a).map(move |b| (*a, *b))).collect()
 }
 
-/// Adds the clients to the dropped set of every node in `deaf`.
-fn cut_clients(mut grudge: super::grudge::Grudge, deaf: &[NodeId]) -> super::grudge::Grudge {
-    for node in deaf {
-        grudge.entry(*node).or_default().insert(CLIENTS);
+/// Lets only `flows` pass between nodes, and with `clients_cut` drops the clients at every node.
+fn set_flows(stage: &dyn Stage, flows: &BTreeSet<(NodeId, NodeId)>, clients_cut: bool) -> Result<()> {
+    let nodes = stage.cluster().node_ids();
+    let mut grudge = grudge_from_flows(&nodes, flows);
+    if clients_cut {
+        for node in &nodes {
+            grudge.entry(*node).or_default().insert(CLIENTS);
+        }
     }
-    grudge
+    stage.set_cut(Some(grudge))
 }
 
 /// Runs the script; leaves the last cut in place for the caller to heal at the window's stop.
@@ -102,9 +106,9 @@ fn steps(stage: &dyn Stage, frozen: &std::cell::RefCell<BTreeSet<NodeId>>) -> Re
     stage.note(format!("restart-voter: step 0, {} falls behind, clients cut off", node_name(d)));
     let mut flows = everyone(&nodes);
     flows.retain(|(from, to)| *from != d && *to != d);
-    stage.set_cut(Some(grudge_from_flows(&nodes, &flows)))?;
+    set_flows(stage, &flows, false)?;
     std::thread::sleep(FALL_BEHIND);
-    stage.set_cut(Some(cut_clients(grudge_from_flows(&nodes, &flows), &nodes)))?;
+    set_flows(stage, &flows, true)?;
     std::thread::sleep(Duration::from_millis(200));
 
     // Step 1.
@@ -114,13 +118,13 @@ fn steps(stage: &dyn Stage, frozen: &std::cell::RefCell<BTreeSet<NodeId>>) -> Re
     // they grant at once; and X-D and Y-D open only after X's and Y's election rounds have
     // started over without A's and B's grants (any two grants would be a majority).
     let mut flows = both_ways(&[(x, b), (y, a)]);
-    stage.set_cut(Some(cut_clients(grudge_from_flows(&nodes, &flows), &nodes)))?;
+    set_flows(stage, &flows, true)?;
     std::thread::sleep(STEP_DOWN);
     freeze(a)?;
     freeze(b)?;
     std::thread::sleep(STEP_DOWN);
     flows.extend(both_ways(&[(x, d), (y, d)]));
-    stage.set_cut(Some(cut_clients(grudge_from_flows(&nodes, &flows), &nodes)))?;
+    set_flows(stage, &flows, true)?;
     std::thread::sleep(SETTLE);
     let views = watch(stage, &[x, y, d])?;
     let pre_candidates = [x, y, d].iter().all(|n| views.get(n).is_some_and(|v| v.role == "pre-candidate"));
@@ -152,7 +156,7 @@ fn steps(stage: &dyn Stage, frozen: &std::cell::RefCell<BTreeSet<NodeId>>) -> Re
     // X's vote request to D goes out once X's term and vote are on disk.
     std::thread::sleep(Duration::from_millis(15));
     flows.remove(&(x, d));
-    stage.set_cut(Some(cut_clients(grudge_from_flows(&nodes, &flows), &nodes)))?;
+    set_flows(stage, &flows, true)?;
     thaw(d)?;
     if wait_for_leader(stage, &[x], t, STEP_TIMEOUT)?.is_none() {
         return ended("step 2: X did not win");
@@ -177,7 +181,7 @@ fn steps(stage: &dyn Stage, frozen: &std::cell::RefCell<BTreeSet<NodeId>>) -> Re
     flows.retain(|(from, to)| {
         !((x_side.contains(from) && y_side.contains(to)) || (y_side.contains(from) && x_side.contains(to)))
     });
-    stage.set_cut(Some(grudge_from_flows(&nodes, &flows)))?;
+    set_flows(stage, &flows, false)?;
     if formed {
         std::thread::sleep(TWO_LEADERS);
     }
