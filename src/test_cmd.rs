@@ -379,8 +379,11 @@ fn run_test(args: TestArgs) -> Result<i32> {
     ));
 
     let outcome = drive(&args, &parsed, &events, seed, concurrency, db.as_ref(), &cluster, &history, &log);
-    let cluster_logs: Vec<PathBuf> =
-        cluster.node_ids().into_iter().flat_map(|node| db.log_paths(&cluster, node)).collect();
+    let cluster_logs: Vec<(NodeId, PathBuf)> = cluster
+        .node_ids()
+        .into_iter()
+        .flat_map(|node| db.log_paths(&cluster, node).into_iter().map(move |path| (node, path)))
+        .collect();
     // Tear down whatever happened: the cluster must not outlive the run.
     let teardown = db.teardown(&cluster).and_then(|_| cluster.destroy());
     log.log(format!("teardown: {teardown:?}"));
@@ -400,12 +403,7 @@ fn run_test(args: TestArgs) -> Result<i32> {
     let workload = args.workload.workload;
     let mut checked = crate::checking::check_workload(&records, &run_dir, workload);
     // The cluster's own checks (src/convergence.rs) count like the workload's direct checkers.
-    let logs: Vec<(NodeId, PathBuf)> = cluster
-        .node_ids()
-        .into_iter()
-        .flat_map(|node| db.log_paths(&cluster, node).into_iter().map(move |path| (node, path)))
-        .collect();
-    let panics = crate::convergence::panics_in_logs(&logs);
+    let panics = crate::convergence::panics_in_logs(&cluster_logs);
     checked.add_check(crate::convergence::crash_report(&unexpected_exits, &panics));
     if let Some(report) = convergence {
         checked.add_check(report);
@@ -467,7 +465,7 @@ fn run_test(args: TestArgs) -> Result<i32> {
     }
     let node_logs: Vec<String> = cluster_logs
         .iter()
-        .map(|p| match p.strip_prefix(&run_dir) {
+        .map(|(_, p)| match p.strip_prefix(&run_dir) {
             Ok(relative) => relative.display().to_string(),
             Err(_) => p.display().to_string(),
         })
