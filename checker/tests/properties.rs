@@ -269,10 +269,37 @@ fn permute(
     false
 }
 
+/// How generated histories came out against brute force: each is checked in the given modes
+/// (partitioned by key or as one partition), and the tally guards against a generator that makes
+/// only one kind.
+#[derive(Default)]
+struct Agreement {
+    /// [invalid, valid]
+    counts: [usize; 2],
+}
+
+impl Agreement {
+    /// The search must give the brute force's verdict in every mode of `partitions`.
+    fn check(&mut self, ops: &[GenOp], seed: u64, partitions: &[bool]) {
+        let expected = if brute_force(ops) { Verdict::Valid } else { Verdict::Invalid };
+        self.counts[(expected == Verdict::Valid) as usize] += 1;
+        let history = records(ops);
+        for &partition in partitions {
+            assert_eq!(verdict(&history, partition), expected, "seed {seed} partition {partition}: {ops:#?}");
+        }
+    }
+
+    /// The generator must produce both kinds, or the test proves little.
+    fn assert_mixed(&self) {
+        let counts = self.counts;
+        assert!(counts[0] > counts[1] / 10 && counts[1] > counts[0] / 10, "valid/invalid mix too skewed: {counts:?}");
+    }
+}
+
 /// Random small histories, linearizable or not: the checker must agree with brute force.
 #[test]
 fn small_random_histories_agree_with_brute_force() {
-    let mut counts = [0usize; 2];
+    let mut agreement = Agreement::default();
     for seed in 0..cases(3000) {
         let mut rng = StdRng::seed_from_u64(1_000_000 + seed);
         let n_keys = rng.gen_range(1..3);
@@ -297,20 +324,9 @@ fn small_random_histories_agree_with_brute_force() {
                 op.error = None; // a failure that tells nothing
             }
         }
-        let expected = if brute_force(&ops) { Verdict::Valid } else { Verdict::Invalid };
-        counts[(expected == Verdict::Valid) as usize] += 1;
-        let history = records(&ops);
-        for partition in [true, false] {
-            assert_eq!(
-                verdict(&history, partition),
-                expected,
-                "seed {} partition {partition}: {ops:#?}",
-                1_000_000 + seed
-            );
-        }
+        agreement.check(&ops, 1_000_000 + seed, &[true, false]);
     }
-    // The generator must produce both kinds, or the test proves little.
-    assert!(counts[0] > counts[1] / 10 && counts[1] > counts[0] / 10, "valid/invalid mix too skewed: {counts:?}");
+    agreement.assert_mixed();
 }
 
 /// The shape of a pause or a partition: a burst of ops invoked before it, pending through it and
@@ -390,7 +406,7 @@ fn scramble_reads(rng: &mut StdRng, ops: &mut [GenOp]) {
 /// an optional op, identical optional ops, forced reads); the checker must agree with brute force.
 #[test]
 fn histories_with_writes_pending_through_a_pause_agree_with_brute_force() {
-    let mut counts = [0usize; 2];
+    let mut agreement = Agreement::default();
     for seed in 0..cases(3000) {
         let mut rng = StdRng::seed_from_u64(3_000_000 + seed);
         // Half on one key; half on several, which unpartitioned exercises backjumping over keys.
@@ -398,19 +414,9 @@ fn histories_with_writes_pending_through_a_pause_agree_with_brute_force() {
         let n_ops = rng.gen_range(2..15);
         let mut ops = paused_history(&mut rng, n_ops, n_keys);
         scramble_reads(&mut rng, &mut ops);
-        let expected = if brute_force(&ops) { Verdict::Valid } else { Verdict::Invalid };
-        counts[(expected == Verdict::Valid) as usize] += 1;
-        let history = records(&ops);
-        for partition in [true, false] {
-            assert_eq!(
-                verdict(&history, partition),
-                expected,
-                "seed {} partition {partition}: {ops:#?}",
-                3_000_000 + seed
-            );
-        }
+        agreement.check(&ops, 3_000_000 + seed, &[true, false]);
     }
-    assert!(counts[0] > counts[1] / 10 && counts[1] > counts[0] / 10, "valid/invalid mix too skewed: {counts:?}");
+    agreement.assert_mixed();
 }
 
 /// Several keys as one partition, where the search branches only on the key of the first pending
@@ -419,7 +425,7 @@ fn histories_with_writes_pending_through_a_pause_agree_with_brute_force() {
 /// brute force over global orders.
 #[test]
 fn multi_key_histories_as_one_partition_agree_with_brute_force() {
-    let mut counts = [0usize; 2];
+    let mut agreement = Agreement::default();
     for seed in 0..cases(2000) {
         let mut rng = StdRng::seed_from_u64(5_000_000 + seed);
         let n_keys = rng.gen_range(2..5);
@@ -431,11 +437,9 @@ fn multi_key_histories_as_one_partition_agree_with_brute_force() {
             paused_history(&mut rng, n_ops, n_keys)
         };
         scramble_reads(&mut rng, &mut ops);
-        let expected = if brute_force(&ops) { Verdict::Valid } else { Verdict::Invalid };
-        counts[(expected == Verdict::Valid) as usize] += 1;
-        assert_eq!(verdict(&records(&ops), false), expected, "seed {}: {ops:#?}", 5_000_000 + seed);
+        agreement.check(&ops, 5_000_000 + seed, &[false]);
     }
-    assert!(counts[0] > counts[1] / 10 && counts[1] > counts[0] / 10, "valid/invalid mix too skewed: {counts:?}");
+    agreement.assert_mixed();
 }
 
 /// Longer histories of the same shape, too long for brute force: valid as generated.
