@@ -52,6 +52,20 @@ fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing the plot: {e:?}")
 }
 
+/// The legend of every plot: top right, on a translucent white box.
+fn draw_legend<'a, DB: DrawingBackend + 'a, Y: Ranged<ValueType = f64>>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(plot_error)?;
+    Ok(())
+}
+
 /// Shades each fault window over the whole height, with one legend entry per family.
 fn shade_faults<DB: DrawingBackend, Y: Ranged<ValueType = f64>>(
     chart: &mut ChartContext<'_, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
@@ -181,14 +195,7 @@ fn draw_latency<DB: DrawingBackend>(
             };
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .draw()
-        .map_err(plot_error)?;
-    Ok(())
+    draw_legend(&mut chart)
 }
 
 /// The width of a rate bucket: one second, or wider for long runs (about 300 buckets at most).
@@ -239,13 +246,7 @@ pub fn rate_svg(data: &RunData) -> Result<String> {
                 .label(outcome.name())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], colour.stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(plot_error)?;
+        draw_legend(&mut chart)?;
         root.present().map_err(plot_error)?;
     }
     Ok(svg)
