@@ -7,7 +7,7 @@
 
 mod harness_common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use harness_common::*;
 
@@ -56,6 +56,16 @@ fn run_node_test(name: &str, load_seconds: u64, extra: &[&str]) -> Option<(i32, 
     assert_nothing_left(&run_id);
     let code = output.status.code().unwrap_or(-1);
     Some((code, stderr, store))
+}
+
+/// The fault records of a run's history.
+fn fault_records(run_dir: &Path) -> Vec<serde_json::Value> {
+    let history = std::fs::read_to_string(run_dir.join("history.jsonl")).unwrap();
+    history
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|record| record["type"] == "fault")
+        .collect()
 }
 
 #[test]
@@ -147,12 +157,7 @@ fn the_correct_node_survives_figure_8_and_crashes_and_its_replicas_converge() {
         |name: &str| checks.iter().find(|c| c["checker"] == name).map(|c| c["verdict"].as_str().unwrap().to_string());
     assert_eq!(verdict_of("convergence").as_deref(), Some("valid"), "{results}");
     assert_eq!(verdict_of("node-crashes").as_deref(), Some("valid"), "{results}");
-    let history = std::fs::read_to_string(run.join("history.jsonl")).unwrap();
-    let faults: Vec<serde_json::Value> = history
-        .lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
-        .filter(|record| record["type"] == "fault")
-        .collect();
+    let faults = fault_records(&run);
     let figure_stops: Vec<&serde_json::Value> =
         faults.iter().filter(|f| f["f"] == "figure-8" && f["phase"] == "stop").collect();
     assert!(!figure_stops.is_empty(), "no figure-8 ran: {faults:?}");
@@ -170,11 +175,9 @@ fn a_correct_restarted_voter_remembers_its_vote() {
         return;
     };
     assert_eq!(code, 0, "{stderr}");
-    let history = std::fs::read_to_string(latest_run(&store).join("history.jsonl")).unwrap();
-    let stops: Vec<serde_json::Value> = history
-        .lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
-        .filter(|record| record["type"] == "fault" && record["f"] == "restart-voter" && record["phase"] == "stop")
+    let stops: Vec<serde_json::Value> = fault_records(&latest_run(&store))
+        .into_iter()
+        .filter(|record| record["f"] == "restart-voter" && record["phase"] == "stop")
         .collect();
     assert!(!stops.is_empty(), "no restart-voter script ran");
     assert!(stops.iter().all(|s| s["detail"]["formed"] == false), "two leaders of one term: {stops:?}");
