@@ -342,43 +342,22 @@ impl<'a> Nemesis<'a> {
                 let others = if rest.is_empty() { targets.clone() } else { rest };
                 let probability = [0.1, 0.2, 0.3, 0.5][self.rng.lock().unwrap().gen_range(0..4)];
                 let loss = grudge::loss_between(&targets, &others, probability);
-                self.history.fault(
-                    family.name(),
-                    FaultPhase::Start,
-                    names(targets.iter().copied()),
-                    None,
-                    Some(json!({"targets": spec.name(), "probability": probability,
-                                "peers": names(others.iter().copied())})),
-                )?;
-                self.log.log(format!("loss {probability} between {targets:?} and {others:?}"));
+                let detail = json!({"probability": probability, "peers": names(others.iter().copied())});
+                self.record_targeted_start(family, spec, &targets, detail)?;
                 self.active.lock().unwrap().loss = Some(loss);
                 self.apply_rules()?;
             }
             Family::Kill => {
                 let (spec, targets) = self.pick_targets();
-                self.history.fault(
-                    family.name(),
-                    FaultPhase::Start,
-                    names(targets.iter().copied()),
-                    None,
-                    Some(json!({"targets": spec.name()})),
-                )?;
-                self.log.log(format!("kill {targets:?}"));
+                self.record_targeted_start(family, spec, &targets, json!({}))?;
                 for node in &targets {
                     self.active.lock().unwrap().killed.insert(*node);
-                    self.db.kill(self.cluster, *node).with_context(|| format!("killing {}", node_name(*node)))?;
+                    self.kill(*node)?;
                 }
             }
             Family::Pause => {
                 let (spec, targets) = self.pick_targets();
-                self.history.fault(
-                    family.name(),
-                    FaultPhase::Start,
-                    names(targets.iter().copied()),
-                    None,
-                    Some(json!({"targets": spec.name()})),
-                )?;
-                self.log.log(format!("pause {targets:?}"));
+                self.record_targeted_start(family, spec, &targets, json!({}))?;
                 for node in &targets {
                     self.active.lock().unwrap().paused.insert(*node);
                     self.db.pause(self.cluster, *node).with_context(|| format!("pausing {}", node_name(*node)))?;
@@ -389,16 +368,14 @@ impl<'a> Nemesis<'a> {
                 let downtime = Duration::from_millis(
                     self.rng.lock().unwrap().gen_range(0..=CRASH_MAX_DOWNTIME.as_millis() as u64),
                 );
-                self.history.fault(
-                    family.name(),
-                    FaultPhase::Start,
-                    names(targets.iter().copied()),
-                    None,
-                    Some(json!({"targets": spec.name(), "downtime_ms": downtime.as_millis() as u64})),
+                self.record_targeted_start(
+                    family,
+                    spec,
+                    &targets,
+                    json!({"downtime_ms": downtime.as_millis() as u64}),
                 )?;
-                self.log.log(format!("crash {targets:?}, down for {} ms", downtime.as_millis()));
                 for node in &targets {
-                    self.db.kill(self.cluster, *node).with_context(|| format!("killing {}", node_name(*node)))?;
+                    self.kill(*node)?;
                 }
                 self.active.lock().unwrap().crashed.extend(targets.iter().copied());
                 std::thread::sleep(downtime);
@@ -525,6 +502,24 @@ impl<'a> Nemesis<'a> {
         Ok(())
     }
 
+    /// Records the start of a fault on picked targets (before it acts on them), with `detail`
+    /// (a JSON object) plus the target spec, and logs it.
+    fn record_targeted_start(
+        &self,
+        family: Family,
+        spec: TargetSpec,
+        targets: &[NodeId],
+        mut detail: Value,
+    ) -> Result<()> {
+        detail["targets"] = json!(spec.name());
+        self.log.log(format!("{} {targets:?} {detail}", family.name()));
+        self.history.fault(family.name(), FaultPhase::Start, names(targets.iter().copied()), None, Some(detail))
+    }
+
+    fn kill(&self, node: NodeId) -> Result<()> {
+        self.db.kill(self.cluster, node).with_context(|| format!("killing {}", node_name(node)))
+    }
+
     fn restart(&self, node: NodeId) -> Result<()> {
         if !self.cluster.node_running(node) {
             self.db.start(self.cluster, node).with_context(|| format!("restarting {}", node_name(node)))?;
@@ -629,7 +624,7 @@ impl script::Stage for Script<'_, '_> {
         self.nemesis.db.resume(self.nemesis.cluster, node).with_context(|| format!("resuming {}", node_name(node)))
     }
     fn crash_restart(&self, node: NodeId) -> Result<()> {
-        self.nemesis.db.kill(self.nemesis.cluster, node).with_context(|| format!("killing {}", node_name(node)))?;
+        self.nemesis.kill(node)?;
         self.nemesis.restart(node)
     }
 }
