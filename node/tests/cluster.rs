@@ -24,8 +24,21 @@ struct Cluster {
     root: PathBuf,
 }
 
+/// A port for a node or proxy to listen on. Not from port 0: the kernel hands those out of the
+/// ephemeral range, which every outgoing connection also draws from, so between our probe and the
+/// node's bind another test's connection could take it ("Address already in use" made a node of
+/// a parallel test miss its cluster). Ports below the ephemeral range (32768+ here) are only ever
+/// taken by a bind; the counter keeps this process's tests apart.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    loop {
+        let offset = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = 20_000 + (std::process::id() as u16 % 64) * 150 + offset % 150;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+        assert!(offset < 10_000, "no free port below the ephemeral range");
+    }
 }
 
 impl Cluster {
