@@ -2,7 +2,9 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use faultline_checker::{check_records, html, read_path, CheckOptions, CheckResult, Format, ModelKind, Verdict};
+use faultline_checker::{
+    check_records, html, read_path, CheckOptions, CheckResult, Format, ModelKind, NilReads, Verdict,
+};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,9 +36,15 @@ pub struct CheckArgs {
     /// Every key's initial value, as JSON (default null: never written).
     #[arg(long, default_value = "null")]
     pub initial_value: String,
-    /// Skip bad lines (they are counted) instead of stopping at the first.
+    /// Skip bad lines (they are counted) instead of stopping at the first, and accept times that
+    /// go backwards with a warning.
     #[arg(long)]
     pub lenient: bool,
+    /// What an ok read of nil (null) means: `unknown` (Jepsen's and knossos' meaning: it
+    /// constrains nothing) or `strict` (the key was never written). Default: unknown for Jepsen
+    /// EDN, strict for everything else.
+    #[arg(long)]
+    pub nil_reads: Option<String>,
     /// Worker threads for partitions (0: one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -91,6 +99,12 @@ pub fn run(args: CheckArgs) -> i32 {
             return EXIT_ERROR;
         }
     };
+    if let Some(name) = &args.nil_reads {
+        if NilReads::from_name(name).is_none() {
+            eprintln!("faultline check: unknown --nil-reads {name}; one of {}", NilReads::NAMES.join(", "));
+            return EXIT_ERROR;
+        }
+    }
     if let Some(name) = &args.model {
         if ModelKind::from_name(name).is_none() {
             eprintln!("faultline check: unknown --model {name}; one of {}", ModelKind::NAMES.join(", "));
@@ -172,6 +186,10 @@ fn check_one(
         explain: true,
         all_partitions: args.all_partitions,
         source_name: faultline_checker::import::history_path(path).display().to_string(),
+        nil_reads: args.nil_reads.as_deref().and_then(NilReads::from_name).unwrap_or(imported.format.nil_reads()),
+        ladder: true,
+        times_known: imported.has_times,
+        ladder_timeout: args.timeout.unwrap_or(faultline_checker::check::LADDER_DEFAULT_TIMEOUT),
     };
     let mut result = check_records(&imported.records, &options)?;
     result.skipped_lines += imported.skipped.len();
@@ -188,8 +206,11 @@ fn check_one(
         result.verdict = result.verdict.combine(check.verdict);
     }
     let out_dir = output_dir(path, args, several);
-    let html_path = write_outputs(&result, &workload_checks, &out_dir, path, &imported.skipped)?;
+    let html_path = write_outputs(&result, &workload_checks, &out_dir, path, &imported.skipped, &imported.warnings)?;
     if !args.json {
+        for warning in &imported.warnings {
+            eprintln!("warning: {warning}");
+        }
         for check in &workload_checks {
             println!("  {} ({}): {}", check.checker, check.verdict.as_str(), check.summary);
         }
@@ -226,11 +247,13 @@ fn write_outputs(
     out_dir: &Path,
     path: &Path,
     skipped: &[faultline_checker::InputError],
+    warnings: &[faultline_checker::InputError],
 ) -> Result<Option<PathBuf>> {
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let mut document = serde_json::to_value(result)?;
     document["history"] = json!(path.display().to_string());
     document["skipped"] = json!(skipped.iter().map(|e| e.to_string()).collect::<Vec<_>>());
+    document["warnings"] = json!(warnings.iter().map(|e| e.to_string()).collect::<Vec<_>>());
     if !workload_checks.is_empty() {
         document["workload_checks"] = serde_json::to_value(workload_checks)?;
     }
@@ -277,6 +300,16 @@ fn report(outcomes: &[FileOutcome], args: &CheckArgs) {
                     result.check_ms,
                     result.reason.as_ref().map(|r| format!("  ({r})")).unwrap_or_default()
                 );
+                if result.nil_reads_unconstrained > 0 {
+                    println!(
+                        "  {} ok reads of nil constrain nothing (Jepsen's meaning; --nil-reads strict reads them as \
+                         \"never written\")",
+                        result.nil_reads_unconstrained
+                    );
+                }
+                if let Some(ladder) = &result.ladder {
+                    println!("  {}", ladder.summary);
+                }
                 if single {
                     for anomaly in &result.anomalies {
                         print!("{}", anomaly.text);

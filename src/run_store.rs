@@ -110,7 +110,16 @@ impl HistoryLog {
     fn append(&self, make: impl FnOnce(u64) -> Record) -> Result<()> {
         let mut inner = self.inner.lock().unwrap();
         let index = inner.records.len() as u64;
-        let record = make(index);
+        let mut record = make(index);
+        // Records are in real-time order and their times must agree (the checker refuses a time
+        // that goes backwards). A completion's time is taken by its worker before the record is
+        // written, so one written after a later-stamped invocation is moved up to it: that only
+        // widens the op's interval, which never makes a history invalid.
+        let latest = inner.records.last().map_or(0, Record::time);
+        match &mut record {
+            Record::Op(op) => op.time = op.time.max(latest),
+            Record::Fault(fault) => fault.time = fault.time.max(latest),
+        }
         inner.writer.write(&record).context("appending to history.jsonl")?;
         inner.records.push(record);
         Ok(())
@@ -208,5 +217,23 @@ mod tests {
         assert_eq!(utc_timestamp(UNIX_EPOCH), "19700101T000000.000Z");
         let leap_day = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(utc_timestamp(leap_day), "20000229T000000.000Z");
+    }
+
+    #[test]
+    fn a_completion_stamped_before_the_last_record_is_moved_up_to_it() {
+        let dir = std::env::temp_dir().join(format!("faultline-history-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("history.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let log = HistoryLog::create(&path, Instant::now()).unwrap();
+        log.op(5_000, 1, OpType::Invoke, "read", None, Value::Null, None).unwrap();
+        log.op(9_000, 2, OpType::Invoke, "read", None, Value::Null, None).unwrap();
+        // Process 1's worker took its completion time before process 2's invocation was written.
+        log.op(7_000, 1, OpType::Ok, "read", None, Value::Null, None).unwrap();
+        let times: Vec<u64> = log.records().iter().map(Record::time).collect();
+        assert_eq!(times, vec![5_000, 9_000, 9_000]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(faultline_checker::import_text(&text, "h", None, false).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

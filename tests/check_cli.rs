@@ -150,3 +150,84 @@ fn a_run_directory_is_rechecked_with_its_workloads_direct_checkers_too() {
         serde_json::from_str(&std::fs::read_to_string(run.join("recheck/results.json")).unwrap()).unwrap();
     assert_eq!(results["workload_checks"][0]["verdict"], "invalid");
 }
+
+fn jepsen(file: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("checker/tests/data/jepsen-edn").join(file).display().to_string()
+}
+
+#[test]
+fn jepsen_reads_of_nil_constrain_nothing_unless_asked_and_the_output_says_so() {
+    let out = scratch("nil-reads");
+    let file = jepsen("nil-read-after-write.edn");
+    let (code, text) = check(&[&file, "--model", "register"], &out);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("1 ok reads of nil constrain nothing"), "{text}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["nil_reads"], "unknown");
+    assert_eq!(results["nil_reads_unconstrained"], 1);
+
+    let (code, text) = check(&[&file, "--model", "register", "--nil-reads", "strict"], &out);
+    assert_eq!(code, 1, "{text}");
+    let (code, text) = check(&[&file, "--model", "register", "--nil-reads", "sometimes"], &out);
+    assert_eq!(code, 3, "{text}");
+}
+
+#[test]
+fn a_history_that_is_not_linearizable_says_how_far_from_it() {
+    let out = scratch("ladder");
+    let (code, text) = check(&[&jepsen("split-records.edn"), "--model", "register"], &out);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("not linearizable, but sequentially consistent"), "{text}");
+    assert!(text.contains("1 of 1 reads stale, up to 1.5 s / 1 version behind"), "{text}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["ladder"]["sequential"]["verdict"], "valid");
+    assert_eq!(results["ladder"]["staleness"]["stale_reads"], 1);
+    let html = std::fs::read_to_string(out.join("check.html")).unwrap();
+    assert!(html.contains("How far from linearizable"), "the page shows the ladder");
+
+    let (code, text) = check(&[&jepsen("not-sequential.edn"), "--model", "register"], &out);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("not even sequentially consistent"), "{text}");
+}
+
+#[test]
+fn a_huge_line_is_refused_with_its_number_without_reading_it_all() {
+    let out = scratch("huge-line");
+    let path = out.join("huge.jsonl");
+    // 1 GiB of one line, as a sparse file: cheap to make, and reading it all would take seconds.
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(1 << 30).unwrap();
+    let started = std::time::Instant::now();
+    let (code, text) = check(&[path.to_str().unwrap(), "--model", "register"], &out.join("out"));
+    assert_eq!(code, 3, "{text}");
+    assert!(text.contains("huge.jsonl:1: line longer than 16 MiB"), "{text}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn time_going_backwards_is_an_error_or_with_lenient_a_warning() {
+    let out = scratch("time-backwards");
+    let path = out.join("back.jsonl");
+    std::fs::write(
+        &path,
+        "{\"index\":0,\"time\":5,\"process\":0,\"type\":\"invoke\",\"f\":\"read\",\"value\":null}\n\
+         {\"index\":1,\"time\":3,\"process\":0,\"type\":\"ok\",\"f\":\"read\",\"value\":null}\n",
+    )
+    .unwrap();
+    let (code, text) = check(&[path.to_str().unwrap(), "--model", "register"], &out.join("strict"));
+    assert_eq!(code, 3, "{text}");
+    assert!(text.contains("back.jsonl:2: time goes backwards"), "{text}");
+    let (code, text) = check(&[path.to_str().unwrap(), "--model", "register", "--lenient"], &out.join("lenient"));
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("warning:") && text.contains("time goes backwards"), "{text}");
+}
+
+#[test]
+fn edn_lists_with_leading_comments_are_detected_without_format() {
+    let out = scratch("edn-list");
+    let (code, text) = check(&[&jepsen("list-with-comments.edn"), "--model", "register"], &out);
+    assert_eq!(code, 0, "{text}");
+}

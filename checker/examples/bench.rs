@@ -55,9 +55,12 @@ fn main() {
     }
     let runs = 5;
     let want = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
+    // Linearizability alone: the ladder below it (sequential consistency, staleness) is timed by
+    // `--only ladder`, so these numbers stay comparable with earlier ones.
     let base = CheckOptions {
         threads,
         explain: false,
+        ladder: false,
         timeout: Some(Duration::from_secs(60)),
         memory_limit_bytes,
         ..CheckOptions::default()
@@ -110,6 +113,11 @@ fn main() {
             }
             println!("{label}: {verdict} in {:.1} ms (median of {n})", median(samples).as_secs_f64() * 1e3);
         }
+    }
+
+    if only.as_deref() == Some("ladder") {
+        ladder_bench(threads, memory_limit_bytes);
+        return;
     }
 
     if want("hard") {
@@ -253,6 +261,69 @@ fn peak_rss_mib() -> u64 {
         })
         .unwrap_or(0)
         / 1024
+}
+
+/// The consistency ladder on every history of the corpus that is not linearizable: how long
+/// sequential consistency takes and how many are decided within the ladder's 10 s budget.
+fn ladder_bench(threads: usize, memory_limit_bytes: u64) {
+    let mut files: Vec<(PathBuf, ModelKind, bool)> = Vec::new();
+    let mut etcd: Vec<PathBuf> =
+        std::fs::read_dir(corpus().join("jepsen")).unwrap().map(|e| e.unwrap().path()).collect();
+    etcd.sort();
+    files.extend(etcd.into_iter().map(|f| (f, ModelKind::CasRegister, true)));
+    for name in ["c01-bad", "c10-bad", "c50-bad"] {
+        for partition in [true, false] {
+            files.push((corpus().join(format!("kv/{name}.txt")), ModelKind::StringKv, partition));
+        }
+    }
+    let mut times = Vec::new();
+    let (mut valid, mut invalid, mut unknown) = (0, 0, 0);
+    let mut slowest = (0.0f64, String::new());
+    for (file, model, partition) in &files {
+        let records = read_path(file, None, false).unwrap().records;
+        let options = CheckOptions {
+            model: *model,
+            partition: *partition,
+            threads,
+            explain: false,
+            memory_limit_bytes,
+            timeout: Some(Duration::from_secs(60)),
+            ladder_timeout: Duration::from_secs(10),
+            ..CheckOptions::default()
+        };
+        let result = check_paired(pair(&records, "bench", false).unwrap(), &options).unwrap();
+        let Some(ladder) = result.ladder else {
+            continue;
+        };
+        let ms = ladder.sequential.elapsed_ms;
+        let name = format!(
+            "{}{}",
+            file.file_name().unwrap().to_string_lossy(),
+            if *partition { "" } else { " (one partition)" }
+        );
+        match ladder.sequential.verdict {
+            Verdict::Valid => valid += 1,
+            Verdict::Invalid => invalid += 1,
+            Verdict::Unknown => unknown += 1,
+        }
+        if ms > slowest.0 {
+            slowest = (ms, name.clone());
+        }
+        times.push(Duration::from_secs_f64(ms / 1e3));
+        if !file.to_string_lossy().contains("jepsen") {
+            println!("  {name}: {}", ladder.summary);
+        }
+    }
+    let n = times.len();
+    let total: Duration = times.iter().sum();
+    println!(
+        "ladder: {n} non-linearizable histories; sequentially consistent {valid}, not {invalid}, undecided in 10 s \
+         {unknown}; median {:.1} ms, total {:.1} s, slowest {} {:.0} ms",
+        median(times).as_secs_f64() * 1e3,
+        total.as_secs_f64(),
+        slowest.1,
+        slowest.0
+    );
 }
 
 #[allow(dead_code)]

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::{CheckError, InputError};
 use crate::history::LineRecord;
+use crate::import::NilReads;
+use crate::ladder::{self, Ladder, Rung, SeqOp, Staleness, TimedOp};
 use crate::model::{Converted, Interner, Keyed, Model, OpInput, Outcome, Register, Set, Stream, StringKv};
 use crate::pairing::{pair, Paired, PairedOp};
 use crate::search::{search, Budget, Observe, SearchOp, SearchVerdict, CONFIGURATION_BUDGET};
@@ -110,7 +112,20 @@ pub struct CheckOptions {
     pub all_partitions: bool,
     /// Names the history in error messages.
     pub source_name: String,
+    /// What an `ok` read of `null` means for registers: never written (ours), or unknown (Jepsen).
+    pub nil_reads: NilReads,
+    /// When the history is not linearizable, climb down the ladder: sequential consistency and
+    /// read staleness (see `ladder.rs`).
+    pub ladder: bool,
+    /// Whether `time` fields are real nanoseconds (not positions), for staleness in ms.
+    pub times_known: bool,
+    /// Time budget of the ladder's searches (past it, unknown), so that a history whose
+    /// linearizability was quick to refute never hangs on the rung below.
+    pub ladder_timeout: Duration,
 }
+
+/// The ladder's time budget unless the caller gives one (`faultline check` gives its `--timeout`).
+pub const LADDER_DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Default for CheckOptions {
     fn default() -> Self {
@@ -125,6 +140,10 @@ impl Default for CheckOptions {
             explain: true,
             all_partitions: false,
             source_name: "history".into(),
+            nil_reads: NilReads::Strict,
+            ladder: true,
+            times_known: true,
+            ladder_timeout: LADDER_DEFAULT_TIMEOUT,
         }
     }
 }
@@ -197,6 +216,13 @@ pub struct CheckResult {
     pub check_ms: f64,
     pub partitions: Vec<PartitionResult>,
     pub anomalies: Vec<Explanation>,
+    /// What an `ok` read of `null` was taken to mean.
+    pub nil_reads: NilReads,
+    /// `ok` reads of `null` that constrained nothing (with `nil_reads: unknown`).
+    pub nil_reads_unconstrained: usize,
+    /// When not linearizable: how far from it (sequential consistency, stale reads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ladder: Option<Ladder>,
     /// Every paired op, for the HTML page (not serialised into results.json).
     #[serde(skip)]
     pub all_ops: Vec<OpSummary>,
@@ -306,7 +332,20 @@ fn run<M: Model>(
     let mut keys: Vec<Option<Value>> = Vec::new();
     let mut converted: Vec<Converted1<M::Op>> = Vec::new();
     let mut typed: Vec<Option<M::Op>> = vec![None; paired.ops.len()];
+    let register_like = matches!(options.model, ModelKind::Register | ModelKind::CasRegister | ModelKind::Kv);
+    let mut nil_reads_unconstrained = 0;
     for (index, op) in paired.ops.iter().enumerate() {
+        // Jepsen's meaning: an ok read of nil says nothing of the value (knossos' models accept it
+        // in any state), so it constrains nothing, like an indefinite read.
+        if options.nil_reads == NilReads::Unknown
+            && register_like
+            && op.f == "read"
+            && op.outcome() == Outcome::Ok
+            && op.result_value().is_null()
+        {
+            nil_reads_unconstrained += 1;
+            continue;
+        }
         let input = OpInput {
             f: &op.f,
             invoke_value: &op.invoke_value,
@@ -351,6 +390,34 @@ fn run<M: Model>(
     for (c, op) in converted.iter_mut().zip(canonical_ops) {
         c.search.op = op;
     }
+    // Staleness is measured on the ops as recorded, against the model's own initial value.
+    let staleness_input = model.register_initial().filter(|_| options.ladder).map(|initial| {
+        let timed: Vec<(u32, TimedOp)> = converted
+            .iter()
+            .filter_map(|c| {
+                let op = &paired.ops[c.paired_index];
+                let view = model.register_view(typed[c.paired_index].as_ref()?)?;
+                let timed = TimedOp {
+                    view,
+                    id: c.paired_index,
+                    call_position: c.search.call,
+                    return_position: c.search.ret,
+                    call_time: op.call_time,
+                    return_time: c.search.ret.and(op.completion.as_ref().map(|done| done.time)),
+                    required: c.search.required,
+                };
+                Some((c.key_index, timed))
+            })
+            .collect();
+        (initial, timed)
+    });
+    // Each op's process, for the sequential rung; the ladder is only climbed for invalid
+    // histories, but the ops are gone into the search by then.
+    let processes: HashMap<usize, u64> = if options.ladder {
+        converted.iter().map(|c| (c.paired_index, paired.ops[c.paired_index].process)).collect()
+    } else {
+        HashMap::new()
+    };
     let model = canonical_model.unwrap_or(model);
     let deadline = options.timeout.map(|t| started + t);
     let mut result = CheckResult {
@@ -366,6 +433,9 @@ fn run<M: Model>(
         check_ms: 0.0,
         partitions: Vec::new(),
         anomalies: Vec::new(),
+        nil_reads: options.nil_reads,
+        nil_reads_unconstrained,
+        ladder: None,
         all_ops,
         fault_records: paired.faults,
     };
@@ -378,12 +448,24 @@ fn run<M: Model>(
 
     let context =
         Context { found_invalid: AtomicBool::new(false), values: &values, all_ops: &result.all_ops, options, deadline };
+    let mut ladder_rung: Option<Rung> = None;
     if options.partition {
         let mut groups: Vec<Vec<Converted1<M::Op>>> = (0..keys.len()).map(|_| Vec::new()).collect();
         for c in converted {
             groups[c.key_index as usize].push(c);
         }
         let outcomes = check_partitions_parallel(&model, &groups, &keys, &context);
+        let not_shown_linearizable: Vec<&[Converted1<M::Op>]> = groups
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, (partition, _))| partition.verdict != Verdict::Valid)
+            .map(|(group, _)| group.as_slice())
+            .collect();
+        let found_invalid = outcomes.iter().any(|(partition, _)| partition.verdict == Verdict::Invalid);
+        if found_invalid && options.ladder {
+            let rung = sequential_rung(&model, &not_shown_linearizable, &processes, options, "each key alone");
+            ladder_rung = Some(rung);
+        }
         for (partition, explanation) in outcomes {
             result.verdict = result.verdict.combine(partition.verdict);
             if result.reason.is_none() {
@@ -409,6 +491,9 @@ fn run<M: Model>(
             .collect();
         let (partition, explanation) =
             check_partition(&keyed, &group, None, &context, None).expect("no configuration budget, so a verdict");
+        if partition.verdict == Verdict::Invalid && options.ladder {
+            ladder_rung = Some(sequential_rung(&keyed, &[group.as_slice()], &processes, options, "the whole history"));
+        }
         result.verdict = partition.verdict;
         result.reason.clone_from(&partition.reason);
         result.partitions.push(partition);
@@ -417,8 +502,71 @@ fn run<M: Model>(
     if result.verdict != Verdict::Unknown {
         result.reason = None;
     }
+    // The ladder's time is its own: check_ms stays the linearizability check's.
     result.check_ms = started.elapsed().as_secs_f64() * 1e3;
+    if let Some(sequential) = ladder_rung {
+        let staleness = staleness_input.map(|(initial, timed)| {
+            let mut by_key: HashMap<u32, Vec<TimedOp>> = HashMap::new();
+            for (key, op) in timed {
+                by_key.entry(key).or_default().push(op);
+            }
+            let (mut reads, mut stale) = (0, Vec::new());
+            for ops in by_key.values() {
+                let (n, found) = ladder::staleness(initial, ops);
+                reads += n;
+                stale.extend(found);
+            }
+            Staleness::summarize(reads, &stale, options.times_known, &result.all_ops)
+        });
+        result.ladder = Some(Ladder::new(sequential, staleness));
+    }
     Ok(result)
+}
+
+/// Sequential consistency of `groups` (each one object, or one product), each within the check's
+/// `ladder_timeout`.
+fn sequential_rung<M: Model>(
+    model: &M,
+    groups: &[&[Converted1<M::Op>]],
+    processes: &HashMap<usize, u64>,
+    options: &CheckOptions,
+    scope: &str,
+) -> Rung {
+    let started = Instant::now();
+    let deadline = started + options.ladder_timeout;
+    let budget =
+        Budget { deadline: Some(deadline), memory_limit_bytes: options.memory_limit_bytes, ..Budget::default() };
+    let mut verdict = Verdict::Valid;
+    let mut reason = None;
+    for group in groups {
+        let ops: Vec<SeqOp<M::Op>> = group
+            .iter()
+            .map(|c| SeqOp {
+                op: c.search.op.clone(),
+                process: processes.get(&c.paired_index).copied().unwrap_or(u64::MAX),
+                required: c.search.required,
+            })
+            .collect();
+        match ladder::sequential(model, model.init(), &ops, &budget) {
+            SearchVerdict::Valid => {}
+            SearchVerdict::Invalid => {
+                verdict = Verdict::Invalid;
+                reason = None;
+                break;
+            }
+            SearchVerdict::Unknown(why) => {
+                verdict = Verdict::Unknown;
+                reason = Some(why);
+            }
+        }
+    }
+    Rung {
+        verdict,
+        scope: scope.to_string(),
+        partitions_checked: groups.len(),
+        reason,
+        elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
+    }
 }
 
 /// A decided partition and, if it is invalid, its explanation.

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 
 use crate::error::InputError;
 
@@ -161,12 +161,14 @@ pub struct HistoryReader<R> {
     file: String,
     line_no: usize,
     buffer: String,
+    /// Set after an error that leaves the reader in the middle of a line.
+    stopped: bool,
 }
 
 impl<R: BufRead> HistoryReader<R> {
     /// `file` names the source in error messages.
     pub fn new(reader: R, file: impl Into<String>) -> Self {
-        HistoryReader { reader, file: file.into(), line_no: 0, buffer: String::new() }
+        HistoryReader { reader, file: file.into(), line_no: 0, buffer: String::new(), stopped: false }
     }
 }
 
@@ -175,13 +177,27 @@ impl<R: BufRead> Iterator for HistoryReader<R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
+            if self.stopped {
+                return None;
+            }
             self.buffer.clear();
-            match self.reader.read_line(&mut self.buffer) {
+            // At most one byte past the bound, so a huge line costs the bound, not its length.
+            let limit = crate::bounded::MAX_LINE_BYTES as u64 + 2;
+            match (&mut self.reader).take(limit).read_line(&mut self.buffer) {
                 Ok(0) => return None,
                 Ok(_) => {}
-                Err(e) => return Some(Err(InputError::at(&self.file, self.line_no + 1, format!("read error: {e}")))),
+                Err(e) => {
+                    // After a bad byte the reader's position within the line is unknown: stop.
+                    self.stopped = true;
+                    return Some(Err(InputError::at(&self.file, self.line_no + 1, format!("read error: {e}"))));
+                }
             }
             self.line_no += 1;
+            if self.buffer.trim_end_matches(['\n', '\r']).len() > crate::bounded::MAX_LINE_BYTES {
+                self.stopped = true;
+                let message = format!("line longer than {} MiB", crate::bounded::MAX_LINE_BYTES >> 20);
+                return Some(Err(InputError::at(&self.file, self.line_no, message)));
+            }
             let trimmed = self.buffer.trim();
             if trimmed.is_empty() {
                 continue;

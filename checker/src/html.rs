@@ -166,7 +166,17 @@ pub fn render(result: &CheckResult, title: &str) -> String {
         if result.partitioned { " (by key)" } else { " (not split by key)" },
         result.check_ms
     );
-    let reason = result.reason.as_ref().map(|r| format!("<p>Why unknown: {}</p>", escape(r))).unwrap_or_default();
+    let mut reason = result.reason.as_ref().map(|r| format!("<p>Why unknown: {}</p>", escape(r))).unwrap_or_default();
+    if let Some(ladder) = &result.ladder {
+        let _ = write!(reason, "<p class=\"ladder\"><b>How far from linearizable:</b> {}</p>", escape(&ladder.summary));
+    }
+    if result.nil_reads_unconstrained > 0 {
+        let _ = write!(
+            reason,
+            "<p class=\"note\">{} ok reads of nil constrained nothing (Jepsen's meaning of a read of nil).</p>",
+            result.nil_reads_unconstrained
+        );
+    }
     let omitted = omitted_note.map(|n| format!("<p class=\"note\">{}</p>", escape(&n))).unwrap_or_default();
     format!(
         r#"<!DOCTYPE html>

@@ -14,6 +14,7 @@
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
+use crate::bounded::{read_to_string_bounded, MAX_LINE_BYTES};
 use crate::edn::{self, Edn};
 use crate::error::{CheckError, InputError};
 use crate::history::{parse_record_line, Fault, FaultPhase, LineRecord, Op, OpType, Record};
@@ -53,22 +54,67 @@ impl Format {
     }
 }
 
-/// Guesses the format from the first meaningful line.
+/// Guesses the format from the first meaningful line (blank lines and `;` comments skipped).
 pub fn detect_format(text: &str) -> Option<Format> {
-    let line = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with(';'))?;
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with(';'));
+    let line = lines.next()?.trim_start_matches('\u{feff}');
     if line.contains("jepsen.util - ") {
         return Some(Format::JepsenLog);
     }
     if line.starts_with("{\"") || line.starts_with("{ \"") {
         return Some(Format::Jsonl);
     }
-    if line.starts_with("{:") || line.starts_with('#') || line.starts_with("[{") || line.starts_with('[') {
-        if line.contains(":key ") {
+    if line.starts_with(['{', '[', '(', '#']) {
+        // porcupine's kv files name the key in every map; a history opening with a lone `[` or
+        // `(` shows its first map on a later line, so look a little further.
+        let head: String = std::iter::once(line).chain(lines.take(4)).collect::<Vec<_>>().join(" ");
+        if head.contains(":key ") {
             return Some(Format::PorcupineKv);
         }
         return Some(Format::JepsenEdn);
     }
     None
+}
+
+/// What an `:ok` read whose value is nil (JSON `null`) means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NilReads {
+    /// The key was never written: the read observed the initial (null) value. faultline's own
+    /// histories mean this, and so do porcupine's etcd logs.
+    Strict,
+    /// Nothing is known of what the read returned, so it constrains nothing: Jepsen's and
+    /// knossos' meaning (`Register` and `CASRegister` accept a read of nil in any state).
+    Unknown,
+}
+
+impl NilReads {
+    pub const NAMES: &'static [&'static str] = &["strict", "unknown"];
+
+    pub fn from_name(name: &str) -> Option<NilReads> {
+        match name {
+            "strict" => Some(NilReads::Strict),
+            "unknown" | "jepsen" | "knossos" => Some(NilReads::Unknown),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NilReads::Strict => "strict",
+            NilReads::Unknown => "unknown",
+        }
+    }
+}
+
+impl Format {
+    /// What a read of nil means in histories of this format.
+    pub fn nil_reads(self) -> NilReads {
+        match self {
+            Format::JepsenEdn => NilReads::Unknown,
+            Format::Jsonl | Format::PorcupineKv | Format::JepsenLog => NilReads::Strict,
+        }
+    }
 }
 
 /// What an import produced.
@@ -78,6 +124,11 @@ pub struct Imported {
     pub records: Vec<LineRecord>,
     /// Lines skipped as bad (only when lenient; a strict import fails on the first).
     pub skipped: Vec<InputError>,
+    /// Accepted with a warning (only when lenient): records whose `time` goes backwards.
+    pub warnings: Vec<InputError>,
+    /// Whether the records carry real times (nanoseconds). Jepsen log lines and EDN histories
+    /// without `:time` get their positions instead, which order but do not measure.
+    pub has_times: bool,
 }
 
 /// Imports a whole text. `file` names the source in errors.
@@ -88,12 +139,41 @@ pub fn import_text(text: &str, file: &str, format: Option<Format>, lenient: bool
         None => return Err(InputError::at(file, 1, "cannot tell the history format; name it with --format")),
     };
     let mut skipped = Vec::new();
-    let records = match format {
-        Format::Jsonl => import_jsonl(text, file, lenient, &mut skipped)?,
+    let (records, has_times) = match format {
+        Format::Jsonl => (import_jsonl(text, file, lenient, &mut skipped)?, true),
         Format::JepsenEdn | Format::PorcupineKv => import_edn(text, file, lenient, &mut skipped)?,
-        Format::JepsenLog => import_jepsen_log(text, file, lenient, &mut skipped)?,
+        Format::JepsenLog => (import_jepsen_log(text, file, lenient, &mut skipped)?, false),
     };
-    Ok(Imported { format, records, skipped })
+    let warnings = check_time_order(&records, file, lenient)?;
+    Ok(Imported { format, records, skipped, warnings, has_times })
+}
+
+/// Real-time order is the order of the records; a `time` that goes backwards says the file and
+/// its times disagree about it. An error, or with `lenient` a warning per record.
+fn check_time_order(records: &[LineRecord], file: &str, lenient: bool) -> Result<Vec<InputError>, InputError> {
+    let mut warnings = Vec::new();
+    let mut latest: Option<(u64, usize)> = None;
+    for record in records {
+        let time = record.record.time();
+        match latest {
+            Some((before, before_line)) if time < before => {
+                let error = InputError::at(
+                    file,
+                    record.line,
+                    format!(
+                        "time goes backwards: {time} after {before} (line {before_line}); records must be in \
+                         real-time order (--lenient accepts this with a warning)"
+                    ),
+                );
+                if !lenient {
+                    return Err(error);
+                }
+                warnings.push(error);
+            }
+            _ => latest = Some((time, record.line)),
+        }
+    }
+    Ok(warnings)
 }
 
 /// Resolves a path given on the command line: a run directory means its `history.jsonl`.
@@ -105,11 +185,11 @@ pub fn history_path(path: &Path) -> PathBuf {
     }
 }
 
-/// Reads and imports a file (or a run directory's history).
+/// Reads and imports a file (or a run directory's history). Lines longer than
+/// [`MAX_LINE_BYTES`] and bytes that are not UTF-8 are refused with their line number.
 pub fn read_path(path: &Path, format: Option<Format>, lenient: bool) -> Result<Imported, CheckError> {
     let file = history_path(path);
-    let text =
-        std::fs::read_to_string(&file).map_err(|source| CheckError::Io { path: file.display().to_string(), source })?;
+    let text = read_to_string_bounded(&file, MAX_LINE_BYTES)?;
     Ok(import_text(&text, &file.display().to_string(), format, lenient)?)
 }
 
@@ -177,12 +257,13 @@ struct EdnOp {
     map: Edn,
 }
 
+/// Returns the records and whether any op map had a `:time`.
 fn import_edn(
     text: &str,
     file: &str,
     lenient: bool,
     skipped: &mut Vec<InputError>,
-) -> Result<Vec<LineRecord>, InputError> {
+) -> Result<(Vec<LineRecord>, bool), InputError> {
     let mut ops = Vec::new();
     let mut parser = edn::Parser::new(text);
     loop {
@@ -228,15 +309,24 @@ fn import_edn(
             }
     }) && ops.iter().any(is_client);
 
+    let has_times = ops.iter().any(|op| op.map.get("time").is_some());
     let mut out = Vec::new();
+    // Without :time anywhere, positions stand in for times; an op map without :time in a history
+    // that has them takes the time of the record before it.
+    let mut last_time = 0u64;
     for (position, op) in ops.iter().enumerate() {
-        let result = edn_op_to_record(op, position as u64, independent).map_err(|m| InputError::at(file, op.line, m));
+        let fallback_time = if has_times { last_time } else { position as u64 };
+        let result = edn_op_to_record(op, position as u64, fallback_time, independent)
+            .map_err(|m| InputError::at(file, op.line, m));
+        if let Ok(record) = &result {
+            last_time = record.time();
+        }
         keep_or_fail(result.map(|record| LineRecord { line: op.line, record }), lenient, skipped, &mut out)?;
     }
-    Ok(out)
+    Ok((out, has_times))
 }
 
-fn edn_op_to_record(op: &EdnOp, position: u64, independent: bool) -> Result<Record, String> {
+fn edn_op_to_record(op: &EdnOp, position: u64, fallback_time: u64, independent: bool) -> Result<Record, String> {
     let map = &op.map;
     let index = match map.get("index").map(Edn::untagged) {
         Some(Edn::Int(i)) if *i >= 0 => *i as u64,
@@ -244,7 +334,9 @@ fn edn_op_to_record(op: &EdnOp, position: u64, independent: bool) -> Result<Reco
     };
     let time = match map.get("time").map(Edn::untagged) {
         Some(Edn::Int(t)) if *t >= 0 => *t as u64,
-        _ => position,
+        Some(Edn::Int(t)) => return Err(format!("negative :time {t}")),
+        Some(_) => return Err(":time is not an integer".to_string()),
+        None => fallback_time,
     };
     let f = map.get("f").and_then(keyword_name).ok_or("op map without :f")?.to_string();
     let type_name = map.get("type").and_then(keyword_name).ok_or("op map without :type")?;

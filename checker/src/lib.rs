@@ -4,12 +4,14 @@
 //! **Invariant:** nothing here knows about the runner, processes or the network, so any stored or
 //! foreign history can be re-checked offline.
 
+pub mod bounded;
 pub mod check;
 pub mod edn;
 pub mod error;
 pub mod history;
 pub mod html;
 pub mod import;
+pub mod ladder;
 pub mod model;
 pub mod pairing;
 pub mod search;
@@ -20,4 +22,4 @@ pub use check::{
 };
 pub use error::{CheckError, InputError};
 pub use history::{Fault, FaultPhase, HistoryReader, HistoryWriter, LineRecord, Op, OpType, Record};
-pub use import::{import_text, read_path, Format, Imported, CAS_MISMATCH};
+pub use import::{import_text, read_path, Format, Imported, NilReads, CAS_MISMATCH};

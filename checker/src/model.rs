@@ -17,6 +17,7 @@ use std::fmt::Debug;
 use std::hash::Hash;
 
 use crate::import::CAS_MISMATCH;
+use crate::ladder::RegisterView;
 
 /// Errors of an expected-version append that say the version did not match, like `cas-mismatch`.
 pub const VERSION_MISMATCH: &str = "version-mismatch";
@@ -95,6 +96,17 @@ pub trait Model: Sync {
 
     /// Turns one completed operation into a model op, dropping those that constrain nothing.
     fn convert(&self, input: &OpInput<'_>, values: &mut Interner) -> Result<Converted<Self::Op>, String>;
+
+    /// For registers: what the op does to the value or saw of it, so stale reads can be measured
+    /// (`ladder::staleness`). `None` for ops and models that are not register-like.
+    fn register_view(&self, _op: &Self::Op) -> Option<RegisterView> {
+        None
+    }
+
+    /// For registers: the initial value, as `register_view` names values.
+    fn register_initial(&self) -> Option<u32> {
+        None
+    }
 
     fn describe_op(&self, op: &Self::Op, values: &Interner) -> String;
     fn describe_state(&self, state: &Self::State, values: &Interner) -> String;
@@ -335,6 +347,18 @@ impl Model for Register {
                 if self.allow_cas { ", cas" } else { "" }
             )),
         }
+    }
+
+    fn register_view(&self, op: &RegisterOp) -> Option<RegisterView> {
+        match *op {
+            RegisterOp::Read(v) => Some(RegisterView::Observes(v)),
+            RegisterOp::Write(v) | RegisterOp::Cas { to: v, .. } => Some(RegisterView::Sets(v)),
+            RegisterOp::CasMismatch { .. } => None,
+        }
+    }
+
+    fn register_initial(&self) -> Option<u32> {
+        Some(self.initial)
     }
 
     fn describe_op(&self, op: &RegisterOp, values: &Interner) -> String {
@@ -836,6 +860,12 @@ impl<M: Model> Model for Keyed<M> {
 
     fn may_grow_into(&self, state: &Self::State, (key, op): &Self::Op) -> bool {
         self.inner.may_grow_into(&state[*key as usize], op)
+    }
+
+    /// The inner register's view, without the key: values of different keys then look alike,
+    /// which only ever makes a value look writable when it is not (see `ladder.rs`).
+    fn register_view(&self, (_, op): &Self::Op) -> Option<RegisterView> {
+        self.inner.register_view(op)
     }
 
     fn footprint(&self, (key, _): &Self::Op) -> u32 {

@@ -46,6 +46,9 @@ fn check_with_timeout(
         partition,
         timeout: Some(timeout),
         source_name: path.display().to_string(),
+        // The verdicts are what this test is about; the ladder below them has its own tests and
+        // its timing on this corpus is `scripts/bench-checker.sh --only ladder`.
+        ladder: false,
         ..CheckOptions::default()
     };
     check_records(&imported.records, &options).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -138,6 +141,7 @@ fn kv_prefixes_as_one_partition() {
             partition: false,
             explain: false,
             timeout: Some(Duration::from_secs(60)),
+            ladder: false,
             ..CheckOptions::default()
         };
         let result = check_records(&records[..cut], &options).unwrap();

@@ -169,6 +169,9 @@ pub fn index_html(data: &RunData, files: &[String]) -> String {
         facts.push(format!("keys checked: {}", partitions.len()));
     }
     let _ = write!(page, "<p>{}</p>", escape(&facts.join(" · ")));
+    if let Some(ladder) = checker.pointer("/ladder/summary").and_then(Value::as_str) {
+        let _ = write!(page, "<p><b>How far from linearizable:</b> {}</p>", escape(ladder));
+    }
     for (number, anomaly) in data.anomalies.iter().enumerate() {
         let _ = write!(
             page,
