@@ -338,6 +338,18 @@ mod tests {
         assert_eq!(s.session_count(), 1, "inactive sessions expired");
     }
 
+    /// Dissertation §6.3: at the session limit, a retry must find its own session
+    /// rather than evict it to make room, or it runs twice (issue 19, item 4).
+    #[test]
+    fn dissertation_6_3_a_retry_at_the_session_limit_does_not_evict_its_own_session() {
+        let mut s = Store::new(SessionLimits { max_sessions: 2, expiry_entries: 1_000 }, false);
+        let cas = cmd(1, 1, Op::Cas { key: "k".into(), from: Value::Null, to: json!(1) });
+        assert_eq!(s.apply(1, &cas), Ok(Value::Null));
+        s.apply(2, &cmd(2, 1, Op::Write { key: "other".into(), value: json!(2) })).unwrap();
+        assert_eq!(s.apply(3, &cas), Ok(Value::Null), "the retry is answered from its session");
+        assert_eq!(s.session_count(), 2);
+    }
+
     #[test]
     fn snapshot_round_trip() {
         let mut s = Store::new(SessionLimits::default(), false);
