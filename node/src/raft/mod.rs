@@ -484,10 +484,15 @@ impl Raft {
     pub fn compact(&mut self, snapshot: Snapshot) {
         assert!(snapshot.index <= self.log.applied());
         assert_eq!(self.log.term(snapshot.index), Some(snapshot.term));
+        assert_eq!(
+            snapshot.membership,
+            self.membership_at(snapshot.index),
+            "a snapshot carries the configuration in force at its index"
+        );
         self.log.compact(snapshot.index);
-        if snapshot.index >= self.membership_index {
-            self.base_membership = snapshot.membership.clone();
-        }
+        // Always, even below an uncommitted configuration entry: if that entry is
+        // later overwritten, the snapshot's configuration is the latest one left.
+        self.base_membership = snapshot.membership.clone();
         self.snapshot = Some(snapshot);
     }
 
@@ -1093,6 +1098,21 @@ impl Raft {
         {
             self.recompute_membership();
         }
+    }
+
+    /// The latest configuration at or below `index` (which the log still holds), or the base one.
+    fn membership_at(&self, index: u64) -> Membership {
+        let from = self.log.snapshot_index() + 1;
+        let upto = index.saturating_sub(self.log.snapshot_index()) as usize;
+        let entries = self.log.entries_from(from);
+        entries[..upto.min(entries.len())]
+            .iter()
+            .rev()
+            .find_map(|e| match &e.payload {
+                EntryPayload::Membership(m) => Some(m.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| self.base_membership.clone())
     }
 
     /// The configuration in force is the latest one in the log, committed or not (Raft §6).
