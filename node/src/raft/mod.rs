@@ -939,8 +939,9 @@ impl Raft {
         }
         if self.log.term(prev_log_index) == Some(prev_log_term) {
             let last_new = prev_log_index + entries.len() as u64;
-            self.log.append_after_match(&entries);
-            self.recompute_membership_after_append(&entries);
+            if let Some(changed_from) = self.log.append_after_match(&entries) {
+                self.recompute_membership_after_append(changed_from, &entries);
+            }
             let commit_to = leader_commit.min(last_new);
             if commit_to > self.log.commit() {
                 self.log.commit_to(commit_to);
@@ -1092,10 +1093,14 @@ impl Raft {
         }
     }
 
-    fn recompute_membership_after_append(&mut self, entries: &[Entry]) {
-        if entries.iter().any(|e| matches!(e.payload, EntryPayload::Membership(_)))
-            || self.membership_index > self.log.last_index()
-        {
+    /// The log changed from `changed_from` on: the configuration in force changes if
+    /// its entry was overwritten (even by a log no shorter, with no configuration in
+    /// the new entries) or if a new configuration entry arrived.
+    fn recompute_membership_after_append(&mut self, changed_from: u64, entries: &[Entry]) {
+        let overwritten = self.membership_index >= changed_from;
+        let arrived =
+            entries.iter().any(|e| e.index >= changed_from && matches!(e.payload, EntryPayload::Membership(_)));
+        if overwritten || arrived {
             self.recompute_membership();
         }
     }
