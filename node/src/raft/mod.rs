@@ -193,6 +193,9 @@ pub struct Raft {
     progress: BTreeMap<NodeId, Progress>,
     leader_transferee: Option<NodeId>,
     transfer_elapsed: u64,
+    /// This leader sent TimeoutNow in its term: voters ignore their lease for the
+    /// target's campaign, so this leader's lease no longer holds (dissertation §6.4.1).
+    timeout_now_sent: bool,
     /// The newest snapshot the shell gave us, sent to followers that fell behind it.
     snapshot: Option<Snapshot>,
     /// Every heartbeat broadcast gets the next round number; a response to round
@@ -259,6 +262,7 @@ impl Raft {
             progress: BTreeMap::new(),
             leader_transferee: None,
             transfer_elapsed: 0,
+            timeout_now_sent: false,
             snapshot: persisted.snapshot,
             read_round: 0,
             read_round_requested: false,
@@ -464,11 +468,16 @@ impl Raft {
         self.leader_transferee = Some(target);
         self.transfer_elapsed = 0;
         if self.progress.get(&target).is_some_and(|p| p.match_index == self.log.last_index()) {
-            self.send(target, MessageBody::TimeoutNow);
+            self.send_timeout_now(target);
         } else {
             self.send_append(target, true);
         }
         Ok(())
+    }
+
+    fn send_timeout_now(&mut self, target: NodeId) {
+        self.timeout_now_sent = true;
+        self.send(target, MessageBody::TimeoutNow);
     }
 
     /// The shell has made the log durable up to `index`, whose entry has `term`.
@@ -825,6 +834,7 @@ impl Raft {
         self.progress.clear();
         self.add_missing_progress();
         self.round_sent_at.clear();
+        self.timeout_now_sent = false;
         // Raft §8: a no-op at the start of the term commits everything before it,
         // and tells the leader the commit index it must wait for before reads.
         // The planted bug skips it, which is what makes Figure 8 reachable.
@@ -1013,7 +1023,7 @@ impl Raft {
                 }
                 self.maybe_commit();
                 if self.leader_transferee == Some(from) && index == self.log.last_index() {
-                    self.send(from, MessageBody::TimeoutNow);
+                    self.send_timeout_now(from);
                 }
             } else if p.state == ProgressState::Probe {
                 p.probe_sent = false;
@@ -1220,8 +1230,14 @@ impl Raft {
     /// in-lease rule, also right after a restart), so while a quorum has
     /// acknowledged heartbeats sent less than `election_timeout - margin` ticks
     /// ago, no other leader can exist. Assumes ticks run at the same rate
-    /// everywhere; hence off unless `lease_reads`.
+    /// everywhere; hence off unless `lease_reads`. Voters ignore the lease for a
+    /// leadership transfer's campaign, so once this leader has sent TimeoutNow its
+    /// lease is over for the rest of its term, even if the transfer is given up:
+    /// the TimeoutNow may still be in flight.
     fn lease_valid(&self) -> bool {
+        if self.timeout_now_sent {
+            return false;
+        }
         let me = self.id();
         let now = self.ticks;
         let margin = self.config.heartbeat_interval_ticks.max(2);
