@@ -190,6 +190,9 @@ pub struct Raft {
     randomized_election_timeout: u64,
     heartbeat_elapsed: u64,
     votes: BTreeMap<NodeId, bool>,
+    /// The current campaign was started by TimeoutNow: its vote requests, resent
+    /// too, ask voters to ignore their lease (dissertation §3.10).
+    campaign_is_transfer: bool,
     progress: BTreeMap<NodeId, Progress>,
     leader_transferee: Option<NodeId>,
     transfer_elapsed: u64,
@@ -259,6 +262,7 @@ impl Raft {
             randomized_election_timeout: 0,
             heartbeat_elapsed: 0,
             votes: BTreeMap::new(),
+            campaign_is_transfer: false,
             progress: BTreeMap::new(),
             leader_transferee: None,
             transfer_elapsed: 0,
@@ -740,6 +744,7 @@ impl Raft {
         self.role = Role::Candidate;
         self.leader_id = None;
         self.votes.clear();
+        self.campaign_is_transfer = transfer;
         self.reset_election_timer();
         let body = MessageBody::RequestVote {
             last_log_index: self.log.last_index(),
@@ -766,7 +771,7 @@ impl Raft {
                 MessageBody::RequestVote {
                     last_log_index: self.log.last_index(),
                     last_log_term: self.log.last_term(),
-                    transfer: false,
+                    transfer: self.campaign_is_transfer,
                 },
             )
         };
