@@ -381,6 +381,12 @@ impl Raft {
             self.transfer_elapsed += 1;
             if self.transfer_elapsed >= self.config.election_timeout_ticks {
                 self.leader_transferee = None;
+                // The transfer refused the proposal that leaves a committed joint
+                // configuration; make it now, not at the next commit (which may never come).
+                self.maybe_finish_joint();
+                if self.role != Role::Leader {
+                    return;
+                }
             }
         }
         if self.election_elapsed >= self.config.election_timeout_ticks {
