@@ -151,7 +151,8 @@ impl Store {
 
     /// Applies a committed command at log position `index`.
     pub fn apply(&mut self, index: u64, command: &Command) -> OpResult {
-        self.expire_sessions(index);
+        // The duplicate check comes first: evicting sessions first could evict this
+        // client's own, and its retry would run twice.
         if !self.bug_no_dedup {
             if let Some(session) = self.sessions.get(&command.client_id) {
                 if command.seq == session.last_seq {
@@ -162,6 +163,7 @@ impl Store {
                 }
             }
         }
+        self.expire_sessions(index, command.client_id);
         let result = self.apply_op(&command.op);
         if let Some(old) = self.sessions.get(&command.client_id) {
             self.session_order.remove(&(old.last_index, command.client_id));
@@ -174,15 +176,18 @@ impl Store {
         result
     }
 
-    fn expire_sessions(&mut self, index: u64) {
-        while let Some(&(last_index, client_id)) = self.session_order.first() {
+    /// Drops sessions idle for too long, and the oldest ones while a new session for
+    /// `client_id` would not fit. Deterministic: every replica evicts the same ones.
+    fn expire_sessions(&mut self, index: u64, applying: u64) {
+        while let Some(&(last_index, oldest)) = self.session_order.first() {
             let too_old = last_index.saturating_add(self.limits.expiry_entries) < index;
-            let too_many = self.session_order.len() >= self.limits.max_sessions;
+            let needs_room = !self.sessions.contains_key(&applying);
+            let too_many = needs_room && self.session_order.len() >= self.limits.max_sessions;
             if !too_old && !too_many {
                 break;
             }
             self.session_order.pop_first();
-            self.sessions.remove(&client_id);
+            self.sessions.remove(&oldest);
         }
     }
 
