@@ -214,6 +214,10 @@ struct Sim {
     log_entries: BTreeMap<(u64, u64), (u64, Option<u64>)>,
     /// index -> (term, payload hash) of every applied entry.
     applied: BTreeMap<u64, (u64, u64)>,
+    /// index -> term of every entry some node has counted as committed.
+    committed: BTreeMap<u64, u64>,
+    /// Per node (index id - 1): the highest commit index already recorded in `committed`.
+    committed_recorded: Vec<u64>,
     faults_on: bool,
     /// The highest version of each stream any client saw, to aim expected versions.
     stream_versions: Vec<u64>,
@@ -258,6 +262,7 @@ impl Sim {
     fn new(config: SimConfig) -> Sim {
         let mut rng = SplitMix64::new(config.seed);
         let n_streams = config.n_streams;
+        let n_nodes = config.n_nodes as usize;
         let members = Membership::with_voters(1..=config.initial_voters);
         let nodes = (1..=config.n_nodes)
             .map(|id| {
@@ -305,6 +310,8 @@ impl Sim {
             candidates_by_term: BTreeMap::new(),
             log_entries: BTreeMap::new(),
             applied: BTreeMap::new(),
+            committed: BTreeMap::new(),
+            committed_recorded: vec![0; n_nodes],
             faults_on: true,
             stream_versions: vec![0; n_streams],
         }
@@ -650,12 +657,19 @@ impl Sim {
         }
     }
 
+    /// Raft's safety properties (Figure 3) and the configuration rule (§6), checked
+    /// after every step.
     fn check_safety(&mut self) {
         for id in self.node_ids().collect::<Vec<_>>() {
-            let Some(replica) = self.nodes[(id - 1) as usize].replica.as_ref() else {
+            if self.nodes[(id - 1) as usize].replica.is_none() {
                 continue;
-            };
-            let raft = replica.raft();
+            }
+            self.record_committed(id);
+            self.check_configuration(id);
+            if !self.violations.is_empty() {
+                return;
+            }
+            let raft = self.nodes[(id - 1) as usize].replica.as_ref().expect("alive").raft();
             self.stats.max_term = self.stats.max_term.max(raft.term());
             if raft.role() == Role::Candidate {
                 let set = self.candidates_by_term.entry(raft.term()).or_default();
@@ -680,10 +694,10 @@ impl Sim {
                 }
             }
             if self.nodes[(id - 1) as usize].was_leader_in_term != Some(term) {
-                // Leader completeness (Raft §5.4): a new leader holds every applied entry.
-                let raft = self.nodes[(id - 1) as usize].replica.as_ref().expect("alive").raft();
+                // Leader completeness (Raft §5.4): a new leader holds every entry any
+                // node has counted as committed.
                 let from = raft.snapshot_index() + 1;
-                for (&index, &(entry_term, _)) in self.applied.range(from..) {
+                for (&index, &entry_term) in self.committed.range(from..) {
                     if raft.log_term(index) != Some(entry_term) {
                         self.violations.push(format!(
                             "leader completeness (Raft §5.4.1): node {id}, leader of term {term}, lacks committed index {index} term {entry_term}"
@@ -693,6 +707,62 @@ impl Sim {
                 }
                 self.nodes[(id - 1) as usize].was_leader_in_term = Some(term);
             }
+        }
+    }
+
+    /// Records the entries node `id` counts as committed; two nodes that commit
+    /// different entries at one index break state machine safety (Raft §5.4.3).
+    fn record_committed(&mut self, id: NodeId) {
+        let raft = self.nodes[(id - 1) as usize].replica.as_ref().expect("alive").raft();
+        let recorded = &mut self.committed_recorded[(id - 1) as usize];
+        let from = (*recorded).max(raft.snapshot_index()) + 1;
+        let to = raft.commit_index();
+        for index in from..=to {
+            let term = raft.log_term(index).expect("committed entries above the snapshot are in the log");
+            match self.committed.get(&index) {
+                None => {
+                    self.committed.insert(index, term);
+                }
+                Some(&other) if other != term => {
+                    self.violations.push(format!(
+                        "state machine safety (Raft §5.4.3): node {id} committed index {index} term {term} but another node committed term {other} there"
+                    ));
+                    return;
+                }
+                Some(_) => {}
+            }
+        }
+        *recorded = (*recorded).max(to);
+    }
+
+    /// Raft §6: a node's configuration is the latest configuration entry in its log,
+    /// committed or not, or its snapshot's when none lies above it (or the initial
+    /// one when it has neither).
+    fn check_configuration(&mut self, id: NodeId) {
+        let raft = self.nodes[(id - 1) as usize].replica.as_ref().expect("alive").raft();
+        let snapshot_index = raft.snapshot().map_or(0, |s| s.index);
+        if snapshot_index != raft.snapshot_index() {
+            self.violations.push(format!(
+                "node {id}'s log starts after index {} but its snapshot is at {snapshot_index}",
+                raft.snapshot_index()
+            ));
+            return;
+        }
+        let in_log = raft.entries_from(snapshot_index + 1).iter().rev().find_map(|e| match &e.payload {
+            EntryPayload::Membership(m) => Some((e.index, m)),
+            _ => None,
+        });
+        let initial = Membership::with_voters(1..=self.config.initial_voters);
+        let (source, expected) = match (in_log, raft.snapshot()) {
+            (Some((index, m)), _) => (format!("its log's entry {index}"), m),
+            (None, Some(snapshot)) => (format!("its snapshot at {}", snapshot.index), &snapshot.membership),
+            (None, None) => ("the initial one".to_string(), &initial),
+        };
+        if raft.membership() != expected {
+            self.violations.push(format!(
+                "configuration (Raft §6): node {id} uses {:?}, but the latest configuration is {source}, {expected:?}",
+                raft.membership()
+            ));
         }
     }
 

@@ -331,6 +331,10 @@ impl Raft {
     pub fn membership(&self) -> &Membership {
         &self.membership
     }
+    /// The snapshot the log starts after, if any (its index is [`Raft::snapshot_index`]).
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref()
+    }
     pub fn entry(&self, index: u64) -> Option<&Entry> {
         self.log.entry(index)
     }
@@ -634,6 +638,7 @@ impl Raft {
             }
             MessageBody::InstallSnapshotResponse { last_index } => {
                 if self.role == Role::Leader {
+                    self.assert_acknowledged_within_log(m.from, last_index);
                     if let Some(p) = self.progress.get_mut(&m.from) {
                         p.recent_active = true;
                         p.match_index = p.match_index.max(last_index);
@@ -920,8 +925,13 @@ impl Raft {
     }
 
     fn send_snapshot(&mut self, peer: NodeId) {
+        // Acknowledgements past our last index are refused where they arrive
+        // (assert_acknowledged_within_log), so this can only be a compacted prefix.
         let Some(snapshot) = self.snapshot.clone() else {
-            panic!("log compacted below {peer}'s next index but no snapshot held");
+            panic!(
+                "log compacted to {} below {peer}'s next index, but no snapshot held to send",
+                self.log.snapshot_index()
+            );
         };
         if let Some(p) = self.progress.get_mut(&peer) {
             p.state = ProgressState::Snapshot;
@@ -1016,6 +1026,9 @@ impl Raft {
         conflict_term: Option<u64>,
         conflict_index: u64,
     ) {
+        if success {
+            self.assert_acknowledged_within_log(from, index);
+        }
         let Some(p) = self.progress.get_mut(&from) else {
             return;
         };
@@ -1062,6 +1075,20 @@ impl Raft {
         p.next_index = hinted.min(index).max(p.match_index + 1);
         p.become_probe();
         self.send_append(from, false);
+    }
+
+    /// A follower acknowledges at most what this leader sent it, or its own commit
+    /// index; under leader completeness (Raft §5.4) that never passes the leader's
+    /// last index. If it does, the follower committed entries this leader lacks.
+    fn assert_acknowledged_within_log(&self, from: NodeId, index: u64) {
+        assert!(
+            index <= self.log.last_index(),
+            "leader completeness (Raft §5.4) broken: node {from} acknowledged index {index} in term {}, \
+             past leader {}'s last index {}: it committed entries this leader does not hold",
+            self.term,
+            self.id(),
+            self.log.last_index()
+        );
     }
 
     fn maybe_commit(&mut self) {
