@@ -201,6 +201,9 @@ struct Sim {
     /// Directed pairs (from, to) whose messages are dropped.
     grudge: BTreeSet<(NodeId, NodeId)>,
     partition_until: u64,
+    /// A partition aimed at an admin action: (tick to start it, node to cut off,
+    /// whether only the messages to it are dropped).
+    aimed_cut: Option<(u64, NodeId, bool)>,
     clients: Vec<SimClient>,
     next_token: Token,
     next_process: u64,
@@ -300,6 +303,7 @@ impl Sim {
             network: Vec::new(),
             grudge: BTreeSet::new(),
             partition_until: 0,
+            aimed_cut: None,
             clients,
             next_token: 1,
             next_value: 1,
@@ -393,6 +397,19 @@ impl Sim {
         if !self.grudge.is_empty() && self.now >= self.partition_until {
             self.grudge.clear();
         }
+        if let Some((at, id, inbound_only)) = self.aimed_cut {
+            if self.now >= at && self.grudge.is_empty() {
+                self.aimed_cut = None;
+                self.stats.partitions += 1;
+                for other in self.node_ids().filter(|o| *o != id).collect::<Vec<_>>() {
+                    self.grudge.insert((other, id));
+                    if !inbound_only {
+                        self.grudge.insert((id, other));
+                    }
+                }
+                self.partition_until = self.now + 10 + self.rng.below(40);
+            }
+        }
         if self.grudge.is_empty() && self.rng.chance(self.config.partition_per_mille, 1000) {
             self.stats.partitions += 1;
             let mut ids: Vec<NodeId> = self.node_ids().collect();
@@ -430,6 +447,12 @@ impl Sim {
             0 if m.voters.contains(&target) && target != leader_id => {
                 if replica.transfer_leadership(target).is_ok() {
                     self.stats.leadership_transfers += 1;
+                    if self.rng.chance(1, 2) {
+                        // Cut the old leader off from hearing anyone, soon after its
+                        // TimeoutNow: it must not go on serving reads from its lease
+                        // while the target leads (dissertation §6.4.1).
+                        self.aimed_cut = Some((self.now + self.rng.below(3), leader_id, true));
+                    }
                 }
                 return;
             }
@@ -442,6 +465,11 @@ impl Sim {
         };
         if result.is_ok() {
             self.stats.membership_changes += 1;
+            if self.rng.chance(1, 2) {
+                // Isolate the leader once its configuration entry reached some
+                // followers, before it commits: a new leader will overwrite it (Raft §6).
+                self.aimed_cut = Some((self.now + 1 + self.rng.below(3), leader_id, false));
+            }
         }
     }
 
