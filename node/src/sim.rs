@@ -813,6 +813,13 @@ impl Sim {
             self.violations
                 .push(format!("liveness: leader {leader} has committed {commit} of {last} entries after healing"));
         }
+        if leader_raft.membership().is_joint() {
+            // Raft §6: the leader leaves a committed joint configuration by itself.
+            self.violations.push(format!(
+                "liveness: leader {leader} is still in the joint configuration {:?} after healing",
+                leader_raft.membership()
+            ));
+        }
         let leader_view = format!("{:?}", leader_raft);
         let members = leader_raft.membership().members();
         for (i, node) in self.nodes.iter().enumerate() {

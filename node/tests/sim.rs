@@ -231,6 +231,24 @@ fn raft_6_sim_configuration_changes_with_snapshots_restarts_and_lease_reads() {
     }
 }
 
+/// Seeds of the configuration sweep that failed before issue 19's fixes (each found
+/// with one fix reverted, at the commit that introduced this test): 6001018 with the
+/// snapshot's configuration not kept as the fallback (configuration invariant),
+/// 6000003 with an overwritten configuration entry left in force (configuration
+/// invariant), 6000792 with lease reads after TimeoutNow (stream history not
+/// linearizable). Any change to the simulation's draws moves these schedules, so
+/// they guard the fixes only until then; the sweep keeps looking.
+#[test]
+fn issue_19_regression_seeds() {
+    for seed in [6_001_018, 6_000_003, 6_000_792] {
+        let mut config = SimConfig::new(seed, 5);
+        configuration_changes_with_lease_reads(&mut config);
+        if let Err(why) = seed_passes(&config) {
+            panic!("seed {seed} failed: {why}");
+        }
+    }
+}
+
 /// The write-ahead log under the simulation: every persist also goes to a real
 /// log file, crashes tear its tail, and every restart must recover exactly
 /// what was persisted (hard state, snapshot, entries).
