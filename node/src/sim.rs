@@ -15,7 +15,7 @@ use std::hash::{Hash, Hasher};
 
 use serde_json::{json, Value};
 
-use crate::bugs::Bugs;
+use crate::bugs::{Bug, Bugs};
 use crate::raft::rng::SplitMix64;
 use crate::raft::{Entry, EntryPayload, HardState, Membership, Message, NodeId, Persisted, Role, Snapshot};
 use crate::replica::{ClientRequest, MembershipChange, Replica, ReplicaConfig, ReplyError, Token};
@@ -141,6 +141,9 @@ struct SimNode {
     wal: Option<Wal>,
     restarts: u64,
     down_until: u64,
+    /// With the planted bug no-fsync: what the operating system has written back of
+    /// `disk` (at random ticks); a crash is a power loss that keeps only this.
+    flushed: Option<Disk>,
     was_leader_in_term: Option<u64>,
 }
 
@@ -280,7 +283,16 @@ impl Sim {
                     wal.fsync = false;
                     wal
                 });
-                SimNode { replica: Some(replica), disk, wal, restarts: 0, down_until: 0, was_leader_in_term: None }
+                let flushed = config.bugs.has(Bug::NoFsync).then(Disk::default);
+                SimNode {
+                    replica: Some(replica),
+                    disk,
+                    wal,
+                    restarts: 0,
+                    down_until: 0,
+                    flushed,
+                    was_leader_in_term: None,
+                }
             })
             .collect();
         let clients = (0..config.n_clients)
@@ -363,6 +375,9 @@ impl Sim {
         if self.faults_on {
             self.inject_faults();
             self.maybe_admin();
+        }
+        if self.config.bugs.has(Bug::NoFsync) {
+            self.write_back_page_cache();
         }
         for id in self.node_ids().collect::<Vec<_>>() {
             if let Some(r) = self.node(id).replica.as_mut() {
@@ -473,11 +488,24 @@ impl Sim {
         }
     }
 
+    /// Planted bug no-fsync: now and then the operating system writes a node's dirty
+    /// pages back; only then is what it wrote durable.
+    fn write_back_page_cache(&mut self) {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].replica.is_some() && self.rng.chance(1, 10) {
+                self.nodes[i].flushed = Some(self.nodes[i].disk.clone());
+            }
+        }
+    }
+
     fn crash(&mut self, id: NodeId, down_ticks: u64) {
         let until = self.now + down_ticks;
         let node = self.node(id);
         if node.replica.is_some() {
             node.replica = None;
+            if let Some(flushed) = &node.flushed {
+                node.disk = flushed.clone();
+            }
             node.down_until = until;
             let had_wal = node.wal.take().is_some();
             self.stats.crashes += 1;

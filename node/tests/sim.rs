@@ -331,6 +331,12 @@ fn bug_commit_old_term_is_caught() {
 }
 
 #[test]
+fn bug_no_fsync_is_caught() {
+    // A crash is a power loss that keeps only what was written back.
+    bug_is_caught_with(Bug::NoFsync, 5, 1000, heavy_faults);
+}
+
+#[test]
 fn bug_no_dedup_is_caught() {
     bug_is_caught(Bug::NoDedup, 3, 1000);
 }
