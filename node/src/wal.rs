@@ -161,11 +161,8 @@ impl Wal {
                             });
                         }
                     };
-                    Self::replay(&mut recovered, base, &mut term_at_base, record).map_err(|why| WalError::Inconsistent {
-                        path: path.clone(),
-                        offset: offset as u64,
-                        why,
-                    })?;
+                    Self::replay(&mut recovered, base, &mut term_at_base, record)
+                        .map_err(|why| WalError::Inconsistent { path: path.clone(), offset: offset as u64, why })?;
                     offset = next;
                 }
                 Err(()) => {

@@ -66,12 +66,8 @@ fn dissertation_6_4_a_read_index_answer_from_before_a_restart_does_not_serve_a_n
     let old_id = read_index_request_id(&process(&mut r));
     // The leader's answer (index 2) is delayed in the network; the follower crashes.
     let stale_answer = msg(1, 2, 1, MessageBody::ReadIndexResponse { id: old_id, index: Some(2) });
-    let persisted = Persisted {
-        hard_state: r.raft().hard_state(),
-        snapshot: None,
-        initial_membership: members,
-        entries,
-    };
+    let persisted =
+        Persisted { hard_state: r.raft().hard_state(), snapshot: None, initial_membership: members, entries };
     let mut r = Replica::new(config, persisted, 8).unwrap();
     let _ = process(&mut r);
     // Meanwhile the leader commits k = 2 at index 3 and acknowledges it; the
