@@ -13,16 +13,18 @@ pub enum Bug {
     NoVotePersist,
     CommitOldTerm,
     NoDedup,
+    NoFsync,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 6] = [
+    pub const ALL: [Bug; 7] = [
         Bug::StaleRead,
         Bug::FollowerStaleRead,
         Bug::AckBeforeCommit,
         Bug::NoVotePersist,
         Bug::CommitOldTerm,
         Bug::NoDedup,
+        Bug::NoFsync,
     ];
 
     pub fn name(self) -> &'static str {
@@ -33,6 +35,7 @@ impl Bug {
             Bug::NoVotePersist => "no-vote-persist",
             Bug::CommitOldTerm => "commit-old-term",
             Bug::NoDedup => "no-dedup",
+            Bug::NoFsync => "no-fsync",
         }
     }
 
@@ -63,6 +66,11 @@ impl Bug {
             Bug::NoDedup => {
                 "client sessions are ignored, so a retried write or cas applies twice; \
                  a retried cas then reports cas-mismatch for a change it made (fail that happened)"
+            }
+            Bug::NoFsync => {
+                "the write-ahead log and snapshots are written but never fsynced, yet votes and entries are \
+                 acknowledged as if durable; a power loss (the lose-unfsynced disk fault, or a crash in the \
+                 simulation) loses acknowledged entries and votes (lost write, two leaders in a term)"
             }
         }
     }

@@ -59,9 +59,6 @@ struct Cli {
     /// Snapshot and compact the log every this many applied entries.
     #[arg(long, default_value_t = 50_000)]
     snapshot_every: u64,
-    /// Do not fsync (unsafe; for measuring what fsync costs).
-    #[arg(long)]
-    no_fsync: bool,
 }
 
 /// Exit status of a node that stopped on a violated invariant (a panic on any thread).
@@ -145,7 +142,6 @@ fn options_from(cli: &Cli) -> anyhow::Result<NodeOptions> {
     options.heartbeat_interval_ticks = cli.heartbeat_ticks.max(1);
     options.request_timeout = Duration::from_millis(cli.request_timeout_ms);
     options.snapshot_every_entries = cli.snapshot_every.max(1);
-    options.fsync = !cli.no_fsync;
     Ok(options)
 }
 

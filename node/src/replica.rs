@@ -154,6 +154,9 @@ pub struct Replica {
     writes: BTreeMap<u64, PendingWrite>,
     reads: BTreeMap<u64, (Token, Op)>,
     reads_waiting_apply: BTreeMap<(u64, u64), (Token, Op)>,
+    /// Read ids start at a point drawn from the seed (the shell gives each start
+    /// its own), so that a leader's delayed answer to a read forwarded before a
+    /// restart cannot satisfy a read forwarded after it under the same id.
     next_read_id: u64,
     replies: Vec<(Token, Reply)>,
     applied_index: u64,
@@ -185,7 +188,7 @@ impl Replica {
             writes: BTreeMap::new(),
             reads: BTreeMap::new(),
             reads_waiting_apply: BTreeMap::new(),
-            next_read_id: 1,
+            next_read_id: first_read_id(seed),
             replies: Vec::new(),
             applied_index,
             applied_hashes: std::collections::VecDeque::new(),
@@ -253,7 +256,7 @@ impl Replica {
             return;
         }
         let id = self.next_read_id;
-        self.next_read_id += 1;
+        self.next_read_id = self.next_read_id.wrapping_add(1);
         match self.raft.read_index(id) {
             Ok(()) => {
                 self.reads.insert(id, (token, op));
@@ -485,6 +488,12 @@ impl Replica {
     pub fn take_replies(&mut self) -> Vec<(Token, Reply)> {
         std::mem::take(&mut self.replies)
     }
+}
+
+/// The first read id of a replica started with `seed`: 64 random bits, so two
+/// starts of one node share an id only with negligible probability.
+fn first_read_id(seed: u64) -> u64 {
+    crate::raft::rng::SplitMix64::new(seed ^ 0x5245_4144_4944_5321).next_u64()
 }
 
 /// How many applied-entry checksums a replica keeps for the harness's convergence check.

@@ -45,7 +45,6 @@ pub struct NodeOptions {
     pub tick: Duration,
     pub election_timeout_ticks: u64,
     pub heartbeat_interval_ticks: u64,
-    pub fsync: bool,
     /// How long a client request may wait inside the node before a `timeout` reply.
     pub request_timeout: Duration,
     pub snapshot_every_entries: u64,
@@ -65,7 +64,6 @@ impl NodeOptions {
             tick: Duration::from_millis(10),
             election_timeout_ticks: 30,
             heartbeat_interval_ticks: 5,
-            fsync: true,
             request_timeout: Duration::from_secs(5),
             snapshot_every_entries: 50_000,
         }
@@ -153,7 +151,8 @@ pub async fn run(options: NodeOptions, shutdown: impl std::future::Future<Output
         last_heard: BTreeMap::new(),
         logged_view: (Role::Follower, 0, None),
     };
-    event_loop.wal.fsync = options.fsync;
+    // Planted bug no-fsync: write, never make durable (what fsync costs can be measured with it too).
+    event_loop.wal.fsync = !options.bugs.has(crate::bugs::Bug::NoFsync);
     let loop_thread = std::thread::Builder::new()
         .name("raft-loop".into())
         .spawn(move || event_loop.run(events_rx))

@@ -15,7 +15,7 @@ use std::hash::{Hash, Hasher};
 
 use serde_json::{json, Value};
 
-use crate::bugs::Bugs;
+use crate::bugs::{Bug, Bugs};
 use crate::raft::rng::SplitMix64;
 use crate::raft::{Entry, EntryPayload, HardState, Membership, Message, NodeId, Persisted, Role, Snapshot};
 use crate::replica::{ClientRequest, MembershipChange, Replica, ReplicaConfig, ReplyError, Token};
@@ -141,6 +141,9 @@ struct SimNode {
     wal: Option<Wal>,
     restarts: u64,
     down_until: u64,
+    /// With the planted bug no-fsync: what the operating system has written back of
+    /// `disk` (at random ticks); a crash is a power loss that keeps only this.
+    flushed: Option<Disk>,
     was_leader_in_term: Option<u64>,
 }
 
@@ -201,6 +204,9 @@ struct Sim {
     /// Directed pairs (from, to) whose messages are dropped.
     grudge: BTreeSet<(NodeId, NodeId)>,
     partition_until: u64,
+    /// A partition aimed at an admin action: (tick to start it, node to cut off,
+    /// whether only the messages to it are dropped).
+    aimed_cut: Option<(u64, NodeId, bool)>,
     clients: Vec<SimClient>,
     next_token: Token,
     next_process: u64,
@@ -214,6 +220,10 @@ struct Sim {
     log_entries: BTreeMap<(u64, u64), (u64, Option<u64>)>,
     /// index -> (term, payload hash) of every applied entry.
     applied: BTreeMap<u64, (u64, u64)>,
+    /// index -> term of every entry some node has counted as committed.
+    committed: BTreeMap<u64, u64>,
+    /// Per node (index id - 1): the highest commit index already recorded in `committed`.
+    committed_recorded: Vec<u64>,
     faults_on: bool,
     /// The highest version of each stream any client saw, to aim expected versions.
     stream_versions: Vec<u64>,
@@ -258,6 +268,7 @@ impl Sim {
     fn new(config: SimConfig) -> Sim {
         let mut rng = SplitMix64::new(config.seed);
         let n_streams = config.n_streams;
+        let n_nodes = config.n_nodes as usize;
         let members = Membership::with_voters(1..=config.initial_voters);
         let nodes = (1..=config.n_nodes)
             .map(|id| {
@@ -272,7 +283,16 @@ impl Sim {
                     wal.fsync = false;
                     wal
                 });
-                SimNode { replica: Some(replica), disk, wal, restarts: 0, down_until: 0, was_leader_in_term: None }
+                let flushed = config.bugs.has(Bug::NoFsync).then(Disk::default);
+                SimNode {
+                    replica: Some(replica),
+                    disk,
+                    wal,
+                    restarts: 0,
+                    down_until: 0,
+                    flushed,
+                    was_leader_in_term: None,
+                }
             })
             .collect();
         let clients = (0..config.n_clients)
@@ -295,6 +315,7 @@ impl Sim {
             network: Vec::new(),
             grudge: BTreeSet::new(),
             partition_until: 0,
+            aimed_cut: None,
             clients,
             next_token: 1,
             next_value: 1,
@@ -305,6 +326,8 @@ impl Sim {
             candidates_by_term: BTreeMap::new(),
             log_entries: BTreeMap::new(),
             applied: BTreeMap::new(),
+            committed: BTreeMap::new(),
+            committed_recorded: vec![0; n_nodes],
             faults_on: true,
             stream_versions: vec![0; n_streams],
         }
@@ -353,6 +376,9 @@ impl Sim {
             self.inject_faults();
             self.maybe_admin();
         }
+        if self.config.bugs.has(Bug::NoFsync) {
+            self.write_back_page_cache();
+        }
         for id in self.node_ids().collect::<Vec<_>>() {
             if let Some(r) = self.node(id).replica.as_mut() {
                 r.tick();
@@ -385,6 +411,19 @@ impl Sim {
         }
         if !self.grudge.is_empty() && self.now >= self.partition_until {
             self.grudge.clear();
+        }
+        if let Some((at, id, inbound_only)) = self.aimed_cut {
+            if self.now >= at && self.grudge.is_empty() {
+                self.aimed_cut = None;
+                self.stats.partitions += 1;
+                for other in self.node_ids().filter(|o| *o != id).collect::<Vec<_>>() {
+                    self.grudge.insert((other, id));
+                    if !inbound_only {
+                        self.grudge.insert((id, other));
+                    }
+                }
+                self.partition_until = self.now + 10 + self.rng.below(40);
+            }
         }
         if self.grudge.is_empty() && self.rng.chance(self.config.partition_per_mille, 1000) {
             self.stats.partitions += 1;
@@ -423,6 +462,12 @@ impl Sim {
             0 if m.voters.contains(&target) && target != leader_id => {
                 if replica.transfer_leadership(target).is_ok() {
                     self.stats.leadership_transfers += 1;
+                    if self.rng.chance(1, 2) {
+                        // Cut the old leader off from hearing anyone, soon after its
+                        // TimeoutNow: it must not go on serving reads from its lease
+                        // while the target leads (dissertation §6.4.1).
+                        self.aimed_cut = Some((self.now + self.rng.below(3), leader_id, true));
+                    }
                 }
                 return;
             }
@@ -435,6 +480,21 @@ impl Sim {
         };
         if result.is_ok() {
             self.stats.membership_changes += 1;
+            if self.rng.chance(1, 2) {
+                // Isolate the leader once its configuration entry reached some
+                // followers, before it commits: a new leader will overwrite it (Raft §6).
+                self.aimed_cut = Some((self.now + 1 + self.rng.below(3), leader_id, false));
+            }
+        }
+    }
+
+    /// Planted bug no-fsync: now and then the operating system writes a node's dirty
+    /// pages back; only then is what it wrote durable.
+    fn write_back_page_cache(&mut self) {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].replica.is_some() && self.rng.chance(1, 10) {
+                self.nodes[i].flushed = Some(self.nodes[i].disk.clone());
+            }
         }
     }
 
@@ -443,6 +503,9 @@ impl Sim {
         let node = self.node(id);
         if node.replica.is_some() {
             node.replica = None;
+            if let Some(flushed) = &node.flushed {
+                node.disk = flushed.clone();
+            }
             node.down_until = until;
             let had_wal = node.wal.take().is_some();
             self.stats.crashes += 1;
@@ -650,12 +713,19 @@ impl Sim {
         }
     }
 
+    /// Raft's safety properties (Figure 3) and the configuration rule (§6), checked
+    /// after every step.
     fn check_safety(&mut self) {
         for id in self.node_ids().collect::<Vec<_>>() {
-            let Some(replica) = self.nodes[(id - 1) as usize].replica.as_ref() else {
+            if self.nodes[(id - 1) as usize].replica.is_none() {
                 continue;
-            };
-            let raft = replica.raft();
+            }
+            self.record_committed(id);
+            self.check_configuration(id);
+            if !self.violations.is_empty() {
+                return;
+            }
+            let raft = self.nodes[(id - 1) as usize].replica.as_ref().expect("alive").raft();
             self.stats.max_term = self.stats.max_term.max(raft.term());
             if raft.role() == Role::Candidate {
                 let set = self.candidates_by_term.entry(raft.term()).or_default();
@@ -680,10 +750,10 @@ impl Sim {
                 }
             }
             if self.nodes[(id - 1) as usize].was_leader_in_term != Some(term) {
-                // Leader completeness (Raft §5.4): a new leader holds every applied entry.
-                let raft = self.nodes[(id - 1) as usize].replica.as_ref().expect("alive").raft();
+                // Leader completeness (Raft §5.4): a new leader holds every entry any
+                // node has counted as committed.
                 let from = raft.snapshot_index() + 1;
-                for (&index, &(entry_term, _)) in self.applied.range(from..) {
+                for (&index, &entry_term) in self.committed.range(from..) {
                     if raft.log_term(index) != Some(entry_term) {
                         self.violations.push(format!(
                             "leader completeness (Raft §5.4.1): node {id}, leader of term {term}, lacks committed index {index} term {entry_term}"
@@ -693,6 +763,62 @@ impl Sim {
                 }
                 self.nodes[(id - 1) as usize].was_leader_in_term = Some(term);
             }
+        }
+    }
+
+    /// Records the entries node `id` counts as committed; two nodes that commit
+    /// different entries at one index break state machine safety (Raft §5.4.3).
+    fn record_committed(&mut self, id: NodeId) {
+        let raft = self.nodes[(id - 1) as usize].replica.as_ref().expect("alive").raft();
+        let recorded = &mut self.committed_recorded[(id - 1) as usize];
+        let from = (*recorded).max(raft.snapshot_index()) + 1;
+        let to = raft.commit_index();
+        for index in from..=to {
+            let term = raft.log_term(index).expect("committed entries above the snapshot are in the log");
+            match self.committed.get(&index) {
+                None => {
+                    self.committed.insert(index, term);
+                }
+                Some(&other) if other != term => {
+                    self.violations.push(format!(
+                        "state machine safety (Raft §5.4.3): node {id} committed index {index} term {term} but another node committed term {other} there"
+                    ));
+                    return;
+                }
+                Some(_) => {}
+            }
+        }
+        *recorded = (*recorded).max(to);
+    }
+
+    /// Raft §6: a node's configuration is the latest configuration entry in its log,
+    /// committed or not, or its snapshot's when none lies above it (or the initial
+    /// one when it has neither).
+    fn check_configuration(&mut self, id: NodeId) {
+        let raft = self.nodes[(id - 1) as usize].replica.as_ref().expect("alive").raft();
+        let snapshot_index = raft.snapshot().map_or(0, |s| s.index);
+        if snapshot_index != raft.snapshot_index() {
+            self.violations.push(format!(
+                "node {id}'s log starts after index {} but its snapshot is at {snapshot_index}",
+                raft.snapshot_index()
+            ));
+            return;
+        }
+        let in_log = raft.entries_from(snapshot_index + 1).iter().rev().find_map(|e| match &e.payload {
+            EntryPayload::Membership(m) => Some((e.index, m)),
+            _ => None,
+        });
+        let initial = Membership::with_voters(1..=self.config.initial_voters);
+        let (source, expected) = match (in_log, raft.snapshot()) {
+            (Some((index, m)), _) => (format!("its log's entry {index}"), m),
+            (None, Some(snapshot)) => (format!("its snapshot at {}", snapshot.index), &snapshot.membership),
+            (None, None) => ("the initial one".to_string(), &initial),
+        };
+        if raft.membership() != expected {
+            self.violations.push(format!(
+                "configuration (Raft §6): node {id} uses {:?}, but the latest configuration is {source}, {expected:?}",
+                raft.membership()
+            ));
         }
     }
 
@@ -714,6 +840,13 @@ impl Sim {
         if commit != last {
             self.violations
                 .push(format!("liveness: leader {leader} has committed {commit} of {last} entries after healing"));
+        }
+        if leader_raft.membership().is_joint() {
+            // Raft §6: the leader leaves a committed joint configuration by itself.
+            self.violations.push(format!(
+                "liveness: leader {leader} is still in the joint configuration {:?} after healing",
+                leader_raft.membership()
+            ));
         }
         let leader_view = format!("{:?}", leader_raft);
         let members = leader_raft.membership().members();

@@ -151,7 +151,8 @@ impl Store {
 
     /// Applies a committed command at log position `index`.
     pub fn apply(&mut self, index: u64, command: &Command) -> OpResult {
-        self.expire_sessions(index);
+        // The duplicate check comes first: evicting sessions first could evict this
+        // client's own, and its retry would run twice.
         if !self.bug_no_dedup {
             if let Some(session) = self.sessions.get(&command.client_id) {
                 if command.seq == session.last_seq {
@@ -162,6 +163,7 @@ impl Store {
                 }
             }
         }
+        self.expire_sessions(index, command.client_id);
         let result = self.apply_op(&command.op);
         if let Some(old) = self.sessions.get(&command.client_id) {
             self.session_order.remove(&(old.last_index, command.client_id));
@@ -174,15 +176,18 @@ impl Store {
         result
     }
 
-    fn expire_sessions(&mut self, index: u64) {
-        while let Some(&(last_index, client_id)) = self.session_order.first() {
+    /// Drops sessions idle for too long, and the oldest ones while a new session for
+    /// `client_id` would not fit. Deterministic: every replica evicts the same ones.
+    fn expire_sessions(&mut self, index: u64, applying: u64) {
+        while let Some(&(last_index, oldest)) = self.session_order.first() {
             let too_old = last_index.saturating_add(self.limits.expiry_entries) < index;
-            let too_many = self.session_order.len() >= self.limits.max_sessions;
+            let needs_room = !self.sessions.contains_key(&applying);
+            let too_many = needs_room && self.session_order.len() >= self.limits.max_sessions;
             if !too_old && !too_many {
                 break;
             }
             self.session_order.pop_first();
-            self.sessions.remove(&client_id);
+            self.sessions.remove(&oldest);
         }
     }
 
@@ -336,6 +341,18 @@ mod tests {
         assert_eq!(s.cached_result(1, 1), None);
         s.apply(100, &cmd(5, 1, Op::Delete { key: "k".into() })).unwrap();
         assert_eq!(s.session_count(), 1, "inactive sessions expired");
+    }
+
+    /// Dissertation §6.3: at the session limit, a retry must find its own session
+    /// rather than evict it to make room, or it runs twice (issue 19, item 4).
+    #[test]
+    fn dissertation_6_3_a_retry_at_the_session_limit_does_not_evict_its_own_session() {
+        let mut s = Store::new(SessionLimits { max_sessions: 2, expiry_entries: 1_000 }, false);
+        let cas = cmd(1, 1, Op::Cas { key: "k".into(), from: Value::Null, to: json!(1) });
+        assert_eq!(s.apply(1, &cas), Ok(Value::Null));
+        s.apply(2, &cmd(2, 1, Op::Write { key: "other".into(), value: json!(2) })).unwrap();
+        assert_eq!(s.apply(3, &cas), Ok(Value::Null), "the retry is answered from its session");
+        assert_eq!(s.session_count(), 2);
     }
 
     #[test]

@@ -10,7 +10,11 @@
 //! that is reported as [`WalError::CorruptMiddle`] and the node refuses to start.
 //!
 //! `snapshot` holds the latest snapshot in the same framing, replaced atomically
-//! (write a temporary file, fsync, rename, fsync the directory).
+//! (write a temporary file, fsync, rename, fsync the directory); then `wal.log` is
+//! rewritten the same way to start after it. A crash between the two renames leaves
+//! the new snapshot beside the old log: on open, the log's entries after the
+//! snapshot's index are kept only if its entry at that index has the snapshot's
+//! term (Raft §7), since an installed snapshot may replace a divergent log.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -139,6 +143,9 @@ impl Wal {
             File::open(&path).and_then(|mut f| f.read_to_end(&mut data)).map_err(io_err(&path))?;
         }
         let base = recovered.snapshot.as_ref().map_or(0, |s| s.index);
+        // The term of the log's entry at the snapshot's index, if the log holds one:
+        // only after a crash between save_snapshot's two renames.
+        let mut term_at_base: Option<u64> = None;
         let mut offset = 0usize;
         loop {
             match parse_frame(&data, offset) {
@@ -154,11 +161,8 @@ impl Wal {
                             });
                         }
                     };
-                    Self::replay(&mut recovered, base, record).map_err(|why| WalError::Inconsistent {
-                        path: path.clone(),
-                        offset: offset as u64,
-                        why,
-                    })?;
+                    Self::replay(&mut recovered, base, &mut term_at_base, record)
+                        .map_err(|why| WalError::Inconsistent { path: path.clone(), offset: offset as u64, why })?;
                     offset = next;
                 }
                 Err(()) => {
@@ -170,7 +174,19 @@ impl Wal {
                 }
             }
         }
+        if let (Some(snapshot), Some(term)) = (&recovered.snapshot, term_at_base) {
+            if term != snapshot.term {
+                // Raft §7: the log does not hold the snapshot's last entry, so none of
+                // what follows in it belongs after the snapshot.
+                recovered.entries.clear();
+            }
+        }
+        let created = !path.exists();
         let file = OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
+        if created {
+            // The new file's name must be durable before anything written to it is.
+            sync_dir(dir)?;
+        }
         if recovered.torn_tail_bytes > 0 {
             file.set_len(offset as u64).map_err(io_err(&path))?;
             file.sync_all().map_err(io_err(&path))?;
@@ -180,13 +196,22 @@ impl Wal {
         Ok((Wal { dir: dir.to_path_buf(), file, fsync: true, bytes_written: 0, syncs: 0 }, recovered))
     }
 
-    fn replay(recovered: &mut Recovered, base: u64, record: WalRecord) -> Result<(), String> {
+    fn replay(
+        recovered: &mut Recovered,
+        base: u64,
+        term_at_base: &mut Option<u64>,
+        record: WalRecord,
+    ) -> Result<(), String> {
         match record {
             WalRecord::HardState(hs) => recovered.hard_state = hs,
             WalRecord::Entries(entries) => {
                 let Some(first) = entries.first() else {
                     return Ok(());
                 };
+                if base > 0 && first.index <= base {
+                    // This record rewrites the log from at or below the snapshot's index.
+                    *term_at_base = entries.get((base - first.index) as usize).map(|e| e.term);
+                }
                 // Stored entries always start right after the snapshot; older ones are dropped.
                 let keep_from = base + 1;
                 let stored_next = keep_from + recovered.entries.len() as u64;
@@ -399,5 +424,29 @@ mod tests {
         assert_eq!(rec.entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![4, 5]);
         assert_eq!(rec.hard_state, hs);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A crash between `save_snapshot`'s two renames leaves the new snapshot beside
+    /// the old log (Raft §7): entries after the snapshot's index are kept only if the
+    /// old log's entry at that index has the snapshot's term; otherwise they belong
+    /// to another leader's history (issue 19, item 6).
+    #[test]
+    fn raft_7_a_crash_between_the_snapshot_renames_keeps_only_a_matching_log() {
+        for (snapshot_term, kept) in [(3, vec![]), (2, vec![4])] {
+            let dir = temp_dir(&format!("snapshot-crash-{snapshot_term}"));
+            write_some(&dir); // entries 1, 2 of term 1, then 3, 4 of term 2
+            let snapshot = Snapshot {
+                index: 3,
+                term: snapshot_term,
+                membership: Membership::with_voters([1, 2, 3]),
+                data: b"state".to_vec(),
+            };
+            let payload = bincode::serialize(&snapshot).unwrap();
+            Wal::write_file(&Wal::snapshot_path(&dir), &frame(&payload), false).unwrap();
+            let (_, rec) = Wal::open(&dir).unwrap();
+            assert_eq!(rec.snapshot, Some(snapshot));
+            assert_eq!(rec.entries.iter().map(|e| e.index).collect::<Vec<_>>(), kept, "snapshot term {snapshot_term}");
+            fs::remove_dir_all(&dir).unwrap();
+        }
     }
 }

@@ -416,3 +416,202 @@ fn dissertation_6_4_1_lease_reads_skip_the_round_only_while_the_lease_holds() {
     let (ready, _) = drain(&mut nodes[0]);
     assert!(ready.read_states.is_empty(), "an expired lease needs a quorum round");
 }
+
+// ---- configurations, snapshots, transfers and lease reads (issue 19) -----
+
+fn append(from: NodeId, to: NodeId, term: u64, prev: (u64, u64), entries: Vec<Entry>, commit: u64) -> Message {
+    msg(
+        from,
+        to,
+        term,
+        MessageBody::AppendEntries { prev_log_index: prev.0, prev_log_term: prev.1, entries, leader_commit: commit },
+    )
+}
+
+fn entry(index: u64, term: u64, payload: EntryPayload) -> Entry {
+    Entry { index, term, payload }
+}
+
+/// Voters 1-3 with node 4 as a learner.
+fn with_learner_4() -> Membership {
+    let mut m = Membership::with_voters(1..=3);
+    m.learners.insert(4);
+    m
+}
+
+/// Node 4 promoted: the joint configuration {1,2,3,4} / {1,2,3}.
+fn promoting_4() -> Membership {
+    let mut m = Membership::with_voters(1..=4);
+    m.voters_outgoing = (1..=3).collect();
+    m
+}
+
+/// Delivers messages among `nodes` until quiet, dropping every message to or from a node in `cut`.
+fn settle_without(nodes: &mut [Raft], cut: &[NodeId]) {
+    for _ in 0..100 {
+        let mut all = Vec::new();
+        for n in nodes.iter_mut() {
+            let (_, m) = drain(n);
+            all.extend(m);
+        }
+        all.retain(|m| !cut.contains(&m.from) && !cut.contains(&m.to));
+        if all.is_empty() {
+            return;
+        }
+        for m in all {
+            let to = m.to as usize - 1;
+            nodes[to].step(m);
+        }
+    }
+    panic!("did not settle");
+}
+
+/// Raft §6 with §7: a follower snapshots at 2 (configuration C, committed) while an
+/// uncommitted configuration sits at 4; a new leader's entries then cut its log back
+/// to 3. The latest configuration left is the snapshot's, C, not the one the node
+/// started with (issue 19, item 1).
+#[test]
+fn raft_6_a_truncated_configuration_falls_back_to_the_snapshots_not_an_older_one() {
+    let mut r = fresh(2, 3);
+    let c = with_learner_4();
+    let entries = vec![
+        entry(1, 1, EntryPayload::Noop),
+        entry(2, 1, EntryPayload::Membership(c.clone())),
+        entry(3, 1, EntryPayload::Noop),
+        entry(4, 1, EntryPayload::Membership(promoting_4())),
+    ];
+    r.step(append(1, 2, 1, (0, 0), entries, 2));
+    let (ready, _) = drain(&mut r);
+    assert_eq!(ready.committed_entries.len(), 2, "entries 1 and 2 applied");
+    assert_eq!(r.membership(), &promoting_4(), "the latest configuration is in force, committed or not");
+    r.compact(faultline_node::raft::Snapshot { index: 2, term: 1, membership: c.clone(), data: Vec::new() });
+    // Node 3, elected in term 2 without entries 3 and 4, overwrites them.
+    r.step(append(3, 2, 2, (2, 1), vec![entry(3, 2, EntryPayload::Noop)], 2));
+    let _ = drain(&mut r);
+    assert_eq!(r.last_index(), 3);
+    assert_eq!(r.membership(), &c, "the snapshot's configuration is the latest left");
+}
+
+/// Raft §6: a server uses the latest configuration in its log, committed or not. A
+/// learner receives an uncommitted joint entry promoting it; a new leader replaces
+/// that entry with one of its own (no configuration among them, the log no shorter).
+/// The learner must go back to being a learner and never campaign (issue 19, item 2).
+#[test]
+fn raft_6_an_overwritten_configuration_entry_stops_being_in_force() {
+    let mut r =
+        Raft::new(config(4), Persisted { initial_membership: Membership::default(), ..Persisted::default() }, 7);
+    let entries = vec![
+        entry(1, 1, EntryPayload::Noop),
+        entry(2, 1, EntryPayload::Membership(with_learner_4())),
+        entry(3, 1, EntryPayload::Membership(promoting_4())),
+    ];
+    r.step(append(1, 4, 1, (0, 0), entries, 2));
+    let _ = drain(&mut r);
+    assert!(r.membership().is_voter(4));
+    r.step(append(2, 4, 2, (2, 1), vec![entry(3, 2, EntryPayload::Noop)], 2));
+    let _ = drain(&mut r);
+    assert_eq!(r.log_term(3), Some(2), "entry 3 was replaced");
+    assert_eq!(r.membership(), &with_learner_4(), "the overwritten promotion is not in force");
+    for _ in 0..40 {
+        r.tick();
+        let _ = drain(&mut r);
+    }
+    assert_eq!(r.role(), Role::Follower, "a learner never campaigns: {r:?}");
+}
+
+/// Dissertation §6.4.1 with §3.10: the voters ignore their lease for a transfer's
+/// campaign, so the old leader's lease ends when it sends TimeoutNow. Cut off right
+/// after sending it, the old leader must not serve reads from its lease while the
+/// target, elected by the others, commits new writes (issue 19, item 3).
+#[test]
+fn dissertation_6_4_1_no_lease_reads_after_timeout_now() {
+    let mut nodes: Vec<Raft> = (1..=3)
+        .map(|id| {
+            let mut c = config(id);
+            c.lease_reads = true;
+            Raft::new(c, Persisted { initial_membership: Membership::with_voters(1..=3), ..Persisted::default() }, 7)
+        })
+        .collect();
+    for n in nodes.iter_mut().skip(1) {
+        for _ in 0..10 {
+            n.tick();
+        }
+    }
+    elect(&mut nodes, 0);
+    for _ in 0..2 {
+        nodes[0].tick();
+    }
+    settle(&mut nodes);
+    let old_commit = nodes[0].commit_index();
+    nodes[0].transfer_leadership(2).unwrap();
+    let (_, out) = drain(&mut nodes[0]);
+    let timeout_now: Vec<Message> = out.into_iter().filter(|m| m.body == MessageBody::TimeoutNow).collect();
+    assert_eq!(timeout_now.len(), 1, "the target is current: TimeoutNow goes out at once");
+    // Node 1 is cut off from here on: only its TimeoutNow gets through.
+    nodes[1].step(timeout_now[0].clone());
+    settle_without(&mut nodes, &[1]);
+    assert!(nodes[1].is_leader(), "node 3 voted for the transfer target: {:?}", nodes[1]);
+    nodes[1].propose(b"w".to_vec()).unwrap();
+    settle_without(&mut nodes, &[1]);
+    assert!(nodes[1].commit_index() > old_commit, "the new leader committed a write");
+    assert!(nodes[0].is_leader(), "the old leader has not heard of it");
+    nodes[0].read_index(9).unwrap();
+    let (ready, _) = drain(&mut nodes[0]);
+    assert!(
+        ready.read_states.iter().all(|s| s.index.is_none()),
+        "the old leader served a read at {old_commit} from its lease after TimeoutNow: {:?}",
+        ready.read_states
+    );
+}
+
+/// Raft §6: once the joint configuration commits, the leader proposes the final one.
+/// A pending leadership transfer refuses that proposal; when the transfer is given up
+/// the leader must still leave the joint configuration, with no client write to
+/// trigger it (issue 19, item 4, liveness).
+#[test]
+fn raft_6_a_joint_configuration_is_left_after_an_abandoned_transfer() {
+    let mut nodes: Vec<Raft> = (1..=3).map(|id| fresh(id, 3)).collect();
+    nodes.push(Raft::new(
+        config(4),
+        Persisted { initial_membership: Membership::default(), ..Persisted::default() },
+        7,
+    ));
+    elect(&mut nodes[..3], 0);
+    nodes[0].propose_membership(with_learner_4()).unwrap();
+    settle(&mut nodes);
+    nodes[0].propose_membership(promoting_4()).unwrap();
+    // Node 3 is cut off and lags, so the transfer to it waits for it to catch up.
+    nodes[0].transfer_leadership(3).unwrap();
+    settle_without(&mut nodes, &[3]);
+    assert!(nodes[0].commit_index() >= nodes[0].last_index(), "the joint entry committed");
+    for _ in 0..60 {
+        for id in [0, 1, 3] {
+            nodes[id].tick();
+        }
+        settle_without(&mut nodes, &[3]);
+    }
+    assert!(nodes[0].is_leader(), "{:?}", nodes[0]);
+    assert!(!nodes[0].membership().is_joint(), "still joint: {:?}", nodes[0].membership());
+}
+
+/// Dissertation §3.10: a transfer's vote requests ignore the voters' lease; when the
+/// first ones are lost, the ones resent must say so too, or voters in lease ignore them.
+#[test]
+fn dissertation_3_10_resent_vote_requests_keep_the_transfer_flag() {
+    let mut nodes: Vec<Raft> = (1..=3).map(|id| fresh(id, 3)).collect();
+    elect(&mut nodes, 0);
+    let term = nodes[0].term();
+    nodes[1].step(msg(1, 2, term, MessageBody::TimeoutNow));
+    let (_, first) = drain(&mut nodes[1]);
+    assert!(first.iter().all(|m| matches!(m.body, MessageBody::RequestVote { transfer: true, .. })));
+    // Lost: tick until the candidate resends.
+    let mut resent = Vec::new();
+    for _ in 0..4 {
+        nodes[1].tick();
+        resent.extend(drain(&mut nodes[1]).1);
+    }
+    assert!(!resent.is_empty(), "vote requests are resent");
+    for m in &resent {
+        assert!(matches!(m.body, MessageBody::RequestVote { transfer: true, .. }), "resent without the flag: {m:?}");
+    }
+}

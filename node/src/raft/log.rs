@@ -104,12 +104,11 @@ impl RaftLog {
 
     /// Appends the entries of an AppendEntries whose previous entry matched,
     /// truncating only at the first conflicting entry (Raft §5.3), so that a
-    /// stale or reordered message never shortens the log.
-    pub fn append_after_match(&mut self, entries: &[Entry]) {
+    /// stale or reordered message never shortens the log. Returns the index from
+    /// which entries were replaced or added, if any.
+    pub fn append_after_match(&mut self, entries: &[Entry]) -> Option<u64> {
         let conflict = entries.iter().find(|e| self.term(e.index) != Some(e.term));
-        let Some(first_conflict) = conflict else {
-            return;
-        };
+        let first_conflict = conflict?;
         let at = first_conflict.index;
         assert!(
             at > self.commit,
@@ -124,6 +123,7 @@ impl RaftLog {
         for entry in entries.iter().filter(|e| e.index >= at) {
             self.append(entry.clone());
         }
+        Some(at)
     }
 
     /// Hints for fast backtracking when the entry at `index` did not match.

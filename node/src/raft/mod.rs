@@ -190,9 +190,15 @@ pub struct Raft {
     randomized_election_timeout: u64,
     heartbeat_elapsed: u64,
     votes: BTreeMap<NodeId, bool>,
+    /// The current campaign was started by TimeoutNow: its vote requests, resent
+    /// too, ask voters to ignore their lease (dissertation §3.10).
+    campaign_is_transfer: bool,
     progress: BTreeMap<NodeId, Progress>,
     leader_transferee: Option<NodeId>,
     transfer_elapsed: u64,
+    /// This leader sent TimeoutNow in its term: voters ignore their lease for the
+    /// target's campaign, so this leader's lease no longer holds (dissertation §6.4.1).
+    timeout_now_sent: bool,
     /// The newest snapshot the shell gave us, sent to followers that fell behind it.
     snapshot: Option<Snapshot>,
     /// Every heartbeat broadcast gets the next round number; a response to round
@@ -256,9 +262,11 @@ impl Raft {
             randomized_election_timeout: 0,
             heartbeat_elapsed: 0,
             votes: BTreeMap::new(),
+            campaign_is_transfer: false,
             progress: BTreeMap::new(),
             leader_transferee: None,
             transfer_elapsed: 0,
+            timeout_now_sent: false,
             snapshot: persisted.snapshot,
             read_round: 0,
             read_round_requested: false,
@@ -323,6 +331,10 @@ impl Raft {
     pub fn membership(&self) -> &Membership {
         &self.membership
     }
+    /// The snapshot the log starts after, if any (its index is [`Raft::snapshot_index`]).
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref()
+    }
     pub fn entry(&self, index: u64) -> Option<&Entry> {
         self.log.entry(index)
     }
@@ -373,6 +385,12 @@ impl Raft {
             self.transfer_elapsed += 1;
             if self.transfer_elapsed >= self.config.election_timeout_ticks {
                 self.leader_transferee = None;
+                // The transfer refused the proposal that leaves a committed joint
+                // configuration; make it now, not at the next commit (which may never come).
+                self.maybe_finish_joint();
+                if self.role != Role::Leader {
+                    return;
+                }
             }
         }
         if self.election_elapsed >= self.config.election_timeout_ticks {
@@ -464,11 +482,16 @@ impl Raft {
         self.leader_transferee = Some(target);
         self.transfer_elapsed = 0;
         if self.progress.get(&target).is_some_and(|p| p.match_index == self.log.last_index()) {
-            self.send(target, MessageBody::TimeoutNow);
+            self.send_timeout_now(target);
         } else {
             self.send_append(target, true);
         }
         Ok(())
+    }
+
+    fn send_timeout_now(&mut self, target: NodeId) {
+        self.timeout_now_sent = true;
+        self.send(target, MessageBody::TimeoutNow);
     }
 
     /// The shell has made the log durable up to `index`, whose entry has `term`.
@@ -484,10 +507,15 @@ impl Raft {
     pub fn compact(&mut self, snapshot: Snapshot) {
         assert!(snapshot.index <= self.log.applied());
         assert_eq!(self.log.term(snapshot.index), Some(snapshot.term));
+        assert_eq!(
+            snapshot.membership,
+            self.membership_at(snapshot.index),
+            "a snapshot carries the configuration in force at its index"
+        );
         self.log.compact(snapshot.index);
-        if snapshot.index >= self.membership_index {
-            self.base_membership = snapshot.membership.clone();
-        }
+        // Always, even below an uncommitted configuration entry: if that entry is
+        // later overwritten, the snapshot's configuration is the latest one left.
+        self.base_membership = snapshot.membership.clone();
         self.snapshot = Some(snapshot);
     }
 
@@ -610,6 +638,7 @@ impl Raft {
             }
             MessageBody::InstallSnapshotResponse { last_index } => {
                 if self.role == Role::Leader {
+                    self.assert_acknowledged_within_log(m.from, last_index);
                     if let Some(p) = self.progress.get_mut(&m.from) {
                         p.recent_active = true;
                         p.match_index = p.match_index.max(last_index);
@@ -726,6 +755,7 @@ impl Raft {
         self.role = Role::Candidate;
         self.leader_id = None;
         self.votes.clear();
+        self.campaign_is_transfer = transfer;
         self.reset_election_timer();
         let body = MessageBody::RequestVote {
             last_log_index: self.log.last_index(),
@@ -752,7 +782,7 @@ impl Raft {
                 MessageBody::RequestVote {
                     last_log_index: self.log.last_index(),
                     last_log_term: self.log.last_term(),
-                    transfer: false,
+                    transfer: self.campaign_is_transfer,
                 },
             )
         };
@@ -820,6 +850,7 @@ impl Raft {
         self.progress.clear();
         self.add_missing_progress();
         self.round_sent_at.clear();
+        self.timeout_now_sent = false;
         // Raft §8: a no-op at the start of the term commits everything before it,
         // and tells the leader the commit index it must wait for before reads.
         // The planted bug skips it, which is what makes Figure 8 reachable.
@@ -894,8 +925,13 @@ impl Raft {
     }
 
     fn send_snapshot(&mut self, peer: NodeId) {
+        // Acknowledgements past our last index are refused where they arrive
+        // (assert_acknowledged_within_log), so this can only be a compacted prefix.
         let Some(snapshot) = self.snapshot.clone() else {
-            panic!("log compacted below {peer}'s next index but no snapshot held");
+            panic!(
+                "log compacted to {} below {peer}'s next index, but no snapshot held to send",
+                self.log.snapshot_index()
+            );
         };
         if let Some(p) = self.progress.get_mut(&peer) {
             p.state = ProgressState::Snapshot;
@@ -934,8 +970,9 @@ impl Raft {
         }
         if self.log.term(prev_log_index) == Some(prev_log_term) {
             let last_new = prev_log_index + entries.len() as u64;
-            self.log.append_after_match(&entries);
-            self.recompute_membership_after_append(&entries);
+            if let Some(changed_from) = self.log.append_after_match(&entries) {
+                self.recompute_membership_after_append(changed_from, &entries);
+            }
             let commit_to = leader_commit.min(last_new);
             if commit_to > self.log.commit() {
                 self.log.commit_to(commit_to);
@@ -989,6 +1026,9 @@ impl Raft {
         conflict_term: Option<u64>,
         conflict_index: u64,
     ) {
+        if success {
+            self.assert_acknowledged_within_log(from, index);
+        }
         let Some(p) = self.progress.get_mut(&from) else {
             return;
         };
@@ -1007,7 +1047,7 @@ impl Raft {
                 }
                 self.maybe_commit();
                 if self.leader_transferee == Some(from) && index == self.log.last_index() {
-                    self.send(from, MessageBody::TimeoutNow);
+                    self.send_timeout_now(from);
                 }
             } else if p.state == ProgressState::Probe {
                 p.probe_sent = false;
@@ -1035,6 +1075,20 @@ impl Raft {
         p.next_index = hinted.min(index).max(p.match_index + 1);
         p.become_probe();
         self.send_append(from, false);
+    }
+
+    /// A follower acknowledges at most what this leader sent it, or its own commit
+    /// index; under leader completeness (Raft §5.4) that never passes the leader's
+    /// last index. If it does, the follower committed entries this leader lacks.
+    fn assert_acknowledged_within_log(&self, from: NodeId, index: u64) {
+        assert!(
+            index <= self.log.last_index(),
+            "leader completeness (Raft §5.4) broken: node {from} acknowledged index {index} in term {}, \
+             past leader {}'s last index {}: it committed entries this leader does not hold",
+            self.term,
+            self.id(),
+            self.log.last_index()
+        );
     }
 
     fn maybe_commit(&mut self) {
@@ -1087,12 +1141,31 @@ impl Raft {
         }
     }
 
-    fn recompute_membership_after_append(&mut self, entries: &[Entry]) {
-        if entries.iter().any(|e| matches!(e.payload, EntryPayload::Membership(_)))
-            || self.membership_index > self.log.last_index()
-        {
+    /// The log changed from `changed_from` on: the configuration in force changes if
+    /// its entry was overwritten (even by a log no shorter, with no configuration in
+    /// the new entries) or if a new configuration entry arrived.
+    fn recompute_membership_after_append(&mut self, changed_from: u64, entries: &[Entry]) {
+        let overwritten = self.membership_index >= changed_from;
+        let arrived =
+            entries.iter().any(|e| e.index >= changed_from && matches!(e.payload, EntryPayload::Membership(_)));
+        if overwritten || arrived {
             self.recompute_membership();
         }
+    }
+
+    /// The latest configuration at or below `index` (which the log still holds), or the base one.
+    fn membership_at(&self, index: u64) -> Membership {
+        let from = self.log.snapshot_index() + 1;
+        let upto = index.saturating_sub(self.log.snapshot_index()) as usize;
+        let entries = self.log.entries_from(from);
+        entries[..upto.min(entries.len())]
+            .iter()
+            .rev()
+            .find_map(|e| match &e.payload {
+                EntryPayload::Membership(m) => Some(m.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| self.base_membership.clone())
     }
 
     /// The configuration in force is the latest one in the log, committed or not (Raft §6).
@@ -1195,8 +1268,14 @@ impl Raft {
     /// in-lease rule, also right after a restart), so while a quorum has
     /// acknowledged heartbeats sent less than `election_timeout - margin` ticks
     /// ago, no other leader can exist. Assumes ticks run at the same rate
-    /// everywhere; hence off unless `lease_reads`.
+    /// everywhere; hence off unless `lease_reads`. Voters ignore the lease for a
+    /// leadership transfer's campaign, so once this leader has sent TimeoutNow its
+    /// lease is over for the rest of its term, even if the transfer is given up:
+    /// the TimeoutNow may still be in flight.
     fn lease_valid(&self) -> bool {
+        if self.timeout_now_sent {
+            return false;
+        }
         let me = self.id();
         let now = self.ticks;
         let margin = self.config.heartbeat_interval_ticks.max(2);
