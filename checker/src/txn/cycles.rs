@@ -187,10 +187,11 @@ pub fn find_cycles(n_txns: usize, edges: &[Edge], budget: SearchBudget) -> Cycle
             graph.add_edge(NodeIndex::new(edge.from as usize), NodeIndex::new(edge.to as usize), i as u32);
         }
     }
+    let sccs = kosaraju_scc(&graph);
     let mut search = CycleSearch::default();
     let mut local_index = vec![u32::MAX; n_txns];
     let mut visits = 0u64;
-    for scc in kosaraju_scc(&graph) {
+    for scc in sccs {
         if scc.len() < 2 {
             continue;
         }

@@ -142,8 +142,8 @@ pub fn infer(history: &TxnHistory) -> Inferred {
 /// Within one committed transaction, each read must show what the transaction read before, with
 /// its own appends (or its last write) since.
 fn internal_consistency(history: &TxnHistory, facts: &mut Vec<Fact>) {
-    // key -> (what is known of the value, appended since); reused across transactions
-    let mut state: Vec<(KeyId, Option<Observed>, Vec<ValueId>)> = Vec::new();
+    // key -> (the last read or written value, appended since); reused across transactions
+    let mut state: Vec<(KeyId, Option<Known>, Vec<ValueId>)> = Vec::new();
     for (t, txn) in history.txns.iter().enumerate() {
         if txn.status != TxnStatus::Committed {
             continue;
@@ -161,31 +161,35 @@ fn internal_consistency(history: &TxnHistory, facts: &mut Vec<Fact>) {
             let (_, known, appended) = &mut state[slot];
             match mop {
                 Mop::Append { value, .. } => appended.push(*value),
-                Mop::Write { value, .. } => *known = Some(Observed::Register(Some(*value))),
+                Mop::Write { value, .. } => *known = Some(Known::Written(*value)),
                 Mop::Read { observed, .. } => {
-                    let expected: Option<Observed> = match (&*known, observed) {
-                        (Some(Observed::List(before)), Observed::List(_)) => {
-                            let mut list = before.clone();
-                            list.extend_from_slice(appended);
-                            Some(Observed::List(list))
+                    let consistent = match (&*known, observed) {
+                        (Some(Known::Read(Observed::List(before))), Observed::List(list)) => {
+                            list.len() == before.len() + appended.len()
+                                && list.starts_with(before)
+                                && list.ends_with(appended)
                         }
-                        (Some(k), _) => Some(k.clone()),
-                        (None, _) => None,
-                    };
-                    let consistent = match (&expected, observed) {
-                        (Some(e), o) => e == o,
+                        (Some(Known::Read(before)), o) => *before == o,
+                        (Some(Known::Written(v)), Observed::Register(o)) => *o == Some(*v),
+                        (Some(Known::Written(_)), _) => false,
                         // First read after own appends: the list must end with them.
                         (None, Observed::List(list)) => list.ends_with(appended),
                         (None, _) => true,
                     };
                     if !consistent {
-                        let expected = match &expected {
-                            Some(e) => history.describe_observed(e),
+                        let expected = match &*known {
+                            Some(Known::Read(Observed::List(before))) => {
+                                let mut list = before.to_vec();
+                                list.extend_from_slice(appended);
+                                history.describe_list(&list)
+                            }
+                            Some(Known::Read(before)) => history.describe_observed(before),
+                            Some(Known::Written(v)) => history.value(*v).to_string(),
                             None => format!("a list ending with {}", history.describe_list(appended)),
                         };
                         facts.push(Fact::Internal { txn: t as TxnId, mop: i, key, expected });
                     }
-                    *known = Some(observed.clone());
+                    *known = Some(Known::Read(observed));
                     appended.clear();
                 }
             }
@@ -193,101 +197,109 @@ fn internal_consistency(history: &TxnHistory, facts: &mut Vec<Fact>) {
     }
 }
 
+/// What a transaction knows of a key from its own earlier micro-ops.
+enum Known<'a> {
+    Read(&'a Observed),
+    Written(ValueId),
+}
+
+/// One key's version order as observed: its longest committed read, with each position's writer.
+struct KeyOrder<'a> {
+    read: (TxnId, usize),
+    order: &'a [ValueId],
+    /// Writer of each position (`None`: nobody appended it).
+    writers: Vec<Option<Writer>>,
+    /// Positions a read must not reach: garbage, aborted writes, the second copy of a duplicate.
+    bad: Vec<(usize, Bad)>,
+    /// Whether the order itself holds a value twice (then no edges come from this key).
+    duplicated: bool,
+}
+
+#[derive(Clone, Copy)]
+enum Bad {
+    Garbage,
+    Aborted(TxnId),
+    Duplicate,
+}
+
 fn list_append(history: &TxnHistory, writers: &HashMap<(KeyId, ValueId), Writer>, inferred: &mut Inferred) {
-    // Per key: the longest committed read (the version order as observed), as (txn, mop).
-    let mut longest: HashMap<KeyId, (TxnId, usize)> = HashMap::new();
-    let list_of = |(t, m): (TxnId, usize)| -> &[ValueId] {
-        match &history.txns[t as usize].mops[m] {
-            Mop::Read { observed: Observed::List(list), .. } => list,
-            _ => &[],
-        }
+    let committed_reads = || {
+        history.txns.iter().enumerate().filter(|(_, txn)| txn.status == TxnStatus::Committed).flat_map(|(t, txn)| {
+            txn.mops.iter().enumerate().filter_map(move |(i, mop)| match mop {
+                Mop::Read { key, observed: Observed::List(list) } => Some((t as TxnId, i, *key, list.as_slice())),
+                _ => None,
+            })
+        })
     };
-    let mut duplicate_free = HashSet::new();
-    let mut seen_in_read: HashSet<ValueId> = HashSet::new();
-    for (t, txn) in history.txns.iter().enumerate() {
-        if txn.status != TxnStatus::Committed {
-            continue;
-        }
-        let t = t as TxnId;
-        for (i, mop) in txn.mops.iter().enumerate() {
-            let Mop::Read { key, observed: Observed::List(list) } = mop else {
-                continue;
-            };
-            let key = *key;
-            seen_in_read.clear();
-            let mut duplicated = false;
-            for &value in list {
-                if !seen_in_read.insert(value) {
-                    inferred.facts.push(Fact::DuplicateElements { reader: t, mop: i, key, value });
-                    duplicated = true;
-                    break;
-                }
-                match writers.get(&(key, value)) {
-                    None => inferred.facts.push(Fact::GarbageRead { reader: t, mop: i, key, value }),
-                    Some(w) if history.txns[w.txn as usize].status == TxnStatus::Aborted => {
-                        inferred.facts.push(Fact::AbortedRead { reader: t, mop: i, key, value, writer: w.txn })
-                    }
-                    _ => {}
-                }
-            }
-            // G1b: the last element of a read is the version the reader saw; if its writer
-            // appended again to this key, the reader saw an intermediate state.
-            if let Some(&last) = list.last() {
-                if let Some(w) = writers.get(&(key, last)) {
-                    if w.intermediate && w.txn != t {
-                        inferred.facts.push(Fact::IntermediateRead { reader: t, mop: i, key, value: last, writer: w.txn });
-                    }
-                }
-            }
-            if duplicated {
-                continue;
-            }
-            duplicate_free.insert((t, i));
-            let entry = longest.entry(key).or_insert((t, i));
-            if list.len() > list_of(*entry).len() {
-                *entry = (t, i);
-            }
+    // The longest committed read of each key is its version order as far as anyone saw it.
+    let mut longest: Vec<Option<(TxnId, usize, &[ValueId])>> = vec![None; history.keys.len()];
+    for (t, i, key, list) in committed_reads() {
+        let slot = &mut longest[key as usize];
+        if slot.is_none_or(|(_, _, l)| list.len() > l.len()) {
+            *slot = Some((t, i, list));
         }
     }
-
-    // Positions of the observed versions, and incompatible reads.
-    let mut position: HashMap<(KeyId, ValueId), u32> = HashMap::new();
-    for (&key, &read) in &longest {
-        for (p, &v) in list_of(read).iter().enumerate() {
-            position.insert((key, v), p as u32);
+    let mut observed: HashSet<(KeyId, ValueId)> = HashSet::new();
+    let mut orders: Vec<Option<KeyOrder>> = Vec::with_capacity(history.keys.len());
+    let mut seen: HashSet<ValueId> = HashSet::new();
+    for (key, slot) in longest.iter().enumerate() {
+        let Some((t, i, order)) = *slot else {
+            orders.push(None);
+            continue;
+        };
+        let key = key as KeyId;
+        let mut key_order =
+            KeyOrder { read: (t, i), order, writers: Vec::with_capacity(order.len()), bad: Vec::new(), duplicated: false };
+        seen.clear();
+        for (p, &value) in order.iter().enumerate() {
+            observed.insert((key, value));
+            if !seen.insert(value) {
+                key_order.bad.push((p, Bad::Duplicate));
+                key_order.duplicated = true;
+            }
+            let writer = writers.get(&(key, value)).copied();
+            match writer {
+                None => key_order.bad.push((p, Bad::Garbage)),
+                Some(w) if history.txns[w.txn as usize].status == TxnStatus::Aborted => {
+                    key_order.bad.push((p, Bad::Aborted(w.txn)))
+                }
+                Some(_) => {}
+            }
+            key_order.writers.push(writer);
         }
+        orders.push(Some(key_order));
     }
     // Per key, appenders (committed) no read saw: they come after every observed version.
-    let mut unobserved: HashMap<KeyId, Vec<(TxnId, ValueId)>> = HashMap::new();
-    for (t, txn) in history.txns.iter().enumerate() {
-        if txn.status != TxnStatus::Committed {
-            continue;
-        }
-        for mop in &txn.mops {
-            if let Mop::Append { key, value } = mop {
-                if !position.contains_key(&(*key, *value)) {
-                    unobserved.entry(*key).or_default().push((t as TxnId, *value));
-                }
-            }
+    let mut unobserved: Vec<Vec<(TxnId, ValueId)>> = vec![Vec::new(); history.keys.len()];
+    for (&(key, value), w) in writers {
+        if history.txns[w.txn as usize].status == TxnStatus::Committed && !observed.contains(&(key, value)) {
+            unobserved[key as usize].push((w.txn, value));
         }
     }
+    for list in &mut unobserved {
+        list.sort_unstable();
+    }
+    drop(observed);
 
     let node = |w: &Writer| history.txns[w.txn as usize].may_have_committed();
     // ww: consecutive observed versions, then the last observed before each unobserved append.
-    for (&key, &read) in &longest {
-        let order = list_of(read);
-        for pair in order.windows(2) {
-            let (Some(a), Some(b)) = (writers.get(&(key, pair[0])), writers.get(&(key, pair[1]))) else {
+    for (key, key_order) in orders.iter().enumerate() {
+        let Some(key_order) = key_order.as_ref().filter(|o| !o.duplicated) else {
+            continue;
+        };
+        let key = key as KeyId;
+        for p in 1..key_order.order.len() {
+            let (Some(a), Some(b)) = (key_order.writers[p - 1], key_order.writers[p]) else {
                 continue;
             };
-            if a.txn != b.txn && node(a) && node(b) {
-                let why = Why::WriteWrite { key, from_value: pair[0], to_value: pair[1] };
+            if a.txn != b.txn && node(&a) && node(&b) {
+                let why = Why::WriteWrite { key, from_value: key_order.order[p - 1], to_value: key_order.order[p] };
                 inferred.edges.push(Edge { from: a.txn, to: b.txn, why });
             }
         }
-        if let (Some(&last), Some(later)) = (order.last(), unobserved.get(&key)) {
-            if let Some(a) = writers.get(&(key, last)).filter(|a| node(a)) {
-                for &(b, value) in later {
+        if let (Some(&last), Some(Some(a))) = (key_order.order.last(), key_order.writers.last()) {
+            if node(a) {
+                for &(b, value) in &unobserved[key as usize] {
                     if b != a.txn {
                         let why = Why::WriteWrite { key, from_value: last, to_value: value };
                         inferred.edges.push(Edge { from: a.txn, to: b, why });
@@ -297,55 +309,91 @@ fn list_append(history: &TxnHistory, writers: &HashMap<(KeyId, ValueId), Writer>
         }
     }
 
-    // wr and rw from every committed, duplicate-free read.
-    for (t, txn) in history.txns.iter().enumerate() {
-        if txn.status != TxnStatus::Committed {
+    // Each committed read: the anomalies it shows, its wr edge and its rw edges.
+    for (t, i, key, list) in committed_reads() {
+        let Some(key_order) = &orders[key as usize] else {
+            continue;
+        };
+        let txn = &history.txns[t as usize];
+        if !key_order.order.starts_with(list) {
+            inferred.facts.push(Fact::IncompatibleOrder { key, first: key_order.read, second: (t, i) });
+            incompatible_read(history, writers, (t, i, key, list), inferred);
             continue;
         }
-        let t = t as TxnId;
-        for (i, mop) in txn.mops.iter().enumerate() {
-            let Mop::Read { key, observed: Observed::List(list) } = mop else {
-                continue;
-            };
-            if !duplicate_free.contains(&(t, i)) {
-                continue;
+        for &(p, bad) in key_order.bad.iter().take_while(|(p, _)| *p < list.len()) {
+            let value = list[p];
+            inferred.facts.push(match bad {
+                Bad::Garbage => Fact::GarbageRead { reader: t, mop: i, key, value },
+                Bad::Aborted(writer) => Fact::AbortedRead { reader: t, mop: i, key, value, writer },
+                Bad::Duplicate => Fact::DuplicateElements { reader: t, mop: i, key, value },
+            });
+        }
+        if key_order.duplicated {
+            continue;
+        }
+        // G1b: the last element of a read is the version the reader saw; if its writer
+        // appended again to this key, the reader saw an intermediate state.
+        if let Some(Some(w)) = list.len().checked_sub(1).map(|p| key_order.writers[p]) {
+            if w.intermediate && w.txn != t {
+                inferred.facts.push(Fact::IntermediateRead { reader: t, mop: i, key, value: list[list.len() - 1], writer: w.txn });
             }
-            let key = *key;
-            let own_before = txn.mops[..i].iter().any(|m| matches!(m, Mop::Append { key: k, .. } if *k == key));
-            // wr: the last element not appended by the reader itself.
-            let foreign_last = list.iter().rev().find(|v| writers.get(&(key, **v)).is_none_or(|w| w.txn != t));
-            if let Some(&value) = foreign_last {
-                if let Some(w) = writers.get(&(key, value)).filter(|w| node(w)) {
-                    inferred.edges.push(Edge { from: w.txn, to: t, why: Why::WriteRead { key, value } });
+        }
+        // wr: the last element not appended by the reader itself.
+        let foreign = (0..list.len()).rev().find(|p| key_order.writers[*p].is_none_or(|w| w.txn != t));
+        if let Some(Some(w)) = foreign.map(|p| key_order.writers[p]) {
+            if node(&w) {
+                let value = list[foreign.unwrap_or(0)];
+                inferred.edges.push(Edge { from: w.txn, to: t, why: Why::WriteRead { key, value } });
+            }
+        }
+        // rw: the reader saw the key before the next version (external reads only: after its own
+        // append, the reader's ww edge says the same).
+        if txn.mops[..i].iter().any(|m| matches!(m, Mop::Append { key: k, .. } if *k == key)) {
+            continue;
+        }
+        let read_last = list.last().copied();
+        if let Some(next) = key_order.writers.get(list.len()) {
+            if let Some(w) = next.filter(|w| node(w) && w.txn != t) {
+                let why = Why::ReadWrite { key, read_last, next_value: key_order.order[list.len()] };
+                inferred.edges.push(Edge { from: t, to: w.txn, why });
+            }
+        } else {
+            for &(b, value) in &unobserved[key as usize] {
+                if b != t {
+                    let why = Why::ReadWrite { key, read_last, next_value: value };
+                    inferred.edges.push(Edge { from: t, to: b, why });
                 }
             }
-            let Some(&read) = longest.get(&key) else {
-                continue;
-            };
-            let order = list_of(read);
-            if !order.starts_with(list) {
-                inferred.facts.push(Fact::IncompatibleOrder { key, first: read, second: (t, i) });
-                continue;
+        }
+    }
+}
+
+/// A read that is not a prefix of its key's order: its own anomalies and its wr edge, no rw edge
+/// (where it stands in the order is not known).
+fn incompatible_read(
+    history: &TxnHistory,
+    writers: &HashMap<(KeyId, ValueId), Writer>,
+    (t, i, key, list): (TxnId, usize, KeyId, &[ValueId]),
+    inferred: &mut Inferred,
+) {
+    let mut seen = HashSet::new();
+    for &value in list {
+        if !seen.insert(value) {
+            inferred.facts.push(Fact::DuplicateElements { reader: t, mop: i, key, value });
+            return;
+        }
+        match writers.get(&(key, value)) {
+            None => inferred.facts.push(Fact::GarbageRead { reader: t, mop: i, key, value }),
+            Some(w) if history.txns[w.txn as usize].status == TxnStatus::Aborted => {
+                inferred.facts.push(Fact::AbortedRead { reader: t, mop: i, key, value, writer: w.txn })
             }
-            // rw: the reader saw the key before the next version (external reads only: after its
-            // own append, the reader's ww edge says the same).
-            if own_before {
-                continue;
-            }
-            let read_last = list.last().copied();
-            if let Some(&next) = order.get(list.len()) {
-                if let Some(w) = writers.get(&(key, next)).filter(|w| node(w) && w.txn != t) {
-                    let why = Why::ReadWrite { key, read_last, next_value: next };
-                    inferred.edges.push(Edge { from: t, to: w.txn, why });
-                }
-            } else if let Some(later) = unobserved.get(&key) {
-                for &(b, value) in later {
-                    if b != t {
-                        let why = Why::ReadWrite { key, read_last, next_value: value };
-                        inferred.edges.push(Edge { from: t, to: b, why });
-                    }
-                }
-            }
+            _ => {}
+        }
+    }
+    let foreign_last = list.iter().rev().find(|v| writers.get(&(key, **v)).is_none_or(|w| w.txn != t));
+    if let Some(&value) = foreign_last {
+        if let Some(w) = writers.get(&(key, value)).filter(|w| history.txns[w.txn as usize].may_have_committed()) {
+            inferred.edges.push(Edge { from: w.txn, to: t, why: Why::WriteRead { key, value } });
         }
     }
 }
