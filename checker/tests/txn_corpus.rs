@@ -111,3 +111,76 @@ fn reads_that_contradict_each_other_name_both_reads_and_their_lines() {
     assert!(anomaly.text.contains("[:r \"x\" [1 2]]") && anomaly.text.contains("[:r \"x\" [2 1]]"), "{}", anomaly.text);
     assert!(anomaly.text.contains("lines 5–6") && anomaly.text.contains("lines 7–8"), "{}", anomaly.text);
 }
+
+#[test]
+fn a_budget_that_runs_out_gives_unknown_never_valid() {
+    let imported = read_path(&data("g2-item.jsonl"), None, false).unwrap();
+    let base = TxnOptions { model: TxnModel::ListAppend, ..TxnOptions::default() };
+    let timed_out = TxnOptions { timeout: Some(std::time::Duration::ZERO), ..base.clone() };
+    let result = check_records(&imported.records, &timed_out).unwrap();
+    assert_eq!(result.verdict, Verdict::Unknown, "{}", result.text());
+    assert!(result.weaker_models_holding.is_empty());
+    let no_memory = TxnOptions { memory_limit_bytes: 1, ..base.clone() };
+    assert_eq!(check_records(&imported.records, &no_memory).unwrap().verdict, Verdict::Unknown);
+    // Deciding G-single needs a search here (the rw edges' ends are not ww/wr-connected): with no
+    // search budget, snapshot isolation is unknown, while serializability is still invalid.
+    let no_search = TxnOptions { max_search_visits: 0, consistency: Consistency::Serializable, ..base.clone() };
+    let result = check_records(&imported.records, &no_search).unwrap();
+    assert_eq!(result.verdict, Verdict::Invalid);
+    let si = result.models.iter().find(|m| m.model == Consistency::SnapshotIsolation).unwrap();
+    assert_eq!(si.verdict, Verdict::Unknown, "{}", result.text());
+    // An anomaly every model forbids is invalid even when time ran out.
+    let imported = read_path(&data("g1a.jsonl"), None, false).unwrap();
+    assert_eq!(check_records(&imported.records, &timed_out).unwrap().verdict, Verdict::Invalid);
+}
+
+#[test]
+fn malformed_transactions_are_errors_with_their_line_never_panics() {
+    use faultline_checker::history::{Op, OpType, Record};
+    use faultline_checker::LineRecord;
+    use serde_json::json;
+    let bad_values = [
+        json!(null),
+        json!(7),
+        json!({"append": 1}),
+        json!([["append"]]),
+        json!([["append", "x"]]),
+        json!([["append", 1.5, 2]]),
+        json!([["append", "x", [1]]]),
+        json!([["append", "x", null]]),
+        json!([[3, "x", 1]]),
+        json!([["r", {"k": 1}, null]]),
+        json!([["append", "x", 1, 2]]),
+    ];
+    for value in bad_values {
+        let records = vec![LineRecord {
+            line: 7,
+            record: Record::Op(Op {
+                index: 0,
+                time: 0,
+                process: 0,
+                op_type: OpType::Invoke,
+                f: "txn".into(),
+                value: value.clone(),
+                key: None,
+                error: None,
+            }),
+        }];
+        let error = check_records(&records, &TxnOptions::default()).unwrap_err().to_string();
+        assert!(error.contains(":7:"), "{value}: {error}");
+    }
+    // A completion whose micro-ops are not the invoked ones, and a read of the wrong shape.
+    let invoke = json!([["append", "x", 1], ["r", "x", null]]);
+    for completion in [json!([["append", "x", 2], ["r", "x", [2]]]), json!([["append", "x", 1], ["r", "x", 5]])] {
+        let records: Vec<LineRecord> = [(OpType::Invoke, invoke.clone()), (OpType::Ok, completion.clone())]
+            .into_iter()
+            .enumerate()
+            .map(|(i, (op_type, value))| LineRecord {
+                line: i + 1,
+                record: Record::Op(Op { index: i as u64, time: 0, process: 0, op_type, f: "txn".into(), value, key: None, error: None }),
+            })
+            .collect();
+        let error = check_records(&records, &TxnOptions::default()).unwrap_err().to_string();
+        assert!(error.contains(":2:"), "{completion}: {error}");
+    }
+}
