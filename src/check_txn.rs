@@ -68,7 +68,9 @@ pub fn run(args: CheckArgs) -> i32 {
             Err(e) => {
                 code = EXIT_ERROR;
                 if args.json {
-                    files.push(json!({"path": path.display().to_string(), "verdict": "error", "error": format!("{e:#}")}));
+                    files.push(
+                        json!({"path": path.display().to_string(), "verdict": "error", "error": format!("{e:#}")}),
+                    );
                 } else {
                     println!("error    {}  {e:#}", path.display());
                 }

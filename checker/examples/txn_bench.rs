@@ -51,7 +51,16 @@ fn main() {
     let mut open: Vec<Option<(Value, Option<Value>)>> = vec![None; n_processes as usize];
     let (mut invoked, mut position) = (0usize, 0usize);
     let mut emit = |process: u64, op_type: OpType, value: Value, builder: &mut TxnHistoryBuilder| {
-        let op = Op { index: position as u64, time: position as u64 * 1000, process, op_type, f: "txn".into(), value, key: None, error: None };
+        let op = Op {
+            index: position as u64,
+            time: position as u64 * 1000,
+            process,
+            op_type,
+            f: "txn".into(),
+            value,
+            key: None,
+            error: None,
+        };
         let record = LineRecord { line: position + 1, record: Record::Op(op) };
         if let Some(out) = out.as_mut() {
             serde_json::to_writer(&mut *out, &record.record).unwrap();

@@ -10,7 +10,11 @@ fn data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/txn").join(name)
 }
 
-fn check(name: &str, model: TxnModel, consistency: Consistency) -> Result<faultline_checker::txn::TxnCheckResult, CheckError> {
+fn check(
+    name: &str,
+    model: TxnModel,
+    consistency: Consistency,
+) -> Result<faultline_checker::txn::TxnCheckResult, CheckError> {
     let imported = read_path(&data(name), None, false)?;
     let options = TxnOptions { model, consistency, source_name: name.to_string(), ..TxnOptions::default() };
     check_records(&imported.records, &options)
@@ -88,7 +92,10 @@ fn a_cycle_is_explained_edge_by_edge_with_the_reads_that_make_it() {
 fn an_unknown_micro_op_kind_is_an_error_with_its_line() {
     let error = check("bad-unknown-mop.jsonl", TxnModel::ListAppend, Consistency::Serializable).unwrap_err();
     let message = error.to_string();
-    assert!(message.contains("bad-unknown-mop.jsonl:3:") && message.contains("unknown micro-op kind :inc"), "{message}");
+    assert!(
+        message.contains("bad-unknown-mop.jsonl:3:") && message.contains("unknown micro-op kind :inc"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -177,7 +184,16 @@ fn malformed_transactions_are_errors_with_their_line_never_panics() {
             .enumerate()
             .map(|(i, (op_type, value))| LineRecord {
                 line: i + 1,
-                record: Record::Op(Op { index: i as u64, time: 0, process: 0, op_type, f: "txn".into(), value, key: None, error: None }),
+                record: Record::Op(Op {
+                    index: i as u64,
+                    time: 0,
+                    process: 0,
+                    op_type,
+                    f: "txn".into(),
+                    value,
+                    key: None,
+                    error: None,
+                }),
             })
             .collect();
         let error = check_records(&records, &TxnOptions::default()).unwrap_err().to_string();

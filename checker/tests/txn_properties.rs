@@ -32,9 +32,16 @@ type State = HashMap<i64, Vec<i64>>;
 enum Phase {
     Idle,
     /// Invoked; for snapshot isolation, `results` were computed at invocation from the snapshot.
-    Invoked { mops: Vec<(bool, i64, i64)>, snapshot_seq: u64, results: Option<Value> },
+    Invoked {
+        mops: Vec<(bool, i64, i64)>,
+        snapshot_seq: u64,
+        results: Option<Value>,
+    },
     /// Took effect (or aborted); the completion is still to be written.
-    Done { outcome: OpType, value: Value },
+    Done {
+        outcome: OpType,
+        value: Value,
+    },
 }
 
 struct Sim {
@@ -146,7 +153,8 @@ impl Sim {
                         }
                         None => self.execute(&mops, &self.state),
                     };
-                    let conflict = writes.iter().any(|(k, _)| self.last_commit.get(k).is_some_and(|s| *s > snapshot_seq));
+                    let conflict =
+                        writes.iter().any(|(k, _)| self.last_commit.get(k).is_some_and(|s| *s > snapshot_seq));
                     if self.isolation == Isolation::Snapshot && conflict {
                         phases[p] = Phase::Done { outcome: OpType::Fail, value: invoke_value };
                         continue;
@@ -315,7 +323,12 @@ fn one_injected_anomaly_is_always_found() {
             .position(|r| {
                 r.record.as_op().is_some_and(|op| {
                     op.op_type != OpType::Invoke
-                        && op.value.as_array().unwrap().iter().any(|m| m[0] == "append" && m[1] == key && m[2] == element)
+                        && op
+                            .value
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .any(|m| m[0] == "append" && m[1] == key && m[2] == element)
                 })
             })
             .unwrap();
@@ -324,7 +337,12 @@ fn one_injected_anomaly_is_always_found() {
         }
         value_mut(&mut aborted, writer).op_type = OpType::Fail;
         let result = check(&aborted, TxnModel::ListAppend, Consistency::ReadCommitted);
-        assert!(result.anomaly_counts.contains_key("G1a"), "seed {seed}: {:?}\n{}", result.anomaly_counts, dump(&aborted));
+        assert!(
+            result.anomaly_counts.contains_key("G1a"),
+            "seed {seed}: {:?}\n{}",
+            result.anomaly_counts,
+            dump(&aborted)
+        );
     }
     assert!(stale_reads > 0, "no stale read was injected");
 }

@@ -211,7 +211,11 @@ pub fn find_cycles(n_txns: usize, edges: &[Edge], budget: SearchBudget) -> Cycle
             for edge in graph.edges(*node) {
                 let target = local_index[edge.target().index()];
                 if target != u32::MAX {
-                    local.add_edge(NodeIndex::new(local_index[node.index()] as usize), NodeIndex::new(target as usize), *edge.weight());
+                    local.add_edge(
+                        NodeIndex::new(local_index[node.index()] as usize),
+                        NodeIndex::new(target as usize),
+                        *edge.weight(),
+                    );
                 }
             }
         }
@@ -254,7 +258,9 @@ fn examine_component(local: &Local, budget: SearchBudget, visits: &mut u64, sear
         let mut settled = false;
         let mut exhausted = false;
         for &seed in seeds {
-            if ww_wr[seed.0] != ww_wr[seed.1] && (*visits > budget.max_visits || budget.deadline.is_some_and(|d| Instant::now() > d)) {
+            if ww_wr[seed.0] != ww_wr[seed.1]
+                && (*visits > budget.max_visits || budget.deadline.is_some_and(|d| Instant::now() > d))
+            {
                 exhausted = true;
                 break;
             }
@@ -283,7 +289,9 @@ fn examine_component(local: &Local, budget: SearchBudget, visits: &mut u64, sear
     }
     if search.cycles.len() == before {
         // The component is strongly connected, so any edge closes a cycle.
-        if let Some(seed) = local.graph.edge_references().next().map(|e| (e.source().index(), e.target().index(), *e.weight())) {
+        if let Some(seed) =
+            local.graph.edge_references().next().map(|e| (e.source().index(), e.target().index(), *e.weight()))
+        {
             search.cycles.extend(local.cycle_through(seed, ALL, &mut free_visits, unlimited));
         }
     }

@@ -51,12 +51,23 @@ impl EdgeKind {
 pub enum Why {
     /// The key's version order has `to_value` after `from_value`: right after it as observed, or
     /// (a list-append value no read saw) somewhere after the last version any read saw.
-    WriteWrite { key: KeyId, from_value: ValueId, to_value: ValueId },
+    WriteWrite {
+        key: KeyId,
+        from_value: ValueId,
+        to_value: ValueId,
+    },
     /// The target's read of `key` saw `value`, written by the source.
-    WriteRead { key: KeyId, value: ValueId },
+    WriteRead {
+        key: KeyId,
+        value: ValueId,
+    },
     /// The source read `key` as `read_last` (the last element, or the register value; `None`:
     /// empty or never written), and the target wrote `next_value`, a later version.
-    ReadWrite { key: KeyId, read_last: Option<ValueId>, next_value: ValueId },
+    ReadWrite {
+        key: KeyId,
+        read_last: Option<ValueId>,
+        next_value: ValueId,
+    },
     Process,
     Realtime,
 }
@@ -248,8 +259,13 @@ fn list_append(history: &TxnHistory, writers: &HashMap<(KeyId, ValueId), Writer>
             continue;
         };
         let key = key as KeyId;
-        let mut key_order =
-            KeyOrder { read: (t, i), order, writers: Vec::with_capacity(order.len()), bad: Vec::new(), duplicated: false };
+        let mut key_order = KeyOrder {
+            read: (t, i),
+            order,
+            writers: Vec::with_capacity(order.len()),
+            bad: Vec::new(),
+            duplicated: false,
+        };
         seen.clear();
         for (p, &value) in order.iter().enumerate() {
             observed.insert((key, value));
@@ -335,7 +351,13 @@ fn list_append(history: &TxnHistory, writers: &HashMap<(KeyId, ValueId), Writer>
         // appended again to this key, the reader saw an intermediate state.
         if let Some(Some(w)) = list.len().checked_sub(1).map(|p| key_order.writers[p]) {
             if w.intermediate && w.txn != t {
-                inferred.facts.push(Fact::IntermediateRead { reader: t, mop: i, key, value: list[list.len() - 1], writer: w.txn });
+                inferred.facts.push(Fact::IntermediateRead {
+                    reader: t,
+                    mop: i,
+                    key,
+                    value: list[list.len() - 1],
+                    writer: w.txn,
+                });
             }
         }
         // wr: the last element not appended by the reader itself.
@@ -425,7 +447,13 @@ fn rw_register(history: &TxnHistory, writers: &HashMap<(KeyId, ValueId), Writer>
                         }
                         Some(w) if w.txn != t => {
                             if w.intermediate {
-                                inferred.facts.push(Fact::IntermediateRead { reader: t, mop: i, key, value, writer: w.txn });
+                                inferred.facts.push(Fact::IntermediateRead {
+                                    reader: t,
+                                    mop: i,
+                                    key,
+                                    value,
+                                    writer: w.txn,
+                                });
                             }
                             inferred.edges.push(Edge { from: w.txn, to: t, why: Why::WriteRead { key, value } });
                         }

@@ -87,12 +87,9 @@ pub fn explain_edge(history: &TxnHistory, edge: &Edge) -> String {
             value(history, to_value),
             key(history, k)
         ),
-        Why::WriteRead { key: k, value: v } => format!(
-            "T{b} read key {} and saw {}, which T{a} {}",
-            key(history, k),
-            value(history, v),
-            verb(history)
-        ),
+        Why::WriteRead { key: k, value: v } => {
+            format!("T{b} read key {} and saw {}, which T{a} {}", key(history, k), value(history, v), verb(history))
+        }
         Why::ReadWrite { key: k, read_last, next_value } => {
             let seen = match (history.model, read_last) {
                 (TxnModel::ListAppend, None) => "empty".to_string(),
@@ -220,7 +217,12 @@ pub(crate) fn report(history: &TxnHistory, found: &Found) -> AnomalyReport {
             let steps: Vec<StepReport> = cycle
                 .steps
                 .iter()
-                .map(|e| StepReport { from: e.from, to: e.to, edge: e.why.kind(), explanation: explain_edge(history, e) })
+                .map(|e| StepReport {
+                    from: e.from,
+                    to: e.to,
+                    edge: e.why.kind(),
+                    explanation: explain_edge(history, e),
+                })
                 .collect();
             let mut summary = cycle_summary(kind).to_string();
             match cycle.variant {

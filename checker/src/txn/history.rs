@@ -367,10 +367,12 @@ impl TxnHistoryBuilder {
             other => return Err(format!("expected [kind key value], got {other}")),
         };
         let kind = parts[0].as_str().ok_or_else(|| format!("the kind {} is not a name", parts[0]))?;
-        let key = Scalar::from_json(&parts[1]).ok_or_else(|| format!("the key {} is not an integer or string", parts[1]))?;
+        let key =
+            Scalar::from_json(&parts[1]).ok_or_else(|| format!("the key {} is not an integer or string", parts[1]))?;
         let argument = parts.get(2).unwrap_or(&Value::Null);
         let model = self.model;
-        let scalar = |v: &Value| Scalar::from_json(v).ok_or_else(|| format!("the value {v} is not an integer or string"));
+        let scalar =
+            |v: &Value| Scalar::from_json(v).ok_or_else(|| format!("the value {v} is not an integer or string"));
         match (kind, model) {
             ("append", TxnModel::ListAppend) => {
                 let value = scalar(argument)?;
@@ -393,7 +395,9 @@ impl TxnHistoryBuilder {
                             }
                             Observed::List(ids)
                         }
-                        (TxnModel::ListAppend, other) => return Err(format!("a list-append read returns a list, not {other}")),
+                        (TxnModel::ListAppend, other) => {
+                            return Err(format!("a list-append read returns a list, not {other}"))
+                        }
                         (TxnModel::RwRegister, Value::Null) => Observed::Register(None),
                         (TxnModel::RwRegister, v) => Observed::Register(Some(self.values.intern(scalar(v)?))),
                     }
@@ -401,7 +405,9 @@ impl TxnHistoryBuilder {
                 Ok(Mop::Read { key: self.keys.intern(key), observed })
             }
             ("append" | "w" | "write", _) => Err(format!("the micro-op kind :{kind} is not part of {}", model.name())),
-            _ => Err(format!("unknown micro-op kind :{kind} (one of :append, :r for list-append; :w, :r for rw-register)")),
+            _ => Err(format!(
+                "unknown micro-op kind :{kind} (one of :append, :r for list-append; :w, :r for rw-register)"
+            )),
         }
     }
 

@@ -182,8 +182,7 @@ pub fn check_history(history: &TxnHistory, options: &TxnOptions) -> TxnCheckResu
         .consistency
         .and_weaker()
         .map(|model| {
-            let forbidden: Vec<&str> =
-                kinds_found.iter().filter(|k| model.forbids(**k)).map(|k| k.name()).collect();
+            let forbidden: Vec<&str> = kinds_found.iter().filter(|k| model.forbids(**k)).map(|k| k.name()).collect();
             if !forbidden.is_empty() {
                 return ModelVerdict { model, verdict: Verdict::Invalid, reason: Some(forbidden.join(", ")) };
             }
@@ -191,15 +190,19 @@ pub fn check_history(history: &TxnHistory, options: &TxnOptions) -> TxnCheckResu
                 return ModelVerdict { model, verdict: Verdict::Unknown, reason: Some(reason.clone()) };
             }
             if model == Consistency::SnapshotIsolation && search.g_single_unsettled {
-                let reason = "search budget ran out before deciding whether a cycle with rw edges has exactly one (G-single)";
+                let reason =
+                    "search budget ran out before deciding whether a cycle with rw edges has exactly one (G-single)";
                 return ModelVerdict { model, verdict: Verdict::Unknown, reason: Some(reason.to_string()) };
             }
             ModelVerdict { model, verdict: Verdict::Valid, reason: None }
         })
         .collect();
     let target = models.last().expect("and_weaker includes the model itself");
-    let weaker_models_holding =
-        models.iter().filter(|m| m.model < options.consistency && m.verdict == Verdict::Valid).map(|m| m.model).collect();
+    let weaker_models_holding = models
+        .iter()
+        .filter(|m| m.model < options.consistency && m.verdict == Verdict::Valid)
+        .map(|m| m.model)
+        .collect();
 
     let mut edges: BTreeMap<&'static str, usize> = BTreeMap::new();
     for edge in &inferred.edges {
