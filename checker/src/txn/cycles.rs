@@ -9,6 +9,7 @@
 //! (is there a ww/wr path from its target back to its source?), and that search has a budget:
 //! past it, a cycle with rw edges is known to exist but not whether some has exactly one.
 
+use hashbrown::HashMap;
 use petgraph::algo::kosaraju_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::{EdgeFiltered, EdgeRef};
@@ -133,9 +134,8 @@ impl Local<'_> {
         if from == to {
             return Some(Vec::new());
         }
-        let mut parent: Vec<Option<(usize, u32)>> = vec![None; self.graph.node_count()];
-        let mut seen = vec![false; self.graph.node_count()];
-        seen[from] = true;
+        // Keyed by the nodes visited only: a component may be large and searched many times.
+        let mut parent: HashMap<usize, (usize, u32)> = HashMap::new();
         let mut queue = VecDeque::from([from]);
         while let Some(node) = queue.pop_front() {
             *visits += 1;
@@ -147,15 +147,14 @@ impl Local<'_> {
                     continue;
                 }
                 let next = edge.target().index();
-                if seen[next] {
+                if next == from || parent.contains_key(&next) {
                     continue;
                 }
-                seen[next] = true;
-                parent[next] = Some((node, *edge.weight()));
+                parent.insert(next, (node, *edge.weight()));
                 if next == to {
                     let mut path = Vec::new();
                     let mut at = to;
-                    while let Some((previous, e)) = parent[at] {
+                    while let Some(&(previous, e)) = parent.get(&at) {
                         path.push(e);
                         at = previous;
                     }
