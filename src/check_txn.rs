@@ -3,12 +3,11 @@
 //! consistency model) is named; the rest of `faultline check` is untouched.
 
 use anyhow::{bail, Context, Result};
-use faultline_checker::history::HistoryReader;
 use faultline_checker::import::{detect_format, history_path, read_path};
 use faultline_checker::txn::{self, Consistency, TxnCheckResult, TxnHistoryBuilder, TxnModel, TxnOptions};
 use faultline_checker::{Format, Verdict};
 use serde_json::{json, Value};
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use crate::check_cmd::{output_dir, CheckArgs, EXIT_ERROR, EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID};
@@ -141,8 +140,18 @@ fn check_one(
     let mut builder = TxnHistoryBuilder::new(options.model, file.display().to_string());
     if format == Format::Jsonl {
         let opened = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
-        for record in HistoryReader::new(BufReader::with_capacity(1 << 20, opened), file.display().to_string()) {
-            builder.push(&record?)?;
+        let mut reader = BufReader::with_capacity(1 << 20, opened);
+        let (mut text, mut line) = (String::new(), 0);
+        loop {
+            text.clear();
+            if reader.read_line(&mut text).with_context(|| format!("reading {}", file.display()))? == 0 {
+                break;
+            }
+            line += 1;
+            let trimmed = text.trim();
+            if !trimmed.is_empty() {
+                builder.push_json_line(trimmed, line)?;
+            }
         }
     } else {
         let imported = read_path(path, Some(format), false)?;

@@ -200,3 +200,27 @@ fn malformed_transactions_are_errors_with_their_line_never_panics() {
         assert!(error.contains(":2:"), "{completion}: {error}");
     }
 }
+
+#[test]
+fn reading_lines_directly_gives_the_same_history_and_errors_as_reading_records() {
+    use faultline_checker::txn::TxnHistoryBuilder;
+    for entry in std::fs::read_dir(data("")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "jsonl") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let model = if path.to_string_lossy().contains("/rw-") { TxnModel::RwRegister } else { TxnModel::ListAppend };
+        let mut by_line = TxnHistoryBuilder::new(model, "h");
+        let lines: Result<(), _> = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .try_for_each(|(i, l)| by_line.push_json_line(l.trim(), i + 1));
+        let by_line = lines.and_then(|_| by_line.finish()).map(|h| format!("{:?} {:?} {:?}", h.txns, h.keys, h.values));
+        let records = faultline_checker::import::import_text(&text, "h", None, false).unwrap().records;
+        let by_record = faultline_checker::txn::history_from_records(&records, model, "h")
+            .map(|h| format!("{:?} {:?} {:?}", h.txns, h.keys, h.values));
+        assert_eq!(by_line, by_record, "{}", path.display());
+    }
+}

@@ -222,6 +222,186 @@ impl TxnHistory {
     }
 }
 
+/// The part of an op record the builder needs besides its value.
+struct OpHead {
+    op_type: OpType,
+    process: u64,
+    time: u64,
+    line: usize,
+}
+
+/// A transaction's micro-ops as they came: a JSON value (any importer) or read straight off a line.
+enum MopsIn<'a> {
+    Json(&'a Value),
+    Wire(Vec<wire::Mop<'a>>),
+}
+
+/// A micro-op's third element.
+enum Arg {
+    Null,
+    Scalar(Scalar),
+    List(Vec<Scalar>),
+}
+
+fn op_type_named(name: &str) -> Option<OpType> {
+    match name {
+        "invoke" => Some(OpType::Invoke),
+        "ok" => Some(OpType::Ok),
+        "fail" => Some(OpType::Fail),
+        "info" => Some(OpType::Info),
+        _ => None,
+    }
+}
+
+/// Borrowed serde shapes of a transaction line, for `push_json_line`. Anything they do not accept
+/// falls back to the general parser.
+mod wire {
+    use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
+    use serde::Deserialize;
+    use std::borrow::Cow;
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    #[derive(Deserialize)]
+    pub struct Line<'a> {
+        #[serde(rename = "type", borrow)]
+        pub kind: Cow<'a, str>,
+        #[serde(default)]
+        pub process: Option<u64>,
+        #[serde(default)]
+        pub time: u64,
+        #[serde(default, borrow)]
+        pub f: Option<Cow<'a, str>>,
+        #[serde(default)]
+        pub key: Option<IgnoredAny>,
+        #[serde(default, borrow)]
+        pub value: Option<Vec<Mop<'a>>>,
+    }
+
+    pub enum Scalar<'a> {
+        Int(i64),
+        Str(Cow<'a, str>),
+    }
+
+    impl From<Scalar<'_>> for super::Scalar {
+        fn from(scalar: Scalar<'_>) -> super::Scalar {
+            match scalar {
+                Scalar::Int(i) => super::Scalar::Int(i),
+                Scalar::Str(s) => super::Scalar::Str(s.as_ref().into()),
+            }
+        }
+    }
+
+    pub enum Arg<'a> {
+        Null,
+        Scalar(Scalar<'a>),
+        List(Vec<Scalar<'a>>),
+    }
+
+    pub struct Mop<'a> {
+        pub kind: Cow<'a, str>,
+        pub key: Scalar<'a>,
+        pub arg: Arg<'a>,
+    }
+
+    struct ScalarVisitor<'a>(PhantomData<&'a ()>);
+
+    impl<'de: 'a, 'a> Visitor<'de> for ScalarVisitor<'a> {
+        type Value = Scalar<'a>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an integer or a string")
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Scalar::Int(v))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            i64::try_from(v).map(Scalar::Int).map_err(|_| E::custom("integer out of range"))
+        }
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Scalar::Str(Cow::Borrowed(v)))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Scalar::Str(Cow::Owned(v.to_string())))
+        }
+    }
+
+    impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(ScalarVisitor(PhantomData))
+        }
+    }
+
+    struct ArgVisitor<'a>(PhantomData<&'a ()>);
+
+    impl<'de: 'a, 'a> Visitor<'de> for ArgVisitor<'a> {
+        type Value = Arg<'a>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("null, an integer, a string or a list of them")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Arg::Null)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Arg::Null)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            ScalarVisitor(PhantomData).visit_i64(v).map(Arg::Scalar)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            ScalarVisitor(PhantomData).visit_u64(v).map(Arg::Scalar)
+        }
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Arg::Scalar(Scalar::Str(Cow::Borrowed(v))))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Arg::Scalar(Scalar::Str(Cow::Owned(v.to_string()))))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut list = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+            while let Some(item) = seq.next_element::<Scalar<'a>>()? {
+                list.push(item);
+            }
+            Ok(Arg::List(list))
+        }
+    }
+
+    struct MopVisitor<'a>(PhantomData<&'a ()>);
+
+    impl<'de: 'a, 'a> Visitor<'de> for MopVisitor<'a> {
+        type Value = Mop<'a>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("[kind key value]")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let kind: Cow<'a, str> = match seq.next_element::<&'de str>() {
+                Ok(Some(kind)) => Cow::Borrowed(kind),
+                _ => return Err(de::Error::custom("a micro-op's kind is a plain name")),
+            };
+            let key: Scalar<'a> = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(1, &self))?;
+            let arg = seq.next_element_seed(ArgSeed(PhantomData))?.unwrap_or(Arg::Null);
+            if seq.next_element::<IgnoredAny>()?.is_some() {
+                return Err(de::Error::invalid_length(4, &self));
+            }
+            Ok(Mop { kind, key, arg })
+        }
+    }
+
+    struct ArgSeed<'a>(PhantomData<&'a ()>);
+
+    impl<'de: 'a, 'a> de::DeserializeSeed<'de> for ArgSeed<'a> {
+        type Value = Arg<'a>;
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+            deserializer.deserialize_any(ArgVisitor(PhantomData))
+        }
+    }
+
+    impl<'de: 'a, 'a> Deserialize<'de> for Mop<'a> {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_seq(MopVisitor(PhantomData))
+        }
+    }
+}
+
 /// Reads records one at a time into a `TxnHistory`.
 pub struct TxnHistoryBuilder {
     model: TxnModel,
@@ -231,6 +411,8 @@ pub struct TxnHistoryBuilder {
     txns: Vec<Txn>,
     /// process -> its outstanding transaction
     open: HashMap<u64, usize>,
+    /// Per key, the last list read of it, interned (see `intern_list`).
+    last_list: Vec<Vec<(Scalar, ValueId)>>,
     faults: usize,
     events: usize,
 }
@@ -245,6 +427,7 @@ impl TxnHistoryBuilder {
             values: Interner::default(),
             txns: Vec::new(),
             open: HashMap::new(),
+            last_list: Vec::new(),
             faults: 0,
             events: 0,
         }
@@ -256,44 +439,76 @@ impl TxnHistoryBuilder {
 
     /// Takes one record. Errors name the file and line; nothing here panics on bad input.
     pub fn push(&mut self, record: &LineRecord) -> Result<(), InputError> {
+        match &record.record {
+            Record::Fault(_) => {
+                self.events += 1;
+                self.faults += 1;
+                Ok(())
+            }
+            Record::Op(op) => {
+                let head = OpHead { op_type: op.op_type, process: op.process, time: op.time, line: record.line };
+                self.push_op(head, &op.f, op.key.is_some(), MopsIn::Json(&op.value))
+            }
+        }
+    }
+
+    /// Takes one line of our JSON Lines. Transaction lines are read straight into micro-ops,
+    /// without building `serde_json::Value`s (most of the time of reading a large history); any
+    /// line that does not fit that shape goes through the general record parser, so errors read
+    /// the same either way.
+    pub fn push_json_line(&mut self, text: &str, line: usize) -> Result<(), InputError> {
+        if let Ok(wire) = serde_json::from_str::<wire::Line>(text) {
+            match (&*wire.kind, wire.process, wire.f.as_deref(), wire.value) {
+                ("fault", ..) => {
+                    self.events += 1;
+                    self.faults += 1;
+                    return Ok(());
+                }
+                (kind, Some(process), Some(f), Some(mops)) => {
+                    if let Some(op_type) = op_type_named(kind) {
+                        let head = OpHead { op_type, process, time: wire.time, line };
+                        return self.push_op(head, f, wire.key.is_some(), MopsIn::Wire(mops));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let record = crate::history::parse_record_line(text).map_err(|m| self.error(line, m))?;
+        self.push(&LineRecord { line, record })
+    }
+
+    fn push_op(&mut self, head: OpHead, f: &str, has_key: bool, mops: MopsIn) -> Result<(), InputError> {
+        let OpHead { op_type, process, time, line } = head;
         let position = self.events as u64;
         self.events += 1;
-        let op = match &record.record {
-            Record::Fault(_) => {
-                self.faults += 1;
-                return Ok(());
-            }
-            Record::Op(op) => op,
-        };
-        let line = record.line;
-        if op.f != "txn" {
+        if f != "txn" {
             return Err(self.error(
                 line,
-                format!("op :{} is not a transaction; the {} checker reads :txn ops only", op.f, self.model.name()),
+                format!("op :{f} is not a transaction; the {} checker reads :txn ops only", self.model.name()),
             ));
         }
-        if op.key.is_some() {
+        if has_key {
             return Err(self.error(line, "a :txn op carries its keys in its micro-ops, not in \"key\""));
         }
-        match op.op_type {
+        match op_type {
             OpType::Invoke => {
-                if let Some(&open) = self.open.get(&op.process) {
+                if let Some(&open) = self.open.get(&process) {
                     return Err(self.error(
                         line,
                         format!(
-                            "process {} invokes a txn while its txn from line {} is still outstanding",
-                            op.process, self.txns[open].call_line
+                            "process {process} invokes a txn while its txn from line {} is still outstanding",
+                            self.txns[open].call_line
                         ),
                     ));
                 }
-                let mops = self.parse_mops(&op.value, false, line)?;
-                self.open.insert(op.process, self.txns.len());
+                let mops = self.parse_mops(mops, false, line)?;
+                self.open.insert(process, self.txns.len());
                 self.txns.push(Txn {
-                    process: op.process,
+                    process,
                     status: TxnStatus::Indeterminate,
                     mops,
                     call_position: position,
-                    call_time: op.time,
+                    call_time: time,
                     call_line: line,
                     return_position: None,
                     return_time: None,
@@ -301,14 +516,14 @@ impl TxnHistoryBuilder {
                 });
             }
             completion => {
-                let Some(open) = self.open.remove(&op.process) else {
+                let Some(open) = self.open.remove(&process) else {
                     return Err(self.error(
                         line,
-                        format!("{} of a txn on process {} without an invocation", completion.as_str(), op.process),
+                        format!("{} of a txn on process {process} without an invocation", completion.as_str()),
                     ));
                 };
                 if completion == OpType::Ok {
-                    let mops = self.parse_mops(&op.value, true, line)?;
+                    let mops = self.parse_mops(mops, true, line)?;
                     self.check_same_shape(open, &mops, line)?;
                     self.txns[open].mops = mops;
                 }
@@ -320,7 +535,7 @@ impl TxnHistoryBuilder {
                 };
                 if completion != OpType::Info {
                     txn.return_position = Some(position);
-                    txn.return_time = Some(op.time);
+                    txn.return_time = Some(time);
                     txn.return_line = Some(line);
                 }
             }
@@ -349,19 +564,33 @@ impl TxnHistoryBuilder {
         }
     }
 
-    fn parse_mops(&mut self, value: &Value, completed: bool, line: usize) -> Result<Vec<Mop>, InputError> {
-        let Value::Array(items) = value else {
-            return Err(self.error(line, format!("a txn's value is a list of micro-ops, not {value}")));
+    fn parse_mops(&mut self, mops: MopsIn, completed: bool, line: usize) -> Result<Vec<Mop>, InputError> {
+        let parsed: Result<Vec<Mop>, (usize, String)> = match mops {
+            MopsIn::Json(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| self.parse_json_mop(item, completed).map_err(|m| (i, m)))
+                .collect(),
+            MopsIn::Json(value) => {
+                return Err(self.error(line, format!("a txn's value is a list of micro-ops, not {value}")))
+            }
+            MopsIn::Wire(items) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    let arg = match item.arg {
+                        wire::Arg::Null => Arg::Null,
+                        wire::Arg::Scalar(s) => Arg::Scalar(s.into()),
+                        wire::Arg::List(list) => Arg::List(list.into_iter().map(Scalar::from).collect()),
+                    };
+                    self.make_mop(&item.kind, item.key.into(), arg, completed).map_err(|m| (i, m))
+                })
+                .collect(),
         };
-        let mut mops = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            let mop = self.parse_mop(item, completed).map_err(|m| self.error(line, format!("micro-op {i}: {m}")))?;
-            mops.push(mop);
-        }
-        Ok(mops)
+        parsed.map_err(|(i, m)| self.error(line, format!("micro-op {i}: {m}")))
     }
 
-    fn parse_mop(&mut self, item: &Value, completed: bool) -> Result<Mop, String> {
+    fn parse_json_mop(&mut self, item: &Value, completed: bool) -> Result<Mop, String> {
         let parts = match item {
             Value::Array(parts) if parts.len() == 3 || parts.len() == 2 => parts,
             other => return Err(format!("expected [kind key value], got {other}")),
@@ -369,37 +598,75 @@ impl TxnHistoryBuilder {
         let kind = parts[0].as_str().ok_or_else(|| format!("the kind {} is not a name", parts[0]))?;
         let key =
             Scalar::from_json(&parts[1]).ok_or_else(|| format!("the key {} is not an integer or string", parts[1]))?;
-        let argument = parts.get(2).unwrap_or(&Value::Null);
+        let arg = match parts.get(2).unwrap_or(&Value::Null) {
+            Value::Null => Arg::Null,
+            Value::Array(list) => Arg::List(
+                list.iter()
+                    .map(|v| Scalar::from_json(v).ok_or_else(|| format!("the value {v} is not an integer or string")))
+                    .collect::<Result<_, _>>()?,
+            ),
+            v => Arg::Scalar(Scalar::from_json(v).ok_or_else(|| format!("the value {v} is not an integer or string"))?),
+        };
+        self.make_mop(kind, key, arg, completed)
+    }
+
+    /// Interns a list read. Reads of a key are mostly prefixes of one another, so the last list
+    /// read of each key is remembered and the elements it shares with the new one are not looked
+    /// up again (the lookups, into a table of every value, were most of the reading time).
+    fn intern_list(&mut self, key: KeyId, list: Vec<Scalar>) -> Vec<ValueId> {
+        if self.last_list.len() <= key as usize {
+            self.last_list.resize_with(key as usize + 1, Vec::new);
+        }
+        let cache = &mut self.last_list[key as usize];
+        let mut ids = Vec::with_capacity(list.len());
+        for (i, value) in list.into_iter().enumerate() {
+            match cache.get(i) {
+                Some((known, id)) if *known == value => ids.push(*id),
+                _ => {
+                    let id = self.values.intern(value.clone());
+                    cache.truncate(i);
+                    cache.push((value, id));
+                    ids.push(id);
+                }
+            }
+        }
+        ids
+    }
+
+    fn make_mop(&mut self, kind: &str, key: Scalar, arg: Arg, completed: bool) -> Result<Mop, String> {
         let model = self.model;
-        let scalar =
-            |v: &Value| Scalar::from_json(v).ok_or_else(|| format!("the value {v} is not an integer or string"));
+        let scalar = |arg: Arg| match arg {
+            Arg::Scalar(s) => Ok(s),
+            Arg::Null => Err("the value null is not an integer or string".to_string()),
+            Arg::List(_) => Err("the value is a list, not an integer or string".to_string()),
+        };
         match (kind, model) {
             ("append", TxnModel::ListAppend) => {
-                let value = scalar(argument)?;
+                let value = scalar(arg)?;
                 Ok(Mop::Append { key: self.keys.intern(key), value: self.values.intern(value) })
             }
             ("w" | "write", TxnModel::RwRegister) => {
-                let value = scalar(argument)?;
+                let value = scalar(arg)?;
                 Ok(Mop::Write { key: self.keys.intern(key), value: self.values.intern(value) })
             }
             ("r" | "read", _) => {
                 let observed = if !completed {
                     Observed::Unknown
                 } else {
-                    match (model, argument) {
-                        (TxnModel::ListAppend, Value::Null) => Observed::List(Vec::new()),
-                        (TxnModel::ListAppend, Value::Array(list)) => {
-                            let mut ids = Vec::with_capacity(list.len());
-                            for v in list {
-                                ids.push(self.values.intern(scalar(v)?));
-                            }
-                            Observed::List(ids)
+                    match (model, arg) {
+                        (TxnModel::ListAppend, Arg::Null) => Observed::List(Vec::new()),
+                        (TxnModel::ListAppend, Arg::List(list)) => {
+                            let key = self.keys.intern(key);
+                            return Ok(Mop::Read { key, observed: Observed::List(self.intern_list(key, list)) });
                         }
-                        (TxnModel::ListAppend, other) => {
-                            return Err(format!("a list-append read returns a list, not {other}"))
+                        (TxnModel::ListAppend, Arg::Scalar(s)) => {
+                            return Err(format!("a list-append read returns a list, not {s}"))
                         }
-                        (TxnModel::RwRegister, Value::Null) => Observed::Register(None),
-                        (TxnModel::RwRegister, v) => Observed::Register(Some(self.values.intern(scalar(v)?))),
+                        (TxnModel::RwRegister, Arg::Null) => Observed::Register(None),
+                        (TxnModel::RwRegister, Arg::Scalar(v)) => Observed::Register(Some(self.values.intern(v))),
+                        (TxnModel::RwRegister, Arg::List(_)) => {
+                            return Err("an rw-register read returns one value, not a list".to_string())
+                        }
                     }
                 };
                 Ok(Mop::Read { key: self.keys.intern(key), observed })
