@@ -4,7 +4,7 @@
 //! processes as a serial execution (each transaction takes effect at one instant between its
 //! invocation and its completion), so the history is valid under every model.
 //!
-//! Usage: txn_bench [--txns N] [--keys N] [--consistency NAME] [--write FILE]
+//! Usage: txn_bench [--txns N] [--keys N] [--consistency NAME] [--stale-permille N] [--write FILE]
 //! `--write` also writes the history as JSON Lines (for timing `faultline check` end to end).
 //! Run with `scripts/bench-txn.sh` (release build, peak RSS from /usr/bin/time -v).
 
@@ -39,6 +39,9 @@ fn main() {
         .map(|c| Consistency::from_name(&c).expect("a consistency model"))
         .unwrap_or(Consistency::Serializable);
     let mut out = arg("--write").map(|p| std::io::BufWriter::new(std::fs::File::create(p).expect("--write FILE")));
+    // Reads that miss the latest append, per thousand: a history full of anomalies, to time the
+    // cycle search and the explanations.
+    let stale_permille: u32 = arg("--stale-permille").map(|v| v.parse().expect("--stale-permille N")).unwrap_or(0);
     let n_processes = 10u64;
 
     let (started, cpu_started) = (Instant::now(), cpu_time());
@@ -104,7 +107,11 @@ fn main() {
                         state.entry(key).or_default().push(mop[2].as_u64().unwrap());
                         done.push(mop.clone());
                     } else {
-                        done.push(json!(["r", key, state.get(&key).cloned().unwrap_or_default()]));
+                        let mut list = state.get(&key).cloned().unwrap_or_default();
+                        if stale_permille > 0 && rng.gen_range(0..1000) < stale_permille {
+                            list.pop();
+                        }
+                        done.push(json!(["r", key, list]));
                     }
                 }
                 open[p as usize] = Some((invoked_value, Some(Value::Array(done))));

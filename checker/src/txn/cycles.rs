@@ -98,6 +98,36 @@ const RW: u8 = EdgeKind::Rw.bit();
 const DATA: u8 = WW | WR | RW;
 const ALL: u8 = DATA | EdgeKind::Process.bit() | EdgeKind::Realtime.bit();
 
+/// Nodes visited by breadth-first searches, against a maximum.
+struct Visits {
+    count: u64,
+    max: u64,
+}
+
+impl Visits {
+    fn unlimited() -> Visits {
+        Visits { count: 0, max: u64::MAX }
+    }
+}
+
+/// What a search for a path to a node may skip, from strongly connected components.
+#[derive(Clone, Copy, Default)]
+struct Prune<'a> {
+    /// Component of each node in a graph holding every cycle searched for: a node of another
+    /// component than the target's is on no such cycle.
+    same: Option<&'a [u32]>,
+    /// Component index of each node in the graph of the searched edges, as `kosaraju_scc` orders
+    /// them (reverse topological: along any path the index never grows), so a node ranked below
+    /// the target cannot lead to it.
+    rank: Option<&'a [u32]>,
+}
+
+impl Prune<'_> {
+    fn cannot_lead(&self, node: usize, to: usize) -> bool {
+        self.same.is_some_and(|c| c[node] != c[to]) || self.rank.is_some_and(|r| r[node] < r[to])
+    }
+}
+
 /// One component's subgraph: local node indices, edge weights index the caller's edge slice.
 struct Local<'a> {
     graph: DiGraph<(), u32, u32>,
@@ -130,16 +160,19 @@ impl Local<'_> {
     }
 
     /// A shortest path from `from` to `to` over edges of `mask` (edge ids), counting visits.
-    fn path(&self, from: usize, to: usize, mask: u8, visits: &mut u64, max_visits: u64) -> Option<Vec<u32>> {
+    fn path(&self, from: usize, to: usize, mask: u8, search: &mut Visits, prune: Prune) -> Option<Vec<u32>> {
         if from == to {
             return Some(Vec::new());
+        }
+        if prune.cannot_lead(from, to) {
+            return None;
         }
         // Keyed by the nodes visited only: a component may be large and searched many times.
         let mut parent: HashMap<usize, (usize, u32)> = HashMap::new();
         let mut queue = VecDeque::from([from]);
         while let Some(node) = queue.pop_front() {
-            *visits += 1;
-            if *visits > max_visits {
+            search.count += 1;
+            if search.count > search.max {
                 return None;
             }
             for edge in self.graph.edges(NodeIndex::new(node)) {
@@ -147,7 +180,7 @@ impl Local<'_> {
                     continue;
                 }
                 let next = edge.target().index();
-                if next == from || parent.contains_key(&next) {
+                if next == from || parent.contains_key(&next) || prune.cannot_lead(next, to) {
                     continue;
                 }
                 parent.insert(next, (node, *edge.weight()));
@@ -167,9 +200,9 @@ impl Local<'_> {
         None
     }
 
-    fn cycle_through(&self, seed: (usize, usize, u32), mask: u8, visits: &mut u64, max: u64) -> Option<Cycle> {
+    fn cycle_through(&self, seed: (usize, usize, u32), mask: u8, search: &mut Visits, prune: Prune) -> Option<Cycle> {
         let (source, target, edge) = seed;
-        let back = self.path(target, source, mask, visits, max)?;
+        let back = self.path(target, source, mask, search, prune)?;
         let steps = std::iter::once(edge).chain(back).map(|e| self.edges[e as usize]).collect();
         Some(Cycle::classify(steps))
     }
@@ -189,7 +222,7 @@ pub fn find_cycles(n_txns: usize, edges: &[Edge], budget: SearchBudget) -> Cycle
     let sccs = kosaraju_scc(&graph);
     let mut search = CycleSearch::default();
     let mut local_index = vec![u32::MAX; n_txns];
-    let mut visits = 0u64;
+    let mut visits = Visits { count: 0, max: budget.max_visits };
     for scc in sccs {
         if scc.len() < 2 {
             continue;
@@ -228,10 +261,9 @@ pub fn find_cycles(n_txns: usize, edges: &[Edge], budget: SearchBudget) -> Cycle
 }
 
 /// One witness per sub-component and class, from the cheapest question to the dearest.
-fn examine_component(local: &Local, budget: SearchBudget, visits: &mut u64, search: &mut CycleSearch) {
+fn examine_component(local: &Local, budget: SearchBudget, visits: &mut Visits, search: &mut CycleSearch) {
     let before = search.cycles.len();
-    let unlimited = u64::MAX;
-    let mut free_visits = 0u64;
+    let mut free = Visits::unlimited();
     // G0, G1c: an edge of the kind inside a component of the restricted graph.
     for (mask, kind) in [(WW, EdgeKind::Ww), (WW | WR, EdgeKind::Wr)] {
         let component = local.components(mask);
@@ -240,7 +272,12 @@ fn examine_component(local: &Local, budget: SearchBudget, visits: &mut u64, sear
             let c = component[seed.0] as usize;
             if component[seed.1] as usize == c && !done[c] {
                 done[c] = true;
-                search.cycles.extend(local.cycle_through(seed, mask, &mut free_visits, unlimited));
+                search.cycles.extend(local.cycle_through(
+                    seed,
+                    mask,
+                    &mut free,
+                    Prune { same: Some(&component), rank: None },
+                ));
             }
         }
     }
@@ -258,31 +295,38 @@ fn examine_component(local: &Local, budget: SearchBudget, visits: &mut u64, sear
         let mut exhausted = false;
         for &seed in seeds {
             if ww_wr[seed.0] != ww_wr[seed.1]
-                && (*visits > budget.max_visits || budget.deadline.is_some_and(|d| Instant::now() > d))
+                && (visits.count > visits.max || budget.deadline.is_some_and(|d| Instant::now() > d))
             {
                 exhausted = true;
                 break;
             }
-            if let Some(cycle) = local.cycle_through(seed, WW | WR, visits, budget.max_visits) {
+            if let Some(cycle) =
+                local.cycle_through(seed, WW | WR, visits, Prune { same: Some(&data), rank: Some(&ww_wr) })
+            {
                 search.cycles.push(cycle);
                 settled = true;
                 break;
             }
-            if *visits > budget.max_visits {
+            if visits.count > visits.max {
                 exhausted = true;
                 break;
             }
         }
         if !settled {
             // Every cycle here has at least one rw edge; none (as far as searched) exactly one.
-            search.cycles.extend(local.cycle_through(seeds[0], DATA, &mut free_visits, unlimited));
+            search.cycles.extend(local.cycle_through(
+                seeds[0],
+                DATA,
+                &mut free,
+                Prune { same: Some(&data), rank: None },
+            ));
             search.g_single_unsettled |= exhausted;
         }
     }
     // Process and real-time variants: a cycle through an order edge, process edges first.
     for kind in [EdgeKind::Process, EdgeKind::Realtime] {
         if let Some(seed) = local.edges_of(kind).find(|seed| data[seed.0] != data[seed.1]) {
-            search.cycles.extend(local.cycle_through(seed, ALL, &mut free_visits, unlimited));
+            search.cycles.extend(local.cycle_through(seed, ALL, &mut free, Prune::default()));
             break;
         }
     }
@@ -291,7 +335,7 @@ fn examine_component(local: &Local, budget: SearchBudget, visits: &mut u64, sear
         if let Some(seed) =
             local.graph.edge_references().next().map(|e| (e.source().index(), e.target().index(), *e.weight()))
         {
-            search.cycles.extend(local.cycle_through(seed, ALL, &mut free_visits, unlimited));
+            search.cycles.extend(local.cycle_through(seed, ALL, &mut free, Prune::default()));
         }
     }
 }
