@@ -11,7 +11,7 @@ fn escape(text: &str) -> String {
 }
 
 /// The cycle drawn as its transactions on a circle, each edge an arrow labelled with its kind.
-fn cycle_svg(anomaly: &super::AnomalyReport) -> String {
+fn cycle_svg(anomaly: &super::AnomalyReport, number: usize) -> String {
     let n = anomaly.txns.len().max(1);
     let (size, radius) = (320.0_f64, 110.0_f64);
     let centre = size / 2.0;
@@ -22,7 +22,7 @@ fn cycle_svg(anomaly: &super::AnomalyReport) -> String {
     };
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{size}\" height=\"{size}\" viewBox=\"0 0 {size} {size}\">\
-         <defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"8\" markerHeight=\"8\" orient=\"auto\">\
+         <defs><marker id=\"arrow{number}\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"8\" markerHeight=\"8\" orient=\"auto\">\
          <path d=\"M0,0 L10,5 L0,10 z\" fill=\"#444\"/></marker></defs>"
     );
     for step in &anomaly.steps {
@@ -41,7 +41,7 @@ fn cycle_svg(anomaly: &super::AnomalyReport) -> String {
         };
         let _ = write!(
             svg,
-            "<path d=\"M{sx:.1},{sy:.1} Q{mx:.1},{my:.1} {ex:.1},{ey:.1}\" stroke=\"{colour}\" stroke-width=\"2\" fill=\"none\" marker-end=\"url(#arrow)\"/>\
+            "<path d=\"M{sx:.1},{sy:.1} Q{mx:.1},{my:.1} {ex:.1},{ey:.1}\" stroke=\"{colour}\" stroke-width=\"2\" fill=\"none\" marker-end=\"url(#arrow{number})\"/>\
              <text x=\"{mx:.1}\" y=\"{my:.1}\" font-size=\"12\" fill=\"{colour}\" text-anchor=\"middle\">{}</text>",
             step.edge.name()
         );
@@ -101,7 +101,7 @@ pub fn render(result: &TxnCheckResult, title: &str) -> String {
         let counts: Vec<String> = result.anomaly_counts.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
         let _ = write!(page, "<p>Anomalies found: {}.</p>", escape(&counts.join(", ")));
     }
-    for anomaly in &result.anomalies {
+    for (number, anomaly) in result.anomalies.iter().enumerate() {
         let forbidders: Vec<&str> = anomaly.forbidden_by.iter().map(|c| c.name()).collect();
         let _ = write!(
             page,
@@ -127,7 +127,7 @@ pub fn render(result: &TxnCheckResult, title: &str) -> String {
         }
         page.push_str("</table>");
         if !anomaly.steps.is_empty() {
-            page.push_str(&cycle_svg(anomaly));
+            page.push_str(&cycle_svg(anomaly, number));
             page.push_str("<ol>");
             for step in &anomaly.steps {
                 let _ = write!(
