@@ -14,7 +14,8 @@ pub struct CheckArgs {
     /// History files (ours, Jepsen history.edn, porcupine logs) or run directories.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
-    /// The model: register, cas-register, kv, string-kv, set, stream. Default: the run's own
+    /// The model: register, cas-register, kv, string-kv, set, stream; or the transactional
+    /// list-append, rw-register (see --consistency). Default: the run's own
     /// (test.json), cas-register for Jepsen logs, string-kv for porcupine kv files.
     #[arg(long, short)]
     pub model: Option<String>,
@@ -55,6 +56,10 @@ pub struct CheckArgs {
     /// Print machine-readable JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// For --model list-append or rw-register: read-committed, snapshot-isolation, serializable
+    /// (default) or strict-serializable.
+    #[arg(long)]
+    pub consistency: Option<String>,
 }
 
 pub const EXIT_VALID: i32 = 0;
@@ -84,6 +89,9 @@ struct FileOutcome {
 }
 
 pub fn run(args: CheckArgs) -> i32 {
+    if crate::check_txn::wants(&args) {
+        return crate::check_txn::run(args);
+    }
     let initial_value: Value = match serde_json::from_str(&args.initial_value) {
         Ok(v) => v,
         Err(e) => {
@@ -228,7 +236,7 @@ fn run_workload(path: &Path) -> Option<faultline_workloads::WorkloadKind> {
     faultline_workloads::WorkloadKind::from_name(name)
 }
 
-fn output_dir(path: &Path, args: &CheckArgs, several: bool) -> PathBuf {
+pub(crate) fn output_dir(path: &Path, args: &CheckArgs, several: bool) -> PathBuf {
     let stem = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "history".into());
     match (&args.out, path.is_dir()) {
         (Some(out), _) if several => out.join(stem),

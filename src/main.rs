@@ -2,6 +2,7 @@
 //! command line and maps each subcommand's outcome to the process exit code.
 
 mod check_cmd;
+mod check_txn;
 // Harness (issue 4): `faultline test` and `faultline cleanup`.
 mod checking;
 mod cleanup_cmd;

@@ -303,7 +303,8 @@ fn import_edn(
             && match op.map.get("value").map(Edn::untagged) {
                 Some(Edn::Vector(tuple)) if tuple.len() == 2 => {
                     let f = op.map.get("f").and_then(keyword_name).unwrap_or("");
-                    f != "cas" || matches!(tuple[1].untagged(), Edn::Vector(_) | Edn::Nil)
+                    // A txn of two micro-ops is a pair too, but never a [key value] tuple.
+                    f != "txn" && (f != "cas" || matches!(tuple[1].untagged(), Edn::Vector(_) | Edn::Nil))
                 }
                 _ => false,
             }

@@ -15,6 +15,7 @@ pub mod ladder;
 pub mod model;
 pub mod pairing;
 pub mod search;
+pub mod txn;
 
 pub use check::{
     check_paired, check_plain_records, check_records, CheckOptions, CheckResult, Explanation, ModelKind, OpSummary,
