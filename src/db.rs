@@ -92,6 +92,11 @@ pub trait Db: Send + Sync {
     fn raft_status(&self, _cluster: &Cluster, _node: NodeId) -> Option<Result<NodeView>> {
         None
     }
+    /// Whether `raft_status` answers, so the default nemesis may include the scripted nemeses
+    /// (known before the cluster exists, unlike `raft_status` itself).
+    fn has_raft_status(&self) -> bool {
+        false
+    }
 }
 
 /// One node's view of the consensus, as `Db::raft_status` gives it.
@@ -202,6 +207,10 @@ impl Db for FaultlineNodeDb {
     fn state_digest(&self, cluster: &Cluster, node: NodeId) -> Option<Result<crate::convergence::ReplicaState>> {
         let address = SocketAddr::from((cluster.node_address(node), NODE_PORT));
         Some(crate::node_client::node_digest(address, self.op_timeout))
+    }
+
+    fn has_raft_status(&self) -> bool {
+        true
     }
 
     fn raft_status(&self, cluster: &Cluster, node: NodeId) -> Option<Result<NodeView>> {

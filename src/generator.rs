@@ -71,6 +71,32 @@ impl Generator for EachOnce {
 }
 
 /// Ends the inner generator at `limit_ns` after the first time it is asked.
+/// Ends (`Done`) once `flag` is set, e.g. when the online check found the history invalid.
+/// The one generator that looks at shared state: the decision to stop is the harness's.
+pub struct UntilSet<'a, G> {
+    flag: &'a std::sync::atomic::AtomicBool,
+    inner: G,
+}
+
+impl<'a, G: Generator> UntilSet<'a, G> {
+    pub fn new(flag: &'a std::sync::atomic::AtomicBool, inner: G) -> UntilSet<'a, G> {
+        UntilSet { flag, inner }
+    }
+
+    pub fn into_inner(self) -> G {
+        self.inner
+    }
+}
+
+impl<G: Generator> Generator for UntilSet<'_, G> {
+    fn next(&mut self, context: &Context) -> Step {
+        if self.flag.load(std::sync::atomic::Ordering::SeqCst) {
+            return Step::Done;
+        }
+        self.inner.next(context)
+    }
+}
+
 pub struct TimeLimit<G> {
     inner: G,
     limit_ns: u64,
@@ -201,6 +227,15 @@ mod tests {
 
     fn workload(kind: WorkloadKind, seed: u64) -> WorkloadGenerator {
         WorkloadGenerator(kind.generator(&WorkloadOptions::default(), seed))
+    }
+
+    #[test]
+    fn until_set_ends_the_load_once_its_flag_is_set() {
+        let flag = std::sync::atomic::AtomicBool::new(false);
+        let mut load = UntilSet::new(&flag, workload(WorkloadKind::Register, 1));
+        assert!(matches!(load.next(&context(0)), Step::Op(_)));
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(matches!(load.next(&context(1)), Step::Done));
     }
 
     #[test]

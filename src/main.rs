@@ -14,6 +14,7 @@ mod interpreter;
 mod nemesis;
 mod netns;
 mod node_client;
+mod online;
 mod run_store;
 mod test_cmd;
 mod workload_glue;

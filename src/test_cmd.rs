@@ -18,10 +18,11 @@ use serde_json::json;
 
 use crate::cluster::{fnv1a, Cluster, NodeId};
 use crate::db::{self, Db, FaultlineNodeDb, ToyDb};
-use crate::generator::{Rate, TimeLimit};
+use crate::generator::{Rate, TimeLimit, UntilSet};
 use crate::interpreter::Interpreter;
 use crate::nemesis::grudge::Shape;
 use crate::nemesis::{self, Family, Nemesis, NemesisOptions, TargetSpec};
+use crate::online::OnlineReport;
 use crate::run_store::{self, HistoryLog, RunLog};
 
 pub const EXIT_VALID: i32 = 0;
@@ -67,11 +68,14 @@ pub struct TestArgs {
     /// leader, pause it, resume it while still isolated, heal), crash (kill and restart at once,
     /// down for at most 200 ms), figure-8 (Raft's Figure 8 as partitions timed by watching terms
     /// and roles; for 3-node clusters), restart-voter (a scripted double vote by a restarted voter;
-    /// for 5-node clusters); or "none".
-    #[arg(long, default_value = "partition,kill,pause")]
+    /// for 5-node clusters); "none"; or "default": partition (every shape of
+    /// --partition-shapes), isolated-pause, kill, crash, pause and, when the system reports its
+    /// Raft state, figure-8 and restart-voter, one window at a time in a seeded rotation. A list
+    /// runs each family on its own timeline, overlapping.
+    #[arg(long, default_value = "default")]
     pub nemesis: String,
-    /// Mean seconds between fault edges.
-    #[arg(long, default_value_t = 10.0)]
+    /// Mean seconds between fault edges (for "default": the mean length of a fault window).
+    #[arg(long, default_value_t = 3.0)]
     pub nemesis_interval: f64,
     /// Targets for kill, pause and loss: one, minority, majority, all, leader.
     #[arg(long, default_value = "one,minority,majority,leader")]
@@ -96,6 +100,10 @@ pub struct TestArgs {
     /// Directory holding the runs.
     #[arg(long, default_value = "store")]
     pub store: PathBuf,
+    /// End the load as soon as the history so far is certainly not linearizable (checked every
+    /// second while the run goes on), then heal, recover, read and check as usual.
+    #[arg(long)]
+    pub stop_on_invalid: bool,
     /// Options of `--db etcd` (src/etcd/, docs/etcd.md).
     #[command(flatten)]
     #[serde(flatten)]
@@ -252,11 +260,25 @@ struct Parsed {
 fn parse_options(args: &TestArgs) -> Result<Parsed> {
     let families = if args.nemesis.trim() == "none" {
         Vec::new()
+    } else if args.nemesis.trim() == "default" {
+        // Filled in once the db is known (`nemesis::default_families`).
+        Vec::new()
     } else {
         nemesis::parse_list(
             &args.nemesis,
             "nemesis",
-            &["partition", "kill", "pause", "loss", "isolated-pause", "crash", "figure-8", "restart-voter", "none"],
+            &[
+                "partition",
+                "kill",
+                "pause",
+                "loss",
+                "isolated-pause",
+                "crash",
+                "figure-8",
+                "restart-voter",
+                "none",
+                "default",
+            ],
             Family::parse,
         )?
     };
@@ -316,13 +338,21 @@ fn run_test(args: TestArgs) -> Result<i32> {
         }
         None => (args, None),
     };
-    let parsed = parse_options(&args)?;
+    let mut parsed = parse_options(&args)?;
     let db = build_db(&args)?;
+    let rotating = args.nemesis.trim() == "default";
+    if rotating {
+        parsed.families = nemesis::default_families(db.has_raft_status());
+    }
     let seed = args.seed.unwrap_or_else(rand::random);
     let concurrency = args.concurrency.unwrap_or(2 * args.nodes).max(1);
     let time_limit = Duration::from_secs(args.time_limit);
     let interval = Duration::from_secs_f64(args.nemesis_interval);
-    let planned = nemesis::plan(seed, &parsed.families, interval, time_limit);
+    let planned = if rotating {
+        nemesis::plan_rotating(seed, &parsed.families, interval, time_limit)
+    } else {
+        nemesis::plan(seed, &parsed.families, interval, time_limit)
+    };
     let events = match stored_events {
         Some(stored) => {
             if stored != planned {
@@ -390,7 +420,7 @@ fn run_test(args: TestArgs) -> Result<i32> {
     if interactive {
         eprint!("\r\x1b[K");
     }
-    let Driven { unexpected_exits, convergence } = outcome?;
+    let Driven { unexpected_exits, convergence, online } = outcome?;
     teardown?;
     if INTERRUPTED.load(Ordering::SeqCst) {
         eprintln!("faultline test: interrupted; the partial history is in {}", run_dir.display());
@@ -408,7 +438,13 @@ fn run_test(args: TestArgs) -> Result<i32> {
     if let Some(report) = convergence {
         checked.add_check(report);
     }
-    let (verdict, checker_report) = (checked.verdict, checked.checker);
+    let (mut verdict, checker_report) = (checked.verdict, checked.checker);
+    if online.invalid_at_s.is_some() && verdict != Verdict::Invalid {
+        // A prefix that is not linearizable makes the whole history so (monotonicity), so the
+        // end-of-run check can only have run out of budget; the finding stands.
+        log.log(format!("online check found the history invalid; the end-of-run check said {verdict:?}"));
+        verdict = Verdict::Invalid;
+    }
     let counts = count_ops(&records);
     let faults_started = history.counters.faults_started.load(Ordering::Relaxed);
     let mut vacuous_reasons = Vec::new();
@@ -431,6 +467,7 @@ fn run_test(args: TestArgs) -> Result<i32> {
         "checker": checker_report,
         "workload": workload.name(),
         "workload_checks": checked.workload_checks,
+        "online": online,
     });
     std::fs::write(run_dir.join("results.json"), serde_json::to_string_pretty(&results)?)?;
     let shown = match (verdict, vacuous) {
@@ -440,6 +477,12 @@ fn run_test(args: TestArgs) -> Result<i32> {
         (Verdict::Unknown, _) => "UNKNOWN".to_string(),
     };
     eprintln!("\n== faultline test {name}: {shown}");
+    if let Some(at) = online.invalid_at_s {
+        eprintln!(
+            "   found {at:.1} s into the run by the online check{}",
+            if online.stopped_early { "; the run stopped early (--stop-on-invalid)" } else { "" }
+        );
+    }
     eprintln!(
         "   ops: {} invoked, {} ok, {} fail, {} info; faults fired: {faults_started}",
         counts.invoked, counts.ok, counts.fail, counts.info
@@ -520,11 +563,14 @@ fn drive(
     let op_deadline = Duration::from_millis(args.op_timeout_ms) * 3 + Duration::from_secs(2);
     let nemesis_stop = AtomicBool::new(false);
     let progress_stop = AtomicBool::new(false);
+    let online_done = AtomicBool::new(false);
+    let stop_load = AtomicBool::new(false);
+    let mut online = OnlineReport::default();
     let open_worker = crate::interpreter::cluster_workers(cluster, db, args.workload.workload);
     std::thread::scope(|scope| -> Result<()> {
         // However this closure ends (error or panic), the nemesis and progress threads must stop,
         // or the scope would wait for them before the cluster can be torn down.
-        let _stop_helpers = SetOnDrop(&[&nemesis_stop, &progress_stop]);
+        let _stop_helpers = SetOnDrop(&[&nemesis_stop, &progress_stop, &online_done]);
         let mut interpreter = Interpreter::start(scope, &open_worker, history, concurrency, op_deadline)?;
         let load_start = Instant::now();
         let nemesis_ref = &nemesis;
@@ -536,10 +582,20 @@ fn drive(
             })?;
         let progress_stop_ref = &progress_stop;
         scope.spawn(move || progress(history, nemesis_ref, load_start, progress_stop_ref));
+        let (online_done_ref, stop_load_ref) = (&online_done, &stop_load);
+        let model = args.workload.workload.model();
+        let stop_on_invalid = args.stop_on_invalid;
+        let online_thread =
+            std::thread::Builder::new().name("online-check".to_string()).spawn_scoped(scope, move || {
+                crate::online::watch(history, model, load_start, online_done_ref, stop_on_invalid, stop_load_ref)
+            })?;
 
-        let mut load = TimeLimit::new(
-            args.time_limit * 1_000_000_000,
-            Rate::new(args.rate, seed ^ 0x72617465, args.workload.generator(concurrency, seed)),
+        let mut load = UntilSet::new(
+            &stop_load,
+            TimeLimit::new(
+                args.time_limit * 1_000_000_000,
+                Rate::new(args.rate, seed ^ 0x72617465, args.workload.generator(concurrency, seed)),
+            ),
         );
         if std::env::var("FAULTLINE_FAILPOINT").as_deref() == Ok("panic-during-load") {
             // For the tests of cleanup after a harness panic.
@@ -548,6 +604,11 @@ fn drive(
         }
         let load_result = interpreter.run(&mut load, &INTERRUPTED);
         log.log(format!("load phase over: {load_result:?}"));
+        online_done.store(true, Ordering::SeqCst);
+        online = online_thread.join().unwrap_or_default();
+        if online.stopped_early {
+            log.log(format!("load stopped early: the online check found the history invalid: {online:?}"));
+        }
         nemesis_stop.store(true, Ordering::SeqCst);
         let nemesis_result =
             nemesis_thread.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the nemesis thread panicked")));
@@ -562,7 +623,7 @@ fn drive(
                 std::thread::sleep(Duration::from_millis(50));
             }
             // Every key the load used is read twice, by different workers and so through different nodes.
-            let mut final_reads = crate::workload_glue::final_reads(&load.into_inner().into_inner());
+            let mut final_reads = crate::workload_glue::final_reads(&load.into_inner().into_inner().into_inner());
             interpreter.run(&mut final_reads, &INTERRUPTED)?;
             log.log("final reads done");
         }
@@ -593,7 +654,7 @@ fn drive(
         }
         converged
     };
-    Ok(Driven { unexpected_exits, convergence })
+    Ok(Driven { unexpected_exits, convergence, online })
 }
 
 /// How long the replicas get, after the final reads, to apply one and the same log prefix.
@@ -605,6 +666,8 @@ struct Driven {
     unexpected_exits: Vec<String>,
     /// The convergence check, when the db can give digests and the run was not interrupted.
     convergence: Option<CheckerReport>,
+    /// What checking the history while it grew found.
+    online: OnlineReport,
 }
 
 /// Sets every flag when dropped.

@@ -44,6 +44,11 @@ pub struct TortureArgs {
     /// Stop at the first invalid run.
     #[arg(long)]
     pub fail_fast: bool,
+    /// Let every run go to its time limit. By default each run gets `--stop-on-invalid`: it ends
+    /// as soon as its history is certainly not linearizable, so a night is not spent waiting for
+    /// verdicts that were certain minutes earlier.
+    #[arg(long)]
+    pub run_to_the_end: bool,
     /// Directory holding the runs; the summary goes to <store>/torture/<timestamp>/.
     #[arg(long, default_value = "store")]
     pub store: PathBuf,
@@ -321,6 +326,13 @@ fn run_cell(cell: &Cell, store: &Path) -> Result<(Option<i32>, Option<String>)> 
 fn run_matrix(args: &TortureArgs) -> Result<i32> {
     let mut cells = matrix_cells(args)?;
     cells.extend(scenario_cells(&args.scenarios)?);
+    if !args.run_to_the_end {
+        for cell in &mut cells {
+            if !cell.args.iter().any(|a| a == "--stop-on-invalid") {
+                cell.args.push("--stop-on-invalid".to_string());
+            }
+        }
+    }
     let budget = match &args.matrix {
         Some(path) => {
             let text = std::fs::read_to_string(path)?;
@@ -543,6 +555,7 @@ mod tests {
             time_limit: 10,
             budget: 100,
             fail_fast: false,
+            run_to_the_end: false,
             store: "store".into(),
             scenarios: "scenarios".into(),
             save_scenario: None,

@@ -95,11 +95,21 @@ fn stale_read_is_caught_by_an_isolated_pause_of_the_leader() {
         "20",
         "--seed",
         "4",
+        "--stop-on-invalid",
     ];
     let Some((code, stderr, store)) = run_node_test("node-stale-read", 40, &extra) else {
         return;
     };
     assert_eq!(code, 1, "{stderr}");
+    // Found while the run went on, the load ended early, and the end-of-run check agrees (and
+    // run_node_test checked that nothing of the run is left behind).
+    let run_dir = latest_run(&store);
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("results.json")).unwrap()).unwrap();
+    let found_at = results["online"]["invalid_at_s"].as_f64().unwrap_or_else(|| panic!("no online finding: {stderr}"));
+    assert_eq!(results["online"]["stopped_early"], true, "{stderr}");
+    assert!(found_at < 40.0, "found at {found_at} s");
+    assert_eq!(results["checker"]["verdict"], "invalid", "the end-of-run check must agree");
     let _ = std::fs::remove_dir_all(store);
 }
 

@@ -13,6 +13,7 @@ pub mod html;
 pub mod import;
 pub mod ladder;
 pub mod model;
+pub mod online;
 pub mod pairing;
 pub mod search;
 pub mod txn;

@@ -169,6 +169,19 @@ pub fn index_html(data: &RunData, files: &[String]) -> String {
         facts.push(format!("keys checked: {}", partitions.len()));
     }
     let _ = write!(page, "<p>{}</p>", escape(&facts.join(" · ")));
+    if let Some(at) = data.results.pointer("/online/invalid_at_s").and_then(Value::as_f64) {
+        let stopped = data.results.pointer("/online/stopped_early").and_then(Value::as_bool).unwrap_or(false);
+        let _ = write!(
+            page,
+            "<p><b>Found {at:.1} s into the run</b> by the online check (the history so far was already not \
+             linearizable){}.</p>",
+            if stopped {
+                "; the run stopped early there (--stop-on-invalid), then healed and checked everything"
+            } else {
+                ""
+            }
+        );
+    }
     if let Some(ladder) = checker.pointer("/ladder/summary").and_then(Value::as_str) {
         let _ = write!(page, "<p><b>How far from linearizable:</b> {}</p>", escape(ladder));
     }

@@ -1,0 +1,72 @@
+//! Online checking during a run: every second, the history so far is checked with the
+//! workload's model (`faultline_checker::online::check_prefix`). A prefix that is not
+//! linearizable is a certain finding; with `--stop-on-invalid` it ends the load at once, and the
+//! run then heals, recovers, reads and checks everything as usual.
+
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use faultline_checker::online::{check_prefix, PrefixVerdict};
+use faultline_checker::ModelKind;
+
+use crate::run_store::HistoryLog;
+
+/// How often the history so far is checked.
+pub const ONLINE_CHECK_PERIOD: Duration = Duration::from_secs(1);
+/// The time budget of one check of the history so far; past it that check says nothing.
+pub const ONLINE_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What online checking found, stored in results.json as `online`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OnlineReport {
+    /// Checks of the history so far that were run.
+    pub checks: u64,
+    /// Seconds into the load at which a prefix was first found not linearizable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid_at_s: Option<f64>,
+    /// The key of that finding, if the history has keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid_key: Option<serde_json::Value>,
+    /// Records in the prefix that was found not linearizable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid_prefix_records: Option<usize>,
+    /// Whether the load was ended early because of the finding (`--stop-on-invalid`).
+    pub stopped_early: bool,
+}
+
+/// Checks the growing history until `done` is set or a prefix is found invalid; then, if
+/// `stop_on_invalid`, sets `stop_load`. Bounded: each check has [`ONLINE_CHECK_TIMEOUT`], and
+/// the wait between checks looks at `done` every 50 ms.
+pub fn watch(
+    history: &HistoryLog,
+    model: ModelKind,
+    load_start: Instant,
+    done: &AtomicBool,
+    stop_on_invalid: bool,
+    stop_load: &AtomicBool,
+) -> OnlineReport {
+    let mut report = OnlineReport::default();
+    let mut next = Instant::now() + ONLINE_CHECK_PERIOD;
+    while !done.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+        if Instant::now() < next {
+            continue;
+        }
+        next = Instant::now() + ONLINE_CHECK_PERIOD;
+        let records = history.records();
+        report.checks += 1;
+        // A history the checker refuses is judged at the end of the run, with its error.
+        if let Ok(PrefixVerdict::Invalid { key }) = check_prefix(&records, model, ONLINE_CHECK_TIMEOUT) {
+            report.invalid_at_s = Some(load_start.elapsed().as_secs_f64());
+            report.invalid_key = key;
+            report.invalid_prefix_records = Some(records.len());
+            if stop_on_invalid {
+                report.stopped_early = true;
+                stop_load.store(true, Ordering::SeqCst);
+            }
+            break;
+        }
+    }
+    report
+}
