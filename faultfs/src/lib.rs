@@ -6,4 +6,11 @@
 //! - [`protocol`]: the control socket's typed line protocol, [`client`] its client;
 //! - [`mount`]: mounting over a directory, with a guard that unmounts on drop.
 
+pub mod client;
+mod fs;
 pub mod ledger;
+pub mod mount;
+pub mod protocol;
+
+pub use client::{ClientError, ControlClient};
+pub use mount::{is_mounted, mount, unmount_stale, MountConfig, MountError, MountGuard};
