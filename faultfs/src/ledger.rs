@@ -88,6 +88,9 @@ pub struct LossReport {
     pub torn_kept_bytes: Option<u64>,
 }
 
+/// A directory's durable binding of each name touched since its last fsync.
+type DurableNames = BTreeMap<Vec<u8>, Option<NodeId>>;
+
 #[derive(Clone, Debug)]
 struct Node {
     parent: NodeId,
@@ -147,7 +150,7 @@ pub struct Ledger {
     next_id: NodeId,
     files: HashMap<NodeId, FileJournal>,
     /// Durable bindings of the names touched since each directory's last fsync.
-    dirs: HashMap<NodeId, BTreeMap<Vec<u8>, Option<NodeId>>>,
+    dirs: HashMap<NodeId, DurableNames>,
     write_seq: u64,
     /// When each directory was last fsynced (a counter; absent: not since the mount).
     dir_epoch: HashMap<NodeId, u64>,
@@ -284,12 +287,12 @@ impl Ledger {
     /// entry still names it (an object that never had one is deleted at once).
     pub fn removed(&mut self, parent: NodeId, name: &[u8]) -> Option<(NodeId, Vec<Step>)> {
         let node = self.lookup(parent, name)?;
-        let mut steps = vec![self.to_trash(parent, name, node)];
+        let mut steps = vec![self.move_to_trash(parent, name, node)];
         steps.extend(self.collect_garbage());
         Some((node, steps))
     }
 
-    fn to_trash(&mut self, parent: NodeId, name: &[u8], node: NodeId) -> Step {
+    fn move_to_trash(&mut self, parent: NodeId, name: &[u8], node: NodeId) -> Step {
         let from = self.path(node).expect("node has a path");
         self.touch(parent, name);
         self.detach(node);
@@ -307,7 +310,7 @@ impl Ledger {
         }
         let mut steps = Vec::new();
         if let Some(target) = target {
-            steps.push(self.to_trash(new_parent, new_name, target));
+            steps.push(self.move_to_trash(new_parent, new_name, target));
         }
         let from = self.path(node).expect("node has a path");
         self.touch(parent, name);
@@ -486,8 +489,7 @@ impl Ledger {
         let mut steps = Vec::new();
         let mut report = LossReport::default();
         self.cross_renamed.clear();
-        let mut dirs: Vec<(NodeId, BTreeMap<Vec<u8>, Option<NodeId>>)> =
-            std::mem::take(&mut self.dirs).into_iter().collect();
+        let mut dirs: Vec<(NodeId, DurableNames)> = std::mem::take(&mut self.dirs).into_iter().collect();
         dirs.sort_by_key(|(id, _)| *id);
         // 1. Every touched name gives up what it holds now.
         for (dir, names) in &dirs {
