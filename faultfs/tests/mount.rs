@@ -222,3 +222,18 @@ fn nothing_stays_mounted_when_the_file_system_or_its_parent_is_killed() {
     parent.wait().unwrap();
     wait_for(|| !is_mounted(&d.mountpoint), "unmount after the parent's death");
 }
+
+#[test]
+fn a_truncation_without_fsync_is_undone() {
+    let d = dirs("truncate");
+    std::fs::write(d.backing.join("snap"), b"durable snapshot").unwrap();
+    std::fs::write(d.backing.join("meta"), b"0123456789").unwrap();
+    let guard = d.mount();
+    std::fs::write(d.at("snap"), b"new").unwrap(); // O_TRUNC, then a short write
+    OpenOptions::new().write(true).open(d.at("meta")).unwrap().set_len(4).unwrap();
+    assert_eq!(std::fs::read(d.at("snap")).unwrap(), b"new");
+    d.client().lose_unfsynced().unwrap();
+    assert_eq!(std::fs::read(d.at("snap")).unwrap(), b"durable snapshot");
+    assert_eq!(std::fs::read(d.at("meta")).unwrap(), b"0123456789");
+    d.unmount(guard);
+}
