@@ -627,6 +627,34 @@ mod tests {
         assert_eq!(l.dir_synced(ROOT), vec![Step::RemoveTree { path: format!("{TRASH_NAME}/{f}") }]);
     }
 
+    /// Found by the model test (a cycle assertion): B moved out of A, then A moved into B, and
+    /// B fsynced alone. Per-directory commits would put B back into A while A stayed in B.
+    #[test]
+    fn r_cycle_a_directory_never_ends_up_inside_itself() {
+        let mut l = Ledger::new();
+        let a = l.discover(ROOT, b"a", Kind::Dir);
+        let b = l.discover(a, b"b", Kind::Dir);
+        l.renamed(a, b"b", ROOT, b"b");
+        l.renamed(ROOT, b"a", b, b"a");
+        l.dir_synced(b);
+        let (steps, _) = l.lose_unfsynced(None);
+        assert_eq!(steps, vec![], "the fsync of b committed both renames");
+        assert_eq!(l.path(a).as_deref(), Some("b/a"));
+    }
+
+    #[test]
+    fn a_rename_within_one_directory_commits_only_that_directory() {
+        let mut l = Ledger::new();
+        let d = l.discover(ROOT, b"d", Kind::Dir);
+        let f = l.discover(d, b"tmp", Kind::File);
+        let g = l.created(ROOT, b"g", Kind::File);
+        l.renamed(d, b"tmp", d, b"final");
+        l.dir_synced(d);
+        l.lose_unfsynced(None);
+        assert_eq!(l.path(f).as_deref(), Some("d/final"));
+        assert_eq!(l.path(g), None, "root was never fsynced");
+    }
+
     #[test]
     fn unsaved_ranges_skip_what_is_saved() {
         let mut j = FileJournal { durable_len: 100, ..FileJournal::default() };

@@ -13,4 +13,4 @@ pub mod mount;
 pub mod protocol;
 
 pub use client::{ClientError, ControlClient};
-pub use mount::{is_mounted, mount, unmount_stale, MountConfig, MountError, MountGuard};
+pub use mount::{faultfs_mounts, is_mounted, mount, unmount_stale, MountConfig, MountError, MountGuard};

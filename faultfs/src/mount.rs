@@ -143,16 +143,27 @@ impl Drop for MountGuard {
     }
 }
 
+/// Every faultfs mount point the kernel lists in /proc/mounts, for `faultline cleanup` to
+/// find mounts a killed harness did not record.
+pub fn faultfs_mounts() -> Vec<PathBuf> {
+    let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else { return Vec::new() };
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(' ');
+            let source = fields.next()?;
+            let target = fields.next()?;
+            // /proc/mounts escapes space, tab, newline and backslash as octal.
+            let target = target.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n");
+            (source == "faultfs").then(|| PathBuf::from(target.replace("\\134", "\\")))
+        })
+        .collect()
+}
+
 /// Whether a faultfs is mounted at `mountpoint`, by /proc/mounts.
 pub fn is_mounted(mountpoint: &Path) -> bool {
     let want = mountpoint.canonicalize().unwrap_or_else(|_| mountpoint.to_path_buf());
-    let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else { return false };
-    mounts.lines().any(|line| {
-        let mut fields = line.split(' ');
-        let source = fields.next().unwrap_or("");
-        let target = fields.next().unwrap_or("").replace("\\040", " ");
-        source == "faultfs" && Path::new(&target) == want
-    })
+    faultfs_mounts().iter().any(|m| *m == want)
 }
 
 fn wait_unmounted(mountpoint: &Path, wait: Duration) -> Result<(), MountError> {
