@@ -163,7 +163,7 @@ pub fn faultfs_mounts() -> Vec<PathBuf> {
 /// Whether a faultfs is mounted at `mountpoint`, by /proc/mounts.
 pub fn is_mounted(mountpoint: &Path) -> bool {
     let want = mountpoint.canonicalize().unwrap_or_else(|_| mountpoint.to_path_buf());
-    faultfs_mounts().iter().any(|m| *m == want)
+    faultfs_mounts().contains(&want)
 }
 
 fn wait_unmounted(mountpoint: &Path, wait: Duration) -> Result<(), MountError> {
