@@ -458,6 +458,9 @@ impl Filesystem for FaultFs {
     fn symlink(&mut self, _req: &Request<'_>, parent: u64, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
         let mut state = self.lock();
         let result = (|| -> Result<(NodeId, Metadata), i32> {
+            if parent == ROOT && link_name.as_bytes() == TRASH_NAME.as_bytes() {
+                return Err(libc::EPERM);
+            }
             let relative = state.ledger.child_path(parent, link_name.as_bytes()).ok_or(libc::ENOENT)?;
             let path = state.real(&relative);
             std::os::unix::fs::symlink(target, &path).map_err(|e| errno(&e))?;
@@ -517,7 +520,6 @@ impl Filesystem for FaultFs {
                 .write(access != libc::O_RDONLY)
                 .custom_flags(custom)
                 .open(&path)
-                .or_else(|_| OpenOptions::new().read(true).custom_flags(custom).open(&path))
                 .map_err(|e| errno(&e))?;
             Ok(state.add_handle(file, flags))
         })();

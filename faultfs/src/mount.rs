@@ -49,6 +49,9 @@ pub enum MountError {
     NoFuse,
     #[error("backing directory {path}: {source}")]
     Backing { path: PathBuf, source: std::io::Error },
+    /// Serving the mount would mean reading through itself.
+    #[error("backing directory {backing} lies inside the mount point {mountpoint}")]
+    BackingInsideMount { backing: PathBuf, mountpoint: PathBuf },
     #[error("control socket {path}: {source}")]
     Control { path: PathBuf, source: std::io::Error },
     #[error("mounting faultfs at {path} (are fuse3 and libfuse3 installed?): {source}")]
@@ -81,6 +84,13 @@ pub fn mount(config: &MountConfig) -> Result<MountGuard, MountError> {
     }
     let backing =
         config.backing.canonicalize().map_err(|source| MountError::Backing { path: config.backing.clone(), source })?;
+    let mountpoint = config
+        .mountpoint
+        .canonicalize()
+        .map_err(|source| MountError::Mount { path: config.mountpoint.clone(), source })?;
+    if backing.starts_with(&mountpoint) {
+        return Err(MountError::BackingInsideMount { backing, mountpoint });
+    }
     let state = new_state(backing.clone(), config.max_saved_bytes)
         .map_err(|source| MountError::Backing { path: config.backing.clone(), source })?;
     let control = start_control(&config.control_socket, state.clone())?;

@@ -277,3 +277,13 @@ fn dropping_the_guard_unmounts_even_with_files_open() {
         child.wait().unwrap();
     }
 }
+
+#[test]
+fn a_backing_directory_inside_the_mount_point_is_refused() {
+    let d = dirs("inside");
+    let inner = d.mountpoint.join("backing");
+    std::fs::create_dir(&inner).unwrap();
+    let err = mount(&MountConfig::new(&d.mountpoint, &inner, &d.socket)).err().expect("refused");
+    assert!(err.to_string().contains("inside the mount point"), "{err}");
+    assert!(!is_mounted(&d.mountpoint));
+}
