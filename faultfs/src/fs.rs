@@ -182,7 +182,9 @@ impl State {
 
     fn write(&mut self, node: NodeId, fh: u64, offset: u64, data: &[u8]) -> Result<u32, i32> {
         let handle = self.handles.get(&fh).ok_or(libc::EBADF)?;
-        let current_len = handle.file.metadata().map_err(|e| errno(&e))?.len();
+        // One fstat per journal, not per write: a journaled file's durable length is known.
+        let current_len =
+            if self.ledger.is_journaled(node) { 0 } else { handle.file.metadata().map_err(|e| errno(&e))?.len() };
         let file = &handle.file;
         self.ledger
             .will_write(node, current_len, offset, data.len() as u64, &mut |o, n| read_exact_at(file, o, n))

@@ -348,6 +348,12 @@ impl Ledger {
         Ok(())
     }
 
+    /// Whether `node` has changed since its last fsync. Only then may the shell skip reading
+    /// the backing length: `current_len` below is used only to start a journal.
+    pub fn is_journaled(&self, node: NodeId) -> bool {
+        self.files.contains_key(&node)
+    }
+
     /// Before the shell writes `len` bytes at `offset` of file `node` whose backing length is
     /// `current_len`: saves the durable bytes the write will cover, read through `read_old`
     /// (offset, len) from the backing file.
