@@ -287,3 +287,28 @@ fn a_backing_directory_inside_the_mount_point_is_refused() {
     assert!(err.to_string().contains("inside the mount point"), "{err}");
     assert!(!is_mounted(&d.mountpoint));
 }
+
+#[test]
+fn the_control_socket_answers_bad_lines_with_err_and_drops_overlong_ones() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::net::UnixStream;
+    let d = dirs("control");
+    let guard = d.mount();
+    let stream = UnixStream::connect(&d.socket).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut ask = |line: &[u8]| {
+        (&stream).write_all(line).unwrap();
+        let mut reply = String::new();
+        reader.read_line(&mut reply).unwrap();
+        reply
+    };
+    assert!(ask(b"format-disk\n").starts_with("err bad control line"));
+    assert!(ask(b"status\n").starts_with("ok status dirty-files=0"), "the connection goes on after an error");
+    let mut long = vec![b'x'; 5000];
+    long.push(b'\n');
+    assert!(ask(&long).starts_with("err line longer than 4096 bytes"));
+    // A typed client still gets through: one connection at a time, and that one was dropped.
+    assert_eq!(d.client().status().unwrap().dirty_files, 0);
+    d.unmount(guard);
+}
