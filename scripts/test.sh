@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. On a fresh Debian machine it first installs what the tests need
-# (iproute2 and iptables for the namespace tests, chromium for the report screenshots, python3 for
+# (iproute2 and iptables for the namespace tests, fuse3 and libfuse3-dev for faultfs, chromium for the report screenshots, python3 for
 # the toy db, etcd-server for the etcd tests). Run as root:
 # the harness tests build real clusters in network namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/ensure-packages.sh ip:iproute2 iptables:iptables chromium:chromium python3:python3 etcd:etcd-server
+scripts/ensure-packages.sh ip:iproute2 iptables:iptables chromium:chromium python3:python3 etcd:etcd-server \
+  fusermount3:fuse3 pkg-config:pkg-config
+# faultfs links libfuse3 (found through pkg-config); the -dev package has no command to look for.
+if ! pkg-config --exists fuse3; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libfuse3-dev >/dev/null
+fi
 
 # chromium was installed above, so the report's browser test must run, not skip.
 export FAULTLINE_REQUIRE_CHROMIUM=1
