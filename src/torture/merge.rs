@@ -42,7 +42,7 @@ pub enum MergeError {
     NotAShard { label: String },
     AlreadyMerged { label: String },
     DifferentShardCount { first_label: String, first: Shard, label: String, shard: Shard },
-    DifferentBuild { first_label: String, first: Build, label: String, shard: Shard, build: Build },
+    DifferentBuild { first_label: String, first: Box<Build>, label: String, shard: Shard, build: Box<Build> },
     DifferentMatrix { first_label: String, first: MatrixIdentity, label: String, shard: Shard, matrix: MatrixIdentity },
     Duplicate { shard: Shard, first_label: String, label: String },
     Missing { missing: Vec<Shard>, given: Vec<(Shard, String)> },
@@ -113,10 +113,10 @@ pub fn merge_summaries(mut shards: Vec<ShardSummary>) -> Result<TortureSummary, 
         if s.summary.build != first.summary.build {
             return Err(MergeError::DifferentBuild {
                 first_label: first.label.clone(),
-                first: first.summary.build.clone(),
+                first: Box::new(first.summary.build.clone()),
                 label: s.label.clone(),
                 shard,
-                build: s.summary.build.clone(),
+                build: Box::new(s.summary.build.clone()),
             });
         }
         if s.summary.matrix != first.summary.matrix {
