@@ -4,4 +4,4 @@
 # docs/faultfs.md. Usage: scripts/bench-faultfs.sh [TOTAL_MIB]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo run --release -q -p faultline-faultfs --example bench -- "${1:-32}"
+cargo run --release -q -p faultline-faultfs --example faultfs_bench -- "${1:-32}"

@@ -24,7 +24,8 @@ mod serve_cmd;
 // etcd and the side-by-side benchmark (issue 6): `--db etcd`, `faultline bench`.
 mod bench_cmd;
 mod etcd;
-// Torture matrices, replays and scenarios (issue 7): `faultline torture`.
+// Torture matrices, replays and scenarios (issue 7): `faultline torture`; shards and merge (issue 18).
+mod torture;
 mod torture_cmd;
 
 use clap::{Parser, Subcommand};

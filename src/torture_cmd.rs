@@ -8,20 +8,29 @@
 //!
 //! Exit codes: 1 if any run was invalid; else 2 if any was unknown; else 4 if any was a harness
 //! failure or no cell ran; else 0 (vacuous runs are reported as skipped, not failed).
+//!
+//! `--shard K/N` runs only the cells `torture::shard` assigns to shard K, and `merge` joins the
+//! shards' summaries (`torture::merge`); the summary's type and views are in `torture::summary`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde::Deserialize;
+use serde_json::Value;
 
 use crate::run_store;
-use crate::test_cmd::{EXIT_HARNESS_FAILURE, EXIT_INVALID, EXIT_UNKNOWN, EXIT_VACUOUS, EXIT_VALID};
+use crate::test_cmd::EXIT_HARNESS_FAILURE;
+use crate::torture::merge::{self, MergeArgs};
+use crate::torture::shard::{self, Shard};
+use crate::torture::summary::{self, Build, CellResult, Outcome, PlannedCell, TortureSummary, FORMAT_VERSION};
 
 #[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct TortureArgs {
+    #[command(subcommand)]
+    pub command: Option<TortureCommand>,
     /// A TOML file describing the matrix (keys: workloads, nemeses, seeds, time_limit, budget,
     /// test_args); its values replace the corresponding flags.
     #[arg(long)]
@@ -49,6 +58,14 @@ pub struct TortureArgs {
     /// verdicts that were certain minutes earlier.
     #[arg(long)]
     pub run_to_the_end: bool,
+    /// Run only shard K of N of the matrix (cell i of the expanded matrix, scenarios included, is
+    /// shard K's when i mod N = K - 1); `faultline torture merge` joins the shards' summaries.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
+    /// Print the matrix's identity and the cells this invocation would run (with --shard, its
+    /// share), then exit without running anything.
+    #[arg(long)]
+    pub plan: bool,
     /// Directory holding the runs; the summary goes to <store>/torture/<timestamp>/.
     #[arg(long, default_value = "store")]
     pub store: PathBuf,
@@ -64,6 +81,13 @@ pub struct TortureArgs {
     /// Arguments for every matrix run's `faultline test` (e.g. `-- --db toy --nodes 3`).
     #[arg(last = true)]
     pub test_args: Vec<String>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum TortureCommand {
+    /// Merge the summaries of `--shard K/N` runs of one matrix into one torture.json, junit.xml and
+    /// index.html; refuses shards that are missing, given twice, or of another matrix or build.
+    Merge(MergeArgs),
 }
 
 /// The matrix file's keys; every one is optional.
@@ -87,45 +111,10 @@ struct Cell {
     args: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-enum Outcome {
-    Valid,
-    Invalid,
-    Unknown,
-    Vacuous,
-    HarnessFailure,
-}
-
-impl Outcome {
-    fn from_exit_code(code: Option<i32>) -> Outcome {
-        match code {
-            Some(EXIT_VALID) => Outcome::Valid,
-            Some(EXIT_INVALID) => Outcome::Invalid,
-            Some(EXIT_UNKNOWN) => Outcome::Unknown,
-            Some(EXIT_VACUOUS) => Outcome::Vacuous,
-            _ => Outcome::HarnessFailure,
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
-struct CellResult {
-    name: String,
-    workload: String,
-    args: Vec<String>,
-    outcome: Outcome,
-    exit_code: Option<i32>,
-    /// The run directory relative to the store; None when the run never created one.
-    run: Option<String>,
-    duration_s: f64,
-    /// Seconds from the start of the matrix to the end of this run (its verdict included).
-    finished_at_s: f64,
-}
-
 pub fn run(args: TortureArgs) -> i32 {
-    let result = match (&args.save_scenario, &args.from) {
-        (Some(name), Some(from)) => save_scenario(&args.scenarios, name, from).map(|_| 0),
+    let result = match (&args.command, &args.save_scenario, &args.from) {
+        (Some(TortureCommand::Merge(merge_args)), _, _) => merge::run(merge_args),
+        (None, Some(name), Some(from)) => save_scenario(&args.scenarios, name, from).map(|_| 0),
         _ => run_matrix(&args),
     };
     match result {
@@ -323,7 +312,9 @@ fn run_cell(cell: &Cell, store: &Path) -> Result<(Option<i32>, Option<String>)> 
     Ok((status.code(), run))
 }
 
-fn run_matrix(args: &TortureArgs) -> Result<i32> {
+/// The plan: the whole matrix's identity and the cells this invocation runs (its shard's share),
+/// each with its index in the whole matrix.
+fn plan(args: &TortureArgs) -> Result<(shard::MatrixIdentity, Vec<(usize, Cell)>)> {
     let mut cells = matrix_cells(args)?;
     cells.extend(scenario_cells(&args.scenarios)?);
     if !args.run_to_the_end {
@@ -332,6 +323,23 @@ fn run_matrix(args: &TortureArgs) -> Result<i32> {
                 cell.args.push("--stop-on-invalid".to_string());
             }
         }
+    }
+    let matrix = shard::matrix_identity(cells.iter().map(|c| (c.name.as_str(), c.args.as_slice())));
+    let whole = Shard { index: 1, count: 1 };
+    let share = args.shard.unwrap_or(whole);
+    let planned = cells.into_iter().enumerate().filter(|(i, _)| share.owns(*i)).collect();
+    Ok((matrix, planned))
+}
+
+fn run_matrix(args: &TortureArgs) -> Result<i32> {
+    let (matrix, cells) = plan(args)?;
+    let shard_text = args.shard.map(|k| format!("shard {k} of ")).unwrap_or_default();
+    if args.plan {
+        println!("{shard_text}matrix {} ({} cells): {} cells", matrix.hash, matrix.cells, cells.len());
+        for (i, cell) in &cells {
+            println!("{i}\t{}", cell.name);
+        }
+        return Ok(0);
     }
     let budget = match &args.matrix {
         Some(path) => {
@@ -346,23 +354,35 @@ fn run_matrix(args: &TortureArgs) -> Result<i32> {
     let torture_dir = store.join("torture").join(&stamp);
     std::fs::create_dir_all(&torture_dir).with_context(|| format!("creating {}", torture_dir.display()))?;
     eprintln!(
-        "faultline torture: {} runs planned, budget {budget} s; summary in {}",
+        "faultline torture: {} runs planned ({shard_text}matrix {}, {} cells), budget {budget} s; summary in {}",
         cells.len(),
+        matrix.hash,
+        matrix.cells,
         torture_dir.display()
     );
+    let mut summary = TortureSummary {
+        format_version: FORMAT_VERSION,
+        build: Build::current(),
+        matrix,
+        shard: args.shard,
+        merged_from: Vec::new(),
+        planned: cells.iter().map(|(i, c)| PlannedCell { matrix_index: *i, name: c.name.clone() }).collect(),
+        runs: Vec::new(),
+        not_run: Vec::new(),
+        duration_s: 0.0,
+        first_invalid_s: None,
+    };
     let start = Instant::now();
-    let mut results: Vec<CellResult> = Vec::new();
-    let mut not_run: Vec<String> = Vec::new();
     let mut stopped_early = false;
-    for (i, cell) in cells.iter().enumerate() {
+    for (n, (matrix_index, cell)) in cells.iter().enumerate() {
         let elapsed = start.elapsed().as_secs();
         if stopped_early || elapsed + cell.time_limit + RUN_OVERHEAD_S > budget {
-            not_run.push(cell.name.clone());
+            summary.not_run.push(cell.name.clone());
             continue;
         }
         eprintln!(
             "\n== faultline torture: run {}/{}: {} ({} s into the matrix)",
-            i + 1,
+            n + 1,
             cells.len(),
             cell.name,
             elapsed
@@ -376,178 +396,55 @@ fn run_matrix(args: &TortureArgs) -> Result<i32> {
             }
         };
         let outcome = Outcome::from_exit_code(exit_code);
-        results.push(CellResult {
+        let finished_at_s = start.elapsed().as_secs_f64();
+        summary.runs.push(CellResult {
+            matrix_index: *matrix_index,
             name: cell.name.clone(),
             workload: cell.workload.clone(),
             args: cell.args.clone(),
             outcome,
             exit_code,
             run,
+            store: None,
             duration_s: cell_start.elapsed().as_secs_f64(),
-            finished_at_s: start.elapsed().as_secs_f64(),
+            finished_at_s,
         });
-        write_summary(&torture_dir, &results, &not_run, start.elapsed().as_secs_f64())?;
+        if outcome == Outcome::Invalid && summary.first_invalid_s.is_none() {
+            summary.first_invalid_s = Some(finished_at_s);
+        }
+        summary.duration_s = finished_at_s;
+        summary::write(&torture_dir, &summary)?;
         if outcome == Outcome::Invalid && args.fail_fast {
             eprintln!("faultline torture: --fail-fast: stopping at the first invalid run");
             stopped_early = true;
         }
     }
-    let total_s = start.elapsed().as_secs_f64();
-    write_summary(&torture_dir, &results, &not_run, total_s)?;
-    let count = |o: Outcome| results.iter().filter(|r| r.outcome == o).count();
+    summary.duration_s = start.elapsed().as_secs_f64();
+    summary::write(&torture_dir, &summary)?;
     eprintln!(
-        "\n== faultline torture: {} runs in {total_s:.0} s: {} valid, {} invalid, {} unknown, {} vacuous, {} harness \
+        "\n== faultline torture: {} runs in {:.0} s: {} valid, {} invalid, {} unknown, {} vacuous, {} harness \
          failures; {} not run\n   summary: {}",
-        results.len(),
-        count(Outcome::Valid),
-        count(Outcome::Invalid),
-        count(Outcome::Unknown),
-        count(Outcome::Vacuous),
-        count(Outcome::HarnessFailure),
-        not_run.len(),
+        summary.runs.len(),
+        summary.duration_s,
+        summary.count(Outcome::Valid),
+        summary.count(Outcome::Invalid),
+        summary.count(Outcome::Unknown),
+        summary.count(Outcome::Vacuous),
+        summary.count(Outcome::HarnessFailure),
+        summary.not_run.len(),
         torture_dir.join("index.html").display()
     );
-    Ok(if count(Outcome::Invalid) > 0 {
-        EXIT_INVALID
-    } else if count(Outcome::Unknown) > 0 {
-        EXIT_UNKNOWN
-    } else if count(Outcome::HarnessFailure) > 0 || results.is_empty() {
-        EXIT_HARNESS_FAILURE
-    } else {
-        EXIT_VALID
-    })
-}
-
-fn write_summary(dir: &Path, results: &[CellResult], not_run: &[String], total_s: f64) -> Result<()> {
-    let first_invalid_s = results.iter().find(|r| r.outcome == Outcome::Invalid).map(|r| r.finished_at_s);
-    let summary = json!({
-        "runs": results,
-        "not_run": not_run,
-        "duration_s": total_s,
-        "first_invalid_s": first_invalid_s,
-    });
-    std::fs::write(dir.join("torture.json"), serde_json::to_string_pretty(&summary)?)?;
-    std::fs::write(dir.join("junit.xml"), junit_xml(results, total_s))?;
-    std::fs::write(dir.join("index.html"), index_html(results, not_run, total_s))?;
-    Ok(())
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
-fn junit_xml(results: &[CellResult], total_s: f64) -> String {
-    let count = |o: Outcome| results.iter().filter(|r| r.outcome == o).count();
-    let skipped = count(Outcome::Vacuous) + count(Outcome::Unknown);
-    let mut xml = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n<testsuite name=\"faultline torture\" tests=\"{}\" \
-         failures=\"{}\" errors=\"{}\" skipped=\"{skipped}\" time=\"{total_s:.3}\">\n",
-        results.len(),
-        count(Outcome::Invalid),
-        count(Outcome::HarnessFailure)
-    );
-    for r in results {
-        let run = r.run.as_deref().unwrap_or("(no run directory)");
-        xml += &format!(
-            "  <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\">\n",
-            escape(&r.workload),
-            escape(&r.name),
-            r.duration_s
-        );
-        let body = match r.outcome {
-            Outcome::Valid => String::new(),
-            Outcome::Invalid => {
-                format!("    <failure message=\"invalid: see {}\">{}</failure>\n", escape(run), escape(run))
-            }
-            Outcome::HarnessFailure => {
-                format!("    <error message=\"harness failure (exit {:?})\">{}</error>\n", r.exit_code, escape(run))
-            }
-            Outcome::Unknown => {
-                format!("    <skipped message=\"unknown: the checker gave no verdict; see {}\"/>\n", escape(run))
-            }
-            Outcome::Vacuous => format!(
-                "    <skipped message=\"vacuous: no fault fired or too few ops succeeded; see {}\"/>\n",
-                escape(run)
-            ),
-        };
-        xml += &body;
-        xml += "  </testcase>\n";
-    }
-    xml += "</testsuite>\n</testsuites>\n";
-    xml
-}
-
-fn index_html(results: &[CellResult], not_run: &[String], total_s: f64) -> String {
-    let mut rows = String::new();
-    for r in results {
-        let outcome =
-            serde_json::to_value(r.outcome).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-        // The summary lives in <store>/torture/<stamp>/, runs in <store>/<name>/<stamp>/.
-        let link = match &r.run {
-            Some(run) => format!("<a href=\"../../{0}/index.html\">{0}</a>", escape(run)),
-            None => "(no run directory)".to_string(),
-        };
-        rows += &format!(
-            "<tr class=\"{outcome}\"><td>{}</td><td>{outcome}</td><td>{:.0} s</td><td>{:.0} s</td><td>{link}</td></tr>\n",
-            escape(&r.name),
-            r.duration_s,
-            r.finished_at_s
-        );
-    }
-    let not_run_html = if not_run.is_empty() {
-        String::new()
-    } else {
-        format!("<p>Not run (budget or --fail-fast): {}</p>", escape(&not_run.join(", ")))
-    };
-    format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>faultline torture</title><style>\
-         body{{font-family:sans-serif;margin:2em}} td,th{{padding:0.2em 1em;text-align:left}} \
-         .invalid{{background:#fdd}} .harness-failure{{background:#fe9}} .unknown,.vacuous{{background:#eee}}\
-         </style></head><body>\n<h1>faultline torture</h1>\n<p>{} runs in {total_s:.0} s.</p>\n<table>\n\
-         <tr><th>run</th><th>outcome</th><th>duration</th><th>done at</th><th>report</th></tr>\n{rows}</table>\n\
-         {not_run_html}\n</body></html>\n",
-        results.len()
-    )
+    Ok(summary.exit_code())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn result(name: &str, outcome: Outcome) -> CellResult {
-        CellResult {
-            name: name.into(),
-            workload: "register".into(),
-            args: vec![],
-            outcome,
-            exit_code: Some(0),
-            run: Some(format!("{name}/2026")),
-            duration_s: 1.0,
-            finished_at_s: 1.0,
-        }
-    }
-
-    #[test]
-    fn junit_has_one_testcase_per_run_and_marks_each_outcome() {
-        let results = [
-            result("a", Outcome::Valid),
-            result("b", Outcome::Invalid),
-            result("c", Outcome::HarnessFailure),
-            result("d", Outcome::Vacuous),
-            result("e<&>", Outcome::Unknown),
-        ];
-        let xml = junit_xml(&results, 5.0);
-        assert_eq!(xml.matches("<testcase ").count(), 5);
-        assert_eq!(xml.matches("<failure ").count(), 1);
-        assert_eq!(xml.matches("<error ").count(), 1);
-        assert_eq!(xml.matches("<skipped ").count(), 2);
-        assert!(xml.contains("tests=\"5\" failures=\"1\" errors=\"1\" skipped=\"2\""));
-        assert!(xml.contains("e&lt;&amp;&gt;"));
-    }
-
     #[test]
     fn the_matrix_puts_seeds_outermost_and_passes_test_args_first() {
         let args = TortureArgs {
+            command: None,
             matrix: None,
             workloads: "register,set".into(),
             nemeses: "partition,kill;pause".into(),
@@ -556,6 +453,8 @@ mod tests {
             budget: 100,
             fail_fast: false,
             run_to_the_end: false,
+            shard: None,
+            plan: false,
             store: "store".into(),
             scenarios: "scenarios".into(),
             save_scenario: None,
