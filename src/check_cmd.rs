@@ -82,6 +82,16 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
     Ok((number * scale as f64) as u64)
 }
 
+/// `--format`: `None` to detect it from the content.
+pub(crate) fn parse_format(name: Option<&str>) -> Result<Option<Format>, String> {
+    match name {
+        None => Ok(None),
+        Some(name) => Format::from_name(name)
+            .map(Some)
+            .ok_or_else(|| format!("unknown --format {name}; one of {}", Format::NAMES.join(", "))),
+    }
+}
+
 /// What checking one path produced.
 struct FileOutcome {
     path: PathBuf,
@@ -99,11 +109,10 @@ pub fn run(args: CheckArgs) -> i32 {
             return EXIT_ERROR;
         }
     };
-    let format = match args.format.as_deref().map(|f| (f, Format::from_name(f))) {
-        None => None,
-        Some((_, Some(format))) => Some(format),
-        Some((name, None)) => {
-            eprintln!("faultline check: unknown --format {name}; one of {}", Format::NAMES.join(", "));
+    let format = match parse_format(args.format.as_deref()) {
+        Ok(format) => format,
+        Err(message) => {
+            eprintln!("faultline check: {message}");
             return EXIT_ERROR;
         }
     };

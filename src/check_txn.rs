@@ -39,11 +39,10 @@ pub fn run(args: CheckArgs) -> i32 {
             }
         },
     };
-    let format = match args.format.as_deref().map(|f| (f, Format::from_name(f))) {
-        None => None,
-        Some((_, Some(format))) => Some(format),
-        Some((name, None)) => {
-            eprintln!("faultline check: unknown --format {name}; one of {}", Format::NAMES.join(", "));
+    let format = match crate::check_cmd::parse_format(args.format.as_deref()) {
+        Ok(format) => format,
+        Err(message) => {
+            eprintln!("faultline check: {message}");
             return EXIT_ERROR;
         }
     };

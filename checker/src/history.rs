@@ -26,6 +26,17 @@ pub enum OpType {
 }
 
 impl OpType {
+    /// The type named as in Jepsen (`invoke`, `ok`, `fail`, `info`), for the importers.
+    pub fn from_name(name: &str) -> Option<OpType> {
+        match name {
+            "invoke" => Some(OpType::Invoke),
+            "ok" => Some(OpType::Ok),
+            "fail" => Some(OpType::Fail),
+            "info" => Some(OpType::Info),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             OpType::Invoke => "invoke",

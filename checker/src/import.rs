@@ -234,16 +234,6 @@ fn keyword_name(edn: &Edn) -> Option<&str> {
     }
 }
 
-fn op_type_from(name: &str) -> Option<OpType> {
-    match name {
-        "invoke" => Some(OpType::Invoke),
-        "ok" => Some(OpType::Ok),
-        "fail" => Some(OpType::Fail),
-        "info" => Some(OpType::Info),
-        _ => None,
-    }
-}
-
 fn error_string(edn: &Edn) -> String {
     match edn.to_json() {
         Value::String(s) => s,
@@ -344,7 +334,7 @@ fn edn_op_to_record(op: &EdnOp, position: u64, fallback_time: u64, independent: 
     let value = map.get("value").cloned().unwrap_or(Edn::Nil);
     match map.get("process").map(Edn::untagged) {
         Some(Edn::Int(process)) if *process >= 0 => {
-            let op_type = op_type_from(type_name).ok_or_else(|| format!("unknown :type :{type_name}"))?;
+            let op_type = OpType::from_name(type_name).ok_or_else(|| format!("unknown :type :{type_name}"))?;
             let (key, value) = match (independent, value.untagged()) {
                 (true, Edn::Vector(tuple)) if tuple.len() == 2 => (Some(tuple[0].to_json()), tuple[1].to_json()),
                 _ => (map.get("key").map(Edn::to_json), value.to_json()),
@@ -408,7 +398,7 @@ fn import_jepsen_log(
         let Ok(process) = process.parse::<u64>() else {
             continue;
         };
-        let Some(op_type) = kind.strip_prefix(':').and_then(op_type_from) else {
+        let Some(op_type) = kind.strip_prefix(':').and_then(OpType::from_name) else {
             continue;
         };
         let Some(f) = f.strip_prefix(':') else {

@@ -243,16 +243,6 @@ enum Arg {
     List(Vec<Scalar>),
 }
 
-fn op_type_named(name: &str) -> Option<OpType> {
-    match name {
-        "invoke" => Some(OpType::Invoke),
-        "ok" => Some(OpType::Ok),
-        "fail" => Some(OpType::Fail),
-        "info" => Some(OpType::Info),
-        _ => None,
-    }
-}
-
 /// Borrowed serde shapes of a transaction line, for `push_json_line`. Anything they do not accept
 /// falls back to the general parser.
 mod wire {
@@ -465,7 +455,7 @@ impl TxnHistoryBuilder {
                     return Ok(());
                 }
                 (kind, Some(process), Some(f), Some(mops)) => {
-                    if let Some(op_type) = op_type_named(kind) {
+                    if let Some(op_type) = OpType::from_name(kind) {
                         let head = OpHead { op_type, process, time: wire.time, line };
                         return self.push_op(head, f, wire.key.is_some(), MopsIn::Wire(mops));
                     }
