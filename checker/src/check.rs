@@ -287,6 +287,8 @@ pub fn check_paired(paired: Paired, options: &CheckOptions) -> Result<CheckResul
 struct Converted1<O> {
     paired_index: usize,
     key_index: u32,
+    /// The op's process (program order, for the sequential rung of the ladder).
+    process: u64,
     search: SearchOp<O>,
 }
 
@@ -367,6 +369,7 @@ fn run<M: Model>(
                 converted.push(Converted1 {
                     paired_index: index,
                     key_index,
+                    process: op.process,
                     search: SearchOp { op: model_op, call: op.call_position, ret, required: required && ret.is_some() },
                 });
             }
@@ -390,34 +393,9 @@ fn run<M: Model>(
     for (c, op) in converted.iter_mut().zip(canonical_ops) {
         c.search.op = op;
     }
-    // Staleness is measured on the ops as recorded, against the model's own initial value.
-    let staleness_input = model.register_initial().filter(|_| options.ladder).map(|initial| {
-        let timed: Vec<(u32, TimedOp)> = converted
-            .iter()
-            .filter_map(|c| {
-                let op = &paired.ops[c.paired_index];
-                let view = model.register_view(typed[c.paired_index].as_ref()?)?;
-                let timed = TimedOp {
-                    view,
-                    id: c.paired_index,
-                    call_position: c.search.call,
-                    return_position: c.search.ret,
-                    call_time: op.call_time,
-                    return_time: c.search.ret.and(op.completion.as_ref().map(|done| done.time)),
-                    required: c.search.required,
-                };
-                Some((c.key_index, timed))
-            })
-            .collect();
-        (initial, timed)
-    });
-    // Each op's process, for the sequential rung; the ladder is only climbed for invalid
-    // histories, but the ops are gone into the search by then.
-    let processes: HashMap<usize, u64> = if options.ladder {
-        converted.iter().map(|c| (c.paired_index, paired.ops[c.paired_index].process)).collect()
-    } else {
-        HashMap::new()
-    };
+    // Staleness is measured on the ops as recorded (`typed`), against the model's own initial
+    // value, which canonicalisation may rewrite.
+    let initial_for_staleness = model.register_initial();
     let model = canonical_model.unwrap_or(model);
     let deadline = options.timeout.map(|t| started + t);
     let mut result = CheckResult {
@@ -448,13 +426,16 @@ fn run<M: Model>(
 
     let context =
         Context { found_invalid: AtomicBool::new(false), values: &values, all_ops: &result.all_ops, options, deadline };
-    let mut ladder_rung: Option<Rung> = None;
+    // The ladder is climbed after the linearizability check, whose time check_ms stays.
+    let mut ladder: Option<Ladder> = None;
+    let check_elapsed;
     if options.partition {
         let mut groups: Vec<Vec<Converted1<M::Op>>> = (0..keys.len()).map(|_| Vec::new()).collect();
         for c in converted {
             groups[c.key_index as usize].push(c);
         }
         let outcomes = check_partitions_parallel(&model, &groups, &keys, &context);
+        check_elapsed = started.elapsed();
         let not_shown_linearizable: Vec<&[Converted1<M::Op>]> = groups
             .iter()
             .zip(&outcomes)
@@ -463,8 +444,12 @@ fn run<M: Model>(
             .collect();
         let found_invalid = outcomes.iter().any(|(partition, _)| partition.verdict == Verdict::Invalid);
         if found_invalid && options.ladder {
-            let rung = sequential_rung(&model, &not_shown_linearizable, &processes, options, "each key alone");
-            ladder_rung = Some(rung);
+            let sequential = sequential_rung(&model, &not_shown_linearizable, options, "each key alone");
+            let staleness = initial_for_staleness.map(|initial| {
+                let ops = groups.iter().flatten().map(|c| (c.key_index, c.paired_index, &c.search));
+                measure_staleness(&model, initial, ops, &typed, &paired.ops, options.times_known, &result.all_ops)
+            });
+            ladder = Some(Ladder::new(sequential, staleness));
         }
         for (partition, explanation) in outcomes {
             result.verdict = result.verdict.combine(partition.verdict);
@@ -481,6 +466,7 @@ fn run<M: Model>(
             .map(|c| Converted1 {
                 paired_index: c.paired_index,
                 key_index: 0,
+                process: c.process,
                 search: SearchOp {
                     op: (c.key_index, c.search.op),
                     call: c.search.call,
@@ -491,8 +477,15 @@ fn run<M: Model>(
             .collect();
         let (partition, explanation) =
             check_partition(&keyed, &group, None, &context, None).expect("no configuration budget, so a verdict");
+        check_elapsed = started.elapsed();
         if partition.verdict == Verdict::Invalid && options.ladder {
-            ladder_rung = Some(sequential_rung(&keyed, &[group.as_slice()], &processes, options, "the whole history"));
+            let sequential = sequential_rung(&keyed, &[group.as_slice()], options, "the whole history");
+            let staleness = initial_for_staleness.map(|initial| {
+                let ops = group.iter().map(|c| (c.search.op.0, c.paired_index, &c.search));
+                let (inner, all_ops) = (&keyed.inner, &result.all_ops);
+                measure_staleness(inner, initial, ops, &typed, &paired.ops, options.times_known, all_ops)
+            });
+            ladder = Some(Ladder::new(sequential, staleness));
         }
         result.verdict = partition.verdict;
         result.reason.clone_from(&partition.reason);
@@ -502,36 +495,14 @@ fn run<M: Model>(
     if result.verdict != Verdict::Unknown {
         result.reason = None;
     }
-    // The ladder's time is its own: check_ms stays the linearizability check's.
-    result.check_ms = started.elapsed().as_secs_f64() * 1e3;
-    if let Some(sequential) = ladder_rung {
-        let staleness = staleness_input.map(|(initial, timed)| {
-            let mut by_key: HashMap<u32, Vec<TimedOp>> = HashMap::new();
-            for (key, op) in timed {
-                by_key.entry(key).or_default().push(op);
-            }
-            let (mut reads, mut stale) = (0, Vec::new());
-            for ops in by_key.values() {
-                let (n, found) = ladder::staleness(initial, ops);
-                reads += n;
-                stale.extend(found);
-            }
-            Staleness::summarize(reads, &stale, options.times_known, &result.all_ops)
-        });
-        result.ladder = Some(Ladder::new(sequential, staleness));
-    }
+    result.check_ms = check_elapsed.as_secs_f64() * 1e3;
+    result.ladder = ladder;
     Ok(result)
 }
 
 /// Sequential consistency of `groups` (each one object, or one product), each within the check's
 /// `ladder_timeout`.
-fn sequential_rung<M: Model>(
-    model: &M,
-    groups: &[&[Converted1<M::Op>]],
-    processes: &HashMap<usize, u64>,
-    options: &CheckOptions,
-    scope: &str,
-) -> Rung {
+fn sequential_rung<M: Model>(model: &M, groups: &[&[Converted1<M::Op>]], options: &CheckOptions, scope: &str) -> Rung {
     let started = Instant::now();
     let deadline = started + options.ladder_timeout;
     let budget =
@@ -541,11 +512,7 @@ fn sequential_rung<M: Model>(
     for group in groups {
         let ops: Vec<SeqOp<M::Op>> = group
             .iter()
-            .map(|c| SeqOp {
-                op: c.search.op.clone(),
-                process: processes.get(&c.paired_index).copied().unwrap_or(u64::MAX),
-                required: c.search.required,
-            })
+            .map(|c| SeqOp { op: c.search.op.clone(), process: c.process, required: c.search.required })
             .collect();
         match ladder::sequential(model, model.init(), &ops, &budget) {
             SearchVerdict::Valid => {}
@@ -567,6 +534,42 @@ fn sequential_rung<M: Model>(
         reason,
         elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
     }
+}
+
+/// The stale reads among register ops, given per op what the search kept (key, index among the
+/// paired ops, real-time positions) and the op as recorded (`typed`), with times from `paired`.
+fn measure_staleness<'a, M: Model, O: 'a>(
+    model: &M,
+    initial: u32,
+    ops: impl Iterator<Item = (u32, usize, &'a SearchOp<O>)>,
+    typed: &[Option<M::Op>],
+    paired: &[PairedOp],
+    times_known: bool,
+    all_ops: &[OpSummary],
+) -> Staleness {
+    let mut by_key: HashMap<u32, Vec<TimedOp>> = HashMap::new();
+    for (key, paired_index, search) in ops {
+        let Some(view) = typed[paired_index].as_ref().and_then(|op| model.register_view(op)) else {
+            continue;
+        };
+        let op = &paired[paired_index];
+        by_key.entry(key).or_default().push(TimedOp {
+            view,
+            id: paired_index,
+            call_position: search.call,
+            return_position: search.ret,
+            call_time: op.call_time,
+            return_time: search.ret.and(op.completion.as_ref().map(|done| done.time)),
+            required: search.required,
+        });
+    }
+    let (mut reads, mut stale) = (0, Vec::new());
+    for ops in by_key.values() {
+        let (n, found) = ladder::staleness(initial, ops);
+        reads += n;
+        stale.extend(found);
+    }
+    Staleness::summarize(reads, &stale, times_known, all_ops)
 }
 
 /// A decided partition and, if it is invalid, its explanation.

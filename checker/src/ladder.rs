@@ -86,6 +86,7 @@ pub fn sequential<M: Model>(model: &M, init: M::State, ops: &[SeqOp<M::Op>], bud
         visited: hashbrown::HashSet::new(),
         state_heap_bytes: 0,
         writable: hashbrown::HashSet::new(),
+        wanted: Vec::new(),
     };
     let root_state = search.intern(init);
     let root = Frame { positions: vec![0u32; processes.len()].into_boxed_slice(), state: root_state, next_choice: 0 };
@@ -184,6 +185,8 @@ struct SeqSearch<'a, M: Model> {
     state_heap_bytes: u64,
     /// Scratch: values some unplaced op may still write.
     writable: hashbrown::HashSet<u32>,
+    /// Scratch: the unplaced required read-only ops.
+    wanted: Vec<u32>,
 }
 
 impl<M: Model> SeqSearch<'_, M> {
@@ -253,7 +256,9 @@ impl<M: Model> SeqSearch<'_, M> {
     /// cheaper than the subtree below it.
     fn a_read_can_never_be_satisfied(&mut self, frame: &Frame) -> bool {
         self.writable.clear();
-        let mut wanted = Vec::new();
+        // Scratch kept between calls: this runs once per configuration.
+        let mut wanted = std::mem::take(&mut self.wanted);
+        wanted.clear();
         let mut all_grow = true;
         for (p, list) in self.processes.iter().enumerate() {
             for &op in &list[frame.positions[p] as usize..] {
@@ -269,7 +274,7 @@ impl<M: Model> SeqSearch<'_, M> {
             }
         }
         let state = frame.state;
-        wanted.into_iter().any(|op| {
+        let dead = wanted.iter().any(|&op| {
             let never_written = match self.model.register_view(&self.ops[op as usize].op) {
                 Some(RegisterView::Observes(v)) => !self.writable.contains(&v),
                 _ => false,
@@ -277,7 +282,9 @@ impl<M: Model> SeqSearch<'_, M> {
             let cannot_grow =
                 all_grow && !self.model.may_grow_into(&self.states[state as usize], &self.ops[op as usize].op);
             (never_written || cannot_grow) && self.step(state, op).is_none()
-        })
+        });
+        self.wanted = wanted;
+        dead
     }
 
     fn over_budget(&self, budget: &Budget<'_>, depth: usize) -> Option<String> {
