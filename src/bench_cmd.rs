@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::cluster::{fnv1a, Cluster};
-use crate::db::{self, Completion, Db, FaultlineNodeDb, Invocation};
+use crate::systems::{Completion, Db, Invocation};
 
 const EXIT_OK: i32 = 0;
 const EXIT_HARNESS_FAILURE: i32 = 4;
@@ -69,9 +69,9 @@ pub enum Mix {
 
 #[derive(clap::Args, Debug, Clone, Serialize)]
 pub struct BenchArgs {
-    /// The store: faultline-node (alias faultline) or etcd.
-    #[arg(long, default_value = "faultline-node")]
-    pub db: String,
+    /// The system under test (`--db`, `--node-bin`, `--etcd-*`; src/systems/).
+    #[command(flatten)]
+    pub system: crate::systems::SystemArgs,
     /// Concurrent closed-loop clients (one thread each, one op outstanding each).
     #[arg(long, default_value_t = 16)]
     pub clients: usize,
@@ -92,9 +92,6 @@ pub struct BenchArgs {
     /// Client timeout per operation, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub op_timeout_ms: u64,
-    /// Path of the faultline-node binary (default: next to this faultline binary, then PATH).
-    #[arg(long)]
-    pub node_bin: Option<PathBuf>,
     /// Where the nodes' data and logs go (default: a fresh directory under the temp dir, removed
     /// after a clean run).
     #[arg(long)]
@@ -104,8 +101,6 @@ pub struct BenchArgs {
     pub json: Option<PathBuf>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    #[command(flatten)]
-    pub etcd: crate::etcd::EtcdArgs,
 }
 
 fn serialize_duration<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
@@ -119,22 +114,6 @@ pub fn run(args: BenchArgs) -> i32 {
             eprintln!("faultline bench: harness failure: {e:#}");
             EXIT_HARNESS_FAILURE
         }
-    }
-}
-
-fn build_db(args: &BenchArgs) -> Result<Box<dyn Db>> {
-    let op_timeout = Duration::from_millis(args.op_timeout_ms);
-    match args.db.as_str() {
-        "faultline-node" | "faultline" => {
-            let binary = args.node_bin.clone().unwrap_or_else(|| db::sibling_binary("faultline-node"));
-            if !db::is_executable(&binary) {
-                bail!("faultline-node binary not found at {}: pass --node-bin", binary.display());
-            }
-            let binary = binary.canonicalize().unwrap_or(binary);
-            Ok(Box::new(FaultlineNodeDb { binary, bug: None, op_timeout }))
-        }
-        "etcd" => Ok(Box::new(crate::etcd::EtcdDb::new(&args.etcd, op_timeout)?)),
-        other => bail!("unknown --db `{other}`; known: faultline-node, etcd"),
     }
 }
 
@@ -178,7 +157,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
         bail!("--clients, --nodes and --keys must be positive and --duration longer than the 1 s warm-up");
     }
     crate::netns::check_prerequisites()?;
-    let db = build_db(args)?;
+    let db = crate::systems::build(&args.system, Duration::from_millis(args.op_timeout_ms))?;
     install_signal_thread()?;
     let run_id = make_run_id();
     let (run_dir, remove_after) = match &args.dir {

@@ -19,7 +19,7 @@ use faultline_workloads::CheckerReport;
 use serde_json::json;
 
 use crate::cluster::{node_name, Cluster, NodeId};
-use crate::db::Db;
+use crate::systems::Db;
 
 /// What one node says about what it applied.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -104,6 +104,7 @@ const POLL_PERIOD: Duration = Duration::from_millis(200);
 /// Asks every node for its digest until they agree, diverge, or `timeout` passes. Must run on a
 /// thread inside the client namespace. None when the db cannot give digests.
 pub fn check_convergence(db: &dyn Db, cluster: &Cluster, timeout: Duration) -> Option<CheckerReport> {
+    let digests = db.digests()?;
     let nodes = cluster.node_ids();
     let deadline = Instant::now() + timeout;
     let started = Instant::now();
@@ -112,7 +113,7 @@ pub fn check_convergence(db: &dyn Db, cluster: &Cluster, timeout: Duration) -> O
         rounds += 1;
         let mut readings = BTreeMap::new();
         for node in &nodes {
-            let reading = db.state_digest(cluster, *node)?.map_err(|e| format!("{e:#}"));
+            let reading = digests.state_digest(cluster, *node).map_err(|e| format!("{e:#}"));
             readings.insert(*node, reading);
         }
         let waited_ms = started.elapsed().as_millis() as u64;

@@ -8,14 +8,13 @@ mod checking;
 mod cleanup_cmd;
 mod cluster;
 mod convergence;
-mod db;
 mod generator;
 mod interpreter;
 mod nemesis;
 mod netns;
-mod node_client;
 mod online;
 mod run_store;
+mod systems;
 mod test_cmd;
 mod workload_glue;
 // Report (issue 5): `faultline report`, `faultline serve`, `faultline workloads`.
@@ -23,7 +22,6 @@ mod report;
 mod serve_cmd;
 // etcd and the side-by-side benchmark (issue 6): `--db etcd`, `faultline bench`.
 mod bench_cmd;
-mod etcd;
 // Torture matrices, replays and scenarios (issue 7): `faultline torture`; shards and merge (issue 18).
 mod torture;
 mod torture_cmd;

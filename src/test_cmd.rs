@@ -17,13 +17,13 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::cluster::{fnv1a, Cluster, NodeId};
-use crate::db::{self, Db, FaultlineNodeDb, ToyDb};
 use crate::generator::{Rate, TimeLimit, UntilSet};
 use crate::interpreter::Interpreter;
 use crate::nemesis::grudge::Shape;
 use crate::nemesis::{self, Family, Nemesis, NemesisOptions, TargetSpec};
 use crate::online::OnlineReport;
 use crate::run_store::{self, HistoryLog, RunLog};
+use crate::systems::Db;
 
 pub const EXIT_VALID: i32 = 0;
 pub const EXIT_INVALID: i32 = 1;
@@ -42,16 +42,11 @@ pub struct TestArgs {
     /// workload's name.
     #[arg(long)]
     pub name: Option<String>,
-    /// The system under test: faultline-node, or toy (a single-copy Python register, for testing
-    /// the harness itself).
-    #[arg(long, default_value = "faultline-node")]
-    pub db: String,
-    /// Path of the faultline-node binary (default: next to this faultline binary, then PATH).
-    #[arg(long)]
-    pub node_bin: Option<PathBuf>,
-    /// Start every node with this planted bug (e.g. stale-read, ack-before-commit).
-    #[arg(long)]
-    pub bug: Option<String>,
+    /// The system under test and how to find it (`--db`, `--node-bin`, `--bug`, `--etcd-*`;
+    /// src/systems/).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub system: crate::systems::SystemArgs,
     /// Number of nodes.
     #[arg(long, default_value_t = 5)]
     pub nodes: usize,
@@ -104,10 +99,6 @@ pub struct TestArgs {
     /// second while the run goes on), then heal, recover, read and check as usual.
     #[arg(long)]
     pub stop_on_invalid: bool,
-    /// Options of `--db etcd` (src/etcd/, docs/etcd.md).
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub etcd: crate::etcd::EtcdArgs,
     /// Re-run a stored run with its options, seed and fault schedule (from <run-dir>/test.json);
     /// every other option given here is ignored. Real processes are not deterministic, so the
     /// replay may not reproduce the outcome.
@@ -215,42 +206,6 @@ fn make_run_id() -> String {
     id
 }
 
-fn build_db(args: &TestArgs) -> Result<Box<dyn Db>> {
-    let op_timeout = Duration::from_millis(args.op_timeout_ms);
-    match args.db.as_str() {
-        "faultline-node" => {
-            let binary = args.node_bin.clone().unwrap_or_else(|| db::sibling_binary("faultline-node"));
-            let resolved = if binary.components().count() > 1 {
-                binary.clone()
-            } else {
-                std::env::var_os("PATH")
-                    .and_then(|paths| {
-                        std::env::split_paths(&paths).map(|dir| dir.join(&binary)).find(|p| db::is_executable(p))
-                    })
-                    .unwrap_or(binary.clone())
-            };
-            if !db::is_executable(&resolved) {
-                bail!(
-                    "faultline-node binary not found at {}: build it with `cargo build -p faultline-node` \
-                     or pass --node-bin",
-                    resolved.display()
-                );
-            }
-            let binary = resolved.canonicalize().unwrap_or(resolved);
-            Ok(Box::new(FaultlineNodeDb { binary, bug: args.bug.clone(), op_timeout }))
-        }
-        "toy" => {
-            let python = PathBuf::from("python3");
-            if !crate::netns::program_exists("python3") {
-                bail!("--db toy needs python3");
-            }
-            Ok(Box::new(ToyDb { python, bug: args.bug.clone(), op_timeout }))
-        }
-        "etcd" => Ok(Box::new(crate::etcd::EtcdDb::new(&args.etcd, op_timeout)?)),
-        other => bail!("unknown --db `{other}`; known: faultline-node, etcd, toy"),
-    }
-}
-
 struct Parsed {
     families: Vec<Family>,
     targets: Vec<TargetSpec>,
@@ -299,7 +254,7 @@ fn parse_options(args: &TestArgs) -> Result<Parsed> {
     if args.rate <= 0.0 || args.nemesis_interval <= 0.0 {
         bail!("--rate and --nemesis-interval must be positive");
     }
-    args.workload.validate(&args.db)?;
+    args.workload.validate()?;
     Ok(Parsed { families, targets, shapes })
 }
 
@@ -339,10 +294,13 @@ fn run_test(args: TestArgs) -> Result<i32> {
         None => (args, None),
     };
     let mut parsed = parse_options(&args)?;
-    let db = build_db(&args)?;
+    let db = crate::systems::build(&args.system, Duration::from_millis(args.op_timeout_ms))?;
+    if !db.supports(args.workload.workload) {
+        bail!("--db {} does not run the {} workload", args.system.db, args.workload.workload.name());
+    }
     let rotating = args.nemesis.trim() == "default";
     if rotating {
-        parsed.families = nemesis::default_families(db.has_raft_status());
+        parsed.families = nemesis::default_families(db.raft().is_some());
     }
     let seed = args.seed.unwrap_or_else(rand::random);
     let concurrency = args.concurrency.unwrap_or(2 * args.nodes).max(1);
