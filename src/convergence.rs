@@ -120,7 +120,7 @@ pub fn check_convergence(db: &dyn Db, cluster: &Cluster, timeout: Duration) -> O
         match judge(&readings) {
             Judgement::Converged { applied_index, digest } => {
                 return Some(CheckerReport {
-                    checker: "convergence",
+                    checker: "convergence".to_string(),
                     verdict: Verdict::Valid,
                     summary: format!(
                         "all {} replicas hold the same data at applied index {applied_index}",
@@ -134,7 +134,7 @@ pub fn check_convergence(db: &dyn Db, cluster: &Cluster, timeout: Duration) -> O
                 let named: BTreeMap<String, String> = digests.into_iter().map(|(n, d)| (node_name(n), d)).collect();
                 let shown: Vec<String> = named.iter().map(|(n, d)| format!("{n} {d}")).collect();
                 return Some(CheckerReport {
-                    checker: "convergence",
+                    checker: "convergence".to_string(),
                     verdict: Verdict::Invalid,
                     summary: format!(
                         "replicas diverged: different data or a different entry at applied index {applied_index} ({})",
@@ -153,7 +153,7 @@ pub fn check_convergence(db: &dyn Db, cluster: &Cluster, timeout: Duration) -> O
                     })
                     .collect();
                 return Some(CheckerReport {
-                    checker: "convergence",
+                    checker: "convergence".to_string(),
                     verdict: Verdict::Unknown,
                     summary: format!(
                         "the replicas did not reach one applied index within {} s: {}",
@@ -175,7 +175,7 @@ pub fn check_convergence(db: &dyn Db, cluster: &Cluster, timeout: Duration) -> O
 pub fn crash_report(unexpected_exits: &[String], panics: &[(NodeId, String)]) -> CheckerReport {
     if unexpected_exits.is_empty() {
         return CheckerReport {
-            checker: "node-crashes",
+            checker: "node-crashes".to_string(),
             verdict: Verdict::Valid,
             summary: "no node exited on its own".to_string(),
             details: json!({"exits": []}),
@@ -187,7 +187,7 @@ pub fn crash_report(unexpected_exits: &[String], panics: &[(NodeId, String)]) ->
         summary.push_str(&format!("; {first}"));
     }
     CheckerReport {
-        checker: "node-crashes",
+        checker: "node-crashes".to_string(),
         verdict: Verdict::Invalid,
         summary,
         details: json!({"exits": unexpected_exits, "panics": panic_lines}),

@@ -4,12 +4,12 @@
 mod check_cmd;
 mod check_txn;
 // Harness (issue 4): `faultline test` and `faultline cleanup`.
-mod checking;
 mod cleanup_cmd;
 mod cluster;
 mod convergence;
 mod generator;
 mod interpreter;
+mod judge;
 mod nemesis;
 mod netns;
 mod online;
@@ -54,6 +54,14 @@ enum Command {
     /// Run a matrix of tests (workloads x nemesis mixes x seeds, plus saved scenarios) within a time
     /// budget; summarise as torture.json, junit.xml and index.html. Also --save-scenario.
     Torture(Box<torture_cmd::TortureArgs>),
+}
+
+/// A clap `Args` struct with every option at its default (what an empty command line gives):
+/// the `Default` of the option types, so a stored run's options missing a newer field read back.
+pub fn clap_defaults<T: clap::Args + clap::FromArgMatches>() -> T {
+    let command = T::augment_args(clap::Command::new("defaults").no_binary_name(true));
+    let matches = command.try_get_matches_from(Vec::<String>::new()).expect("the defaults of an option struct parse");
+    T::from_arg_matches(&matches).expect("the defaults of an option struct are valid")
 }
 
 fn main() {

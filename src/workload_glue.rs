@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use crate::generator::{self, EachOnce, WorkloadGenerator};
 
-#[derive(clap::Args, Debug, Clone, Serialize)]
+#[derive(clap::Args, Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct WorkloadArgs {
     /// What the clients do and how it is checked: cas-register, register, append, set
     /// (`faultline workloads` lists them with their models and nemeses).
@@ -27,6 +28,12 @@ pub struct WorkloadArgs {
     /// key's history stays small enough to check fast (sets live twice as long).
     #[arg(long, default_value_t = 200)]
     pub ops_per_key: u64,
+}
+
+impl Default for WorkloadArgs {
+    fn default() -> Self {
+        crate::clap_defaults()
+    }
 }
 
 fn parse_workload(name: &str) -> std::result::Result<WorkloadKind, String> {

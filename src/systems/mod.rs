@@ -31,7 +31,8 @@ use crate::cluster::{node_name, Cluster, NodeId};
 pub const SYSTEM_NAMES: &[&str] = &["faultline-node", "etcd", "toy"];
 
 /// Which system to test and how to find it: the options `test`, `bench` and `torture` share.
-#[derive(clap::Args, Debug, Clone, Serialize)]
+#[derive(clap::Args, Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct SystemArgs {
     /// The system under test: faultline-node (the default; the Raft store of this project), etcd
     /// (Debian's etcd 3.4, options --etcd-*) or toy (a single-copy Python register, for testing the
@@ -48,6 +49,12 @@ pub struct SystemArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub etcd: etcd::EtcdArgs,
+}
+
+impl Default for SystemArgs {
+    fn default() -> Self {
+        crate::clap_defaults()
+    }
 }
 
 /// The one constructor of a system under test from its name and options.

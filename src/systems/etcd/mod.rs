@@ -29,7 +29,7 @@ pub const PEER_PORT: u16 = 2380;
 
 /// etcd's own read option: linearizable reads go through a ReadIndex round with a quorum,
 /// serializable reads answer from the member's local state.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReadConsistency {
     Linearizable,
@@ -37,7 +37,8 @@ pub enum ReadConsistency {
 }
 
 /// The options of `--db etcd`, shared by `faultline test` and `faultline bench`.
-#[derive(clap::Args, Debug, Clone, Serialize)]
+#[derive(clap::Args, Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct EtcdArgs {
     /// The etcd binary for `--db etcd` (Debian: `apt-get install etcd-server`).
     #[arg(long, default_value = "etcd")]
@@ -54,6 +55,12 @@ pub struct EtcdArgs {
     /// Reads for `--db etcd`: linearizable (etcd's default) or serializable (local, may be stale).
     #[arg(long, value_enum, default_value_t = ReadConsistency::Linearizable)]
     pub read_consistency: ReadConsistency,
+}
+
+impl Default for EtcdArgs {
+    fn default() -> Self {
+        crate::clap_defaults()
+    }
 }
 
 pub struct EtcdDb {
