@@ -20,8 +20,6 @@ use serde_json::{json, Value};
 use crate::cluster::{fnv1a, Cluster};
 use crate::systems::{Completion, Db, Invocation};
 
-const EXIT_OK: i32 = 0;
-const EXIT_HARNESS_FAILURE: i32 = 4;
 const WARM_UP: Duration = Duration::from_secs(1);
 
 /// Set by SIGINT/SIGTERM/SIGHUP: stop the load, tear the cluster down, exit 4.
@@ -107,12 +105,12 @@ fn serialize_duration<S: serde::Serializer>(duration: &Duration, serializer: S) 
     serializer.serialize_f64(duration.as_secs_f64())
 }
 
-pub fn run(args: BenchArgs) -> i32 {
+pub fn run(args: BenchArgs) -> crate::exit::Exit {
     match bench(&args) {
-        Ok(()) => EXIT_OK,
+        Ok(()) => crate::exit::Exit::Valid,
         Err(e) => {
             eprintln!("faultline bench: harness failure: {e:#}");
-            EXIT_HARNESS_FAILURE
+            crate::exit::Exit::HarnessFailure
         }
     }
 }

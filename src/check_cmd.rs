@@ -1,6 +1,8 @@
 //! `faultline check`: offline linearizability checking of our own and foreign histories.
 
 use anyhow::{bail, Context, Result};
+
+use crate::exit::Exit;
 use clap::Args;
 use faultline_checker::run::{write_artifact, RunManifest, RunResults};
 use faultline_checker::{check_records, read_path, CheckOptions, Format, ModelKind, NilReads, Verdict};
@@ -61,11 +63,6 @@ pub struct CheckArgs {
     pub consistency: Option<String>,
 }
 
-pub const EXIT_VALID: i32 = 0;
-pub const EXIT_INVALID: i32 = 1;
-pub const EXIT_UNKNOWN: i32 = 2;
-pub const EXIT_ERROR: i32 = 3;
-
 fn parse_bytes(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
@@ -97,7 +94,7 @@ struct FileOutcome {
     result: Result<RunResults>,
 }
 
-pub fn run(args: CheckArgs) -> i32 {
+pub fn run(args: CheckArgs) -> Exit {
     if crate::check_txn::wants(&args) {
         return crate::check_txn::run(args);
     }
@@ -105,26 +102,26 @@ pub fn run(args: CheckArgs) -> i32 {
         Ok(v) => v,
         Err(e) => {
             eprintln!("faultline check: --initial-value is not JSON: {e}");
-            return EXIT_ERROR;
+            return Exit::BadInput;
         }
     };
     let format = match parse_format(args.format.as_deref()) {
         Ok(format) => format,
         Err(message) => {
             eprintln!("faultline check: {message}");
-            return EXIT_ERROR;
+            return Exit::BadInput;
         }
     };
     if let Some(name) = &args.nil_reads {
         if NilReads::from_name(name).is_none() {
             eprintln!("faultline check: unknown --nil-reads {name}; one of {}", NilReads::NAMES.join(", "));
-            return EXIT_ERROR;
+            return Exit::BadInput;
         }
     }
     if let Some(name) = &args.model {
         if ModelKind::from_name(name).is_none() {
             eprintln!("faultline check: unknown --model {name}; one of {}", ModelKind::NAMES.join(", "));
-            return EXIT_ERROR;
+            return Exit::BadInput;
         }
     }
     let several = args.paths.len() > 1;
@@ -137,19 +134,15 @@ pub fn run(args: CheckArgs) -> i32 {
     exit_code(&outcomes)
 }
 
-fn exit_code(outcomes: &[FileOutcome]) -> i32 {
-    let mut code = EXIT_VALID;
+fn exit_code(outcomes: &[FileOutcome]) -> Exit {
+    let mut exit = Exit::Valid;
     for outcome in outcomes {
         match &outcome.result {
-            Err(_) => return EXIT_ERROR,
-            Ok(results) => match results.verdict {
-                Verdict::Invalid => code = EXIT_INVALID,
-                Verdict::Unknown if code != EXIT_INVALID => code = EXIT_UNKNOWN,
-                _ => {}
-            },
+            Err(_) => return Exit::BadInput,
+            Ok(results) => exit = exit.worse(Exit::of_verdict(results.verdict)),
         }
     }
-    code
+    exit
 }
 
 /// The model for a path: --model, else the run's own, else the format's usual one.

@@ -7,6 +7,7 @@ mod check_txn;
 mod cleanup_cmd;
 mod cluster;
 mod convergence;
+mod exit;
 mod generator;
 mod interpreter;
 mod judge;
@@ -66,7 +67,7 @@ pub fn clap_defaults<T: clap::Args + clap::FromArgMatches>() -> T {
 
 fn main() {
     let cli = Cli::parse();
-    let exit_code = match cli.command {
+    let exit = match cli.command {
         Command::Check(args) => check_cmd::run(args),
         Command::Test(args) => test_cmd::run(*args),
         Command::Cleanup(args) => cleanup_cmd::run(args),
@@ -76,8 +77,9 @@ fn main() {
         Command::Torture(args) => torture_cmd::run(*args),
         Command::Workloads => {
             print!("{}", faultline_workloads::describe_all());
-            0
+            exit::Exit::Valid
         }
     };
-    std::process::exit(exit_code);
+    // The one place an outcome becomes a process exit code (src/exit.rs).
+    std::process::exit(exit.code());
 }

@@ -1,8 +1,8 @@
 //! `faultline test`: build a cluster in network namespaces, run client workers and a nemesis
 //! against it, store the history as it goes, heal, recover, read every key, check, clean up.
 //!
-//! Exit codes: 0 valid, 1 invalid, 2 unknown, 3 vacuous (nothing was really tested), 4 harness
-//! failure or interrupted. A harness failure is never reported as a finding about the system.
+//! Outcomes (`crate::exit::Exit`): valid, invalid, unknown, vacuous (nothing was really tested),
+//! harness failure or interrupted. A harness failure is never reported as a finding about the system.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -17,6 +17,7 @@ use nix::sys::signal::{SigSet, Signal};
 use serde::Serialize;
 
 use crate::cluster::{fnv1a, Cluster, NodeId};
+use crate::exit::Exit;
 use crate::generator::{Rate, TimeLimit, UntilSet};
 use crate::interpreter::Interpreter;
 use crate::nemesis::grudge::Shape;
@@ -24,12 +25,6 @@ use crate::nemesis::{self, Family, Nemesis, NemesisOptions, TargetSpec};
 use crate::online::OnlineReport;
 use crate::run_store::{self, HistoryLog, RunLog};
 use crate::systems::Db;
-
-pub const EXIT_VALID: i32 = 0;
-pub const EXIT_INVALID: i32 = 1;
-pub const EXIT_UNKNOWN: i32 = 2;
-pub const EXIT_VACUOUS: i32 = 3;
-pub const EXIT_HARNESS_FAILURE: i32 = 4;
 
 /// Set by SIGINT/SIGTERM/SIGHUP: stop issuing ops, heal, clean up, exit.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -131,12 +126,12 @@ fn load_replay(run_dir: &std::path::Path) -> Result<Replay> {
     Ok(Replay { args, events })
 }
 
-pub fn run(args: TestArgs) -> i32 {
+pub fn run(args: TestArgs) -> Exit {
     match run_test(args) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("faultline test: harness failure: {e:#}");
-            EXIT_HARNESS_FAILURE
+            Exit::HarnessFailure
         }
     }
 }
@@ -244,7 +239,7 @@ fn rerun_command(seed: u64) -> String {
     argv.join(" ")
 }
 
-fn run_test(args: TestArgs) -> Result<i32> {
+fn run_test(args: TestArgs) -> Result<Exit> {
     crate::netns::check_prerequisites()?;
     let replay_of = args.replay.clone();
     let (args, stored_events) = match &replay_of {
@@ -356,7 +351,7 @@ fn run_test(args: TestArgs) -> Result<i32> {
         eprintln!("faultline test: interrupted; the partial history is in {}", run_dir.display());
         // No results.json: the report says NO VERDICT.
         render_report(&run_dir, &log);
-        return Ok(EXIT_HARNESS_FAILURE);
+        return Ok(Exit::HarnessFailure);
     }
 
     let records = history.records();
@@ -436,10 +431,8 @@ fn run_test(args: TestArgs) -> Result<i32> {
     // After results.json, so the report shows the verdict; a failure here changes neither.
     render_report(&run_dir, &log);
     Ok(match (verdict, vacuous) {
-        (Verdict::Invalid, _) => EXIT_INVALID,
-        (Verdict::Unknown, _) => EXIT_UNKNOWN,
-        (Verdict::Valid, true) => EXIT_VACUOUS,
-        (Verdict::Valid, false) => EXIT_VALID,
+        (Verdict::Valid, true) => Exit::Vacuous,
+        _ => Exit::of_verdict(verdict),
     })
 }
 

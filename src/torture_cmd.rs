@@ -20,8 +20,8 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::exit::Exit;
 use crate::run_store;
-use crate::test_cmd::EXIT_HARNESS_FAILURE;
 use crate::torture::merge::{self, MergeArgs};
 use crate::torture::shard::{self, Shard};
 use crate::torture::summary::{self, Build, CellResult, Outcome, PlannedCell, TortureSummary, FORMAT_VERSION};
@@ -111,17 +111,17 @@ struct Cell {
     args: Vec<String>,
 }
 
-pub fn run(args: TortureArgs) -> i32 {
+pub fn run(args: TortureArgs) -> Exit {
     let result = match (&args.command, &args.save_scenario, &args.from) {
         (Some(TortureCommand::Merge(merge_args)), _, _) => merge::run(merge_args),
-        (None, Some(name), Some(from)) => save_scenario(&args.scenarios, name, from).map(|_| 0),
+        (None, Some(name), Some(from)) => save_scenario(&args.scenarios, name, from).map(|_| Exit::Valid),
         _ => run_matrix(&args),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("faultline torture: {e:#}");
-            EXIT_HARNESS_FAILURE
+            Exit::HarnessFailure
         }
     }
 }
@@ -347,7 +347,7 @@ fn plan(args: &TortureArgs) -> Result<(shard::MatrixIdentity, Vec<(usize, Cell)>
     Ok((matrix, planned))
 }
 
-fn run_matrix(args: &TortureArgs) -> Result<i32> {
+fn run_matrix(args: &TortureArgs) -> Result<Exit> {
     let (matrix, cells) = plan(args)?;
     let shard_text = args.shard.map(|k| format!("shard {k} of ")).unwrap_or_default();
     if args.plan {
@@ -355,7 +355,7 @@ fn run_matrix(args: &TortureArgs) -> Result<i32> {
         for (i, cell) in &cells {
             println!("{i}\t{}", cell.name);
         }
-        return Ok(0);
+        return Ok(Exit::Valid);
     }
     let budget = match &args.matrix {
         Some(path) => {

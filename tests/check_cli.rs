@@ -101,7 +101,7 @@ fn bad_input_names_file_and_line_and_exits_3_unless_lenient() {
     .unwrap();
     let path = history.to_str().unwrap();
     let (code, text) = check(&[path, "--model", "register"], &out);
-    assert_eq!(code, 3, "{text}");
+    assert_eq!(code, 5, "{text}");
     assert!(text.contains("bad.jsonl:3:") && text.contains("without an invocation"), "{text}");
 
     let (code, text) = check(&[path, "--model", "register", "--lenient"], &out);
@@ -113,7 +113,7 @@ fn bad_input_names_file_and_line_and_exits_3_unless_lenient() {
     let first_two: Vec<&str> = text.lines().take(2).collect();
     std::fs::write(&clean, first_two.join("\n") + "\n").unwrap();
     let (code, text) = check(&[clean.to_str().unwrap(), "--model", "set"], &out);
-    assert_eq!(code, 3, "{text}");
+    assert_eq!(code, 5, "{text}");
     assert!(text.contains("unknown op :write for set"), "{text}");
 }
 
@@ -141,7 +141,7 @@ fn a_run_directory_whose_test_json_cannot_be_read_is_an_error_not_a_guess() {
     std::fs::copy(corpus("jepsen/etcd_000.log"), run.join("history.jsonl")).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_faultline")).arg("check").arg(&run).output().unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(3), "{text}");
+    assert_eq!(output.status.code(), Some(5), "{text}");
     assert!(text.contains("test.json"), "{text}");
 }
 
@@ -192,7 +192,7 @@ fn jepsen_reads_of_nil_constrain_nothing_unless_asked_and_the_output_says_so() {
     let (code, text) = check(&[&file, "--model", "register", "--nil-reads", "strict"], &out);
     assert_eq!(code, 1, "{text}");
     let (code, text) = check(&[&file, "--model", "register", "--nil-reads", "sometimes"], &out);
-    assert_eq!(code, 3, "{text}");
+    assert_eq!(code, 5, "{text}");
 }
 
 #[test]
@@ -223,7 +223,7 @@ fn a_huge_line_is_refused_with_its_number_without_reading_it_all() {
     file.set_len(1 << 30).unwrap();
     let started = std::time::Instant::now();
     let (code, text) = check(&[path.to_str().unwrap(), "--model", "register"], &out.join("out"));
-    assert_eq!(code, 3, "{text}");
+    assert_eq!(code, 5, "{text}");
     assert!(text.contains("huge.jsonl:1: line longer than 16 MiB"), "{text}");
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
     std::fs::remove_file(&path).unwrap();
@@ -240,7 +240,7 @@ fn time_going_backwards_is_an_error_or_with_lenient_a_warning() {
     )
     .unwrap();
     let (code, text) = check(&[path.to_str().unwrap(), "--model", "register"], &out.join("strict"));
-    assert_eq!(code, 3, "{text}");
+    assert_eq!(code, 5, "{text}");
     assert!(text.contains("back.jsonl:2: time goes backwards"), "{text}");
     let (code, text) = check(&[path.to_str().unwrap(), "--model", "register", "--lenient"], &out.join("lenient"));
     assert_eq!(code, 0, "{text}");
