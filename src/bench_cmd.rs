@@ -70,10 +70,7 @@ pub enum Mix {
 #[derive(clap::Args, Debug, Clone, Serialize)]
 pub struct BenchArgs {
     /// The store: faultline-node (alias faultline) or etcd.
-    #[arg(long, default_value = "faultline-node", value_parser = clap::builder::PossibleValuesParser::new([
-        clap::builder::PossibleValue::new("faultline-node").alias("faultline"),
-        clap::builder::PossibleValue::new("etcd"),
-    ]))]
+    #[arg(long, default_value = "faultline-node")]
     pub db: String,
     /// Concurrent closed-loop clients (one thread each, one op outstanding each).
     #[arg(long, default_value_t = 16)]

@@ -44,7 +44,7 @@ pub struct TestArgs {
     pub name: Option<String>,
     /// The system under test: faultline-node, etcd (Debian's etcd-server; see --etcd-bin), or toy
     /// (a single-copy Python register, for testing the harness itself).
-    #[arg(long, default_value = "faultline-node", value_parser = ["faultline-node", "etcd", "toy"])]
+    #[arg(long, default_value = "faultline-node")]
     pub db: String,
     /// Path of the faultline-node binary (default: next to this faultline binary, then PATH).
     #[arg(long)]
