@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::bugs::Bugs;
-use crate::protocol::{self, error_names, FrameError, PeerHello, Request, RequestBody, Response, ResponseResult};
+use crate::protocol::{self, ErrorName, FrameError, OpKind, PeerHello, Request, RequestBody, Response, ResponseResult};
 use crate::raft::{HardState, Membership, Message, NodeId, Persisted, Role};
 use crate::replica::{AdminError, ClientRequest, MembershipChange, Replica, ReplicaConfig, ReplyError, Token};
 use crate::wal::Wal;
@@ -176,6 +176,16 @@ struct Waiting {
     deadline: Instant,
 }
 
+impl Waiting {
+    fn kind(&self) -> OpKind {
+        if self.is_read {
+            OpKind::Read
+        } else {
+            OpKind::Write
+        }
+    }
+}
+
 struct EventLoop {
     replica: Replica,
     wal: Wal,
@@ -218,7 +228,7 @@ impl EventLoop {
             self.process_ready()?;
             self.log_view_change();
             if shutting_down {
-                self.fail_all_waiting(error_names::SHUTTING_DOWN, "the node is shutting down");
+                self.fail_all_waiting(ErrorName::ShuttingDown, "the node is shutting down");
                 info!("event loop stopped");
                 return Ok(());
             }
@@ -320,22 +330,21 @@ impl EventLoop {
                 let result = match self.replica.transfer_leadership(node_id) {
                     Ok(()) => ResponseResult::Ok { value: Value::Null },
                     Err(_) => {
-                        self.error_result(&ReplyError::NotLeader { leader_hint: self.replica.raft().leader_id() })
+                        let leader_hint = self.replica.raft().leader_id();
+                        self.error_result(&ReplyError::NotLeader { leader_hint }, OpKind::Write)
                     }
                 };
                 let _ = reply.send(Response { id, result });
             }
             body => {
-                let op = body.into_op().expect("data operations convert");
+                let op = protocol::request_op(body).expect("data operations convert");
                 let is_read = op.is_read();
                 if !is_read && (request.client_id == 0 || request.seq == 0) {
-                    let result = ResponseResult::Error {
-                        error: error_names::BAD_REQUEST.into(),
-                        definite: true,
-                        message: "writes need a non-zero client_id and seq".into(),
-                        leader_hint: None,
-                        leader_id: None,
-                    };
+                    let result = ResponseResult::error(
+                        ErrorName::BadRequest,
+                        OpKind::Write,
+                        "writes need a non-zero client_id and seq",
+                    );
                     let _ = reply.send(Response { id, result });
                     return;
                 }
@@ -354,21 +363,15 @@ impl EventLoop {
     fn membership(&mut self, id: u64, change: MembershipChange, reply: mpsc::UnboundedSender<Response>) {
         let result = match self.replica.change_membership(change) {
             Ok(index) => ResponseResult::Ok { value: json!({ "index": index }) },
-            Err(AdminError::NotLeader { leader_hint }) => self.error_result(&ReplyError::NotLeader { leader_hint }),
-            Err(e @ AdminError::ChangeInProgress) => ResponseResult::Error {
-                error: error_names::CHANGE_IN_PROGRESS.into(),
-                definite: true,
-                message: e.to_string(),
-                leader_hint: None,
-                leader_id: None,
-            },
-            Err(e @ AdminError::Invalid(_)) => ResponseResult::Error {
-                error: error_names::BAD_REQUEST.into(),
-                definite: true,
-                message: e.to_string(),
-                leader_hint: None,
-                leader_id: None,
-            },
+            Err(AdminError::NotLeader { leader_hint }) => {
+                self.error_result(&ReplyError::NotLeader { leader_hint }, OpKind::Write)
+            }
+            Err(e @ AdminError::ChangeInProgress) => {
+                ResponseResult::error(ErrorName::ChangeInProgress, OpKind::Write, e.to_string())
+            }
+            Err(e @ AdminError::Invalid(_)) => {
+                ResponseResult::error(ErrorName::BadRequest, OpKind::Write, e.to_string())
+            }
         };
         let _ = reply.send(Response { id, result });
     }
@@ -393,14 +396,14 @@ impl EventLoop {
         self.options.peers.get(&node).cloned()
     }
 
-    fn error_result(&self, error: &ReplyError) -> ResponseResult {
+    fn error_result(&self, error: &ReplyError, kind: OpKind) -> ResponseResult {
         let leader_id = match error {
             ReplyError::NotLeader { leader_hint } => *leader_hint,
             _ => None,
         };
         ResponseResult::Error {
-            error: error.name().into(),
-            definite: error.is_definite(),
+            error: error.error_name(),
+            definite: protocol::classify(error.error_name(), kind).is_definite(),
             message: error.to_string(),
             leader_hint: leader_id.and_then(|l| self.address_of(l)),
             leader_id,
@@ -415,7 +418,7 @@ impl EventLoop {
             self.deadlines.remove(&(waiting.deadline, token));
             let result = match reply {
                 Ok(value) => ResponseResult::Ok { value },
-                Err(error) => self.error_result(&error),
+                Err(error) => self.error_result(&error, waiting.kind()),
             };
             let _ = waiting.reply.send(Response { id: waiting.request_id, result });
         }
@@ -429,27 +432,19 @@ impl EventLoop {
             self.deadlines.pop_first();
             self.replica.cancel(token);
             if let Some(waiting) = self.waiting.remove(&token) {
-                let result = ResponseResult::Error {
-                    error: error_names::TIMEOUT.into(),
-                    definite: waiting.is_read,
-                    message: "no answer within the node's request timeout".into(),
-                    leader_hint: None,
-                    leader_id: None,
-                };
+                let result = ResponseResult::error(
+                    ErrorName::Timeout,
+                    waiting.kind(),
+                    "no answer within the node's request timeout",
+                );
                 let _ = waiting.reply.send(Response { id: waiting.request_id, result });
             }
         }
     }
 
-    fn fail_all_waiting(&mut self, error: &str, message: &str) {
+    fn fail_all_waiting(&mut self, error: ErrorName, message: &str) {
         for (_, waiting) in self.waiting.drain() {
-            let result = ResponseResult::Error {
-                error: error.into(),
-                definite: waiting.is_read,
-                message: message.into(),
-                leader_hint: None,
-                leader_id: None,
-            };
+            let result = ResponseResult::error(error, waiting.kind(), message);
             let _ = waiting.reply.send(Response { id: waiting.request_id, result });
         }
         self.deadlines.clear();
@@ -552,16 +547,11 @@ async fn connection(stream: TcpStream, remote: SocketAddr, events: SyncSender<Ev
             }
         };
         let id = request.id;
+        let request_kind = request.body.kind();
         match events.try_send(Event::Client { request, reply: reply_tx.clone() }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                let result = ResponseResult::Error {
-                    error: error_names::OVERLOADED.into(),
-                    definite: true,
-                    message: "the node's queue is full".into(),
-                    leader_hint: None,
-                    leader_id: None,
-                };
+                let result = ResponseResult::error(ErrorName::Overloaded, request_kind, "the node's queue is full");
                 let _ = reply_tx.send(Response { id, result });
             }
             Err(TrySendError::Disconnected(_)) => break,
@@ -582,16 +572,7 @@ async fn connection(stream: TcpStream, remote: SocketAddr, events: SyncSender<Ev
 }
 
 fn bad_request(id: u64, message: &str) -> Response {
-    Response {
-        id,
-        result: ResponseResult::Error {
-            error: error_names::BAD_REQUEST.into(),
-            definite: true,
-            message: message.into(),
-            leader_hint: None,
-            leader_id: None,
-        },
-    }
+    Response { id, result: ResponseResult::error(ErrorName::BadRequest, OpKind::Write, message) }
 }
 
 async fn close_with_error(mut writer: tokio::net::tcp::OwnedWriteHalf, id: u64, message: &str) {
