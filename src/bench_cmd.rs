@@ -86,6 +86,9 @@ pub struct BenchArgs {
     pub duration: Duration,
     #[arg(long, default_value_t = 3)]
     pub nodes: usize,
+    /// How faultline-node replicates: raft or primary-copy (docs/replication.md).
+    #[arg(long, default_value = "raft")]
+    pub replication: faultline_node_proto::Replication,
     /// Keys the load is spread over.
     #[arg(long, default_value_t = 1000)]
     pub keys: u64,
@@ -131,7 +134,7 @@ fn build_db(args: &BenchArgs) -> Result<Box<dyn Db>> {
                 bail!("faultline-node binary not found at {}: pass --node-bin", binary.display());
             }
             let binary = binary.canonicalize().unwrap_or(binary);
-            Ok(Box::new(FaultlineNodeDb { binary, bug: None, op_timeout }))
+            Ok(Box::new(FaultlineNodeDb { binary, bug: None, op_timeout, replication: args.replication }))
         }
         "etcd" => Ok(Box::new(crate::etcd::EtcdDb::new(&args.etcd, op_timeout)?)),
         other => bail!("unknown --db `{other}`; known: faultline-node, etcd"),

@@ -144,6 +144,8 @@ pub struct FaultlineNodeDb {
     pub binary: PathBuf,
     pub bug: Option<String>,
     pub op_timeout: Duration,
+    /// `--replication`, passed to every node (docs/replication.md).
+    pub replication: faultline_node_proto::Replication,
 }
 
 impl FaultlineNodeDb {
@@ -161,6 +163,7 @@ impl Db for FaultlineNodeDb {
         let modified =
             std::fs::metadata(&self.binary).and_then(|m| m.modified()).ok().map(crate::run_store::utc_timestamp);
         json!({"name": self.name(), "binary": self.binary, "binary_modified": modified, "bug": self.bug,
+               "replication": self.replication,
                "port": NODE_PORT, "op_timeout_ms": self.op_timeout.as_millis() as u64})
     }
 
@@ -189,6 +192,9 @@ impl Db for FaultlineNodeDb {
             args.push("--bug".to_string());
             args.push(bug.clone());
         }
+        if self.replication != faultline_node_proto::Replication::Raft {
+            args.extend(["--replication".to_string(), self.replication.to_string()]);
+        }
         crate::db::spawn_in_node_dir(cluster, node, &self.binary, &args)
     }
 
@@ -210,7 +216,8 @@ impl Db for FaultlineNodeDb {
     }
 
     fn has_raft_status(&self) -> bool {
-        true
+        // The scripted nemeses (figure-8, restart-voter) time faults by Raft terms and timers.
+        self.replication == faultline_node_proto::Replication::Raft
     }
 
     fn raft_status(&self, cluster: &Cluster, node: NodeId) -> Option<Result<NodeView>> {

@@ -52,6 +52,10 @@ pub struct TestArgs {
     /// Start every node with this planted bug (e.g. stale-read, ack-before-commit).
     #[arg(long)]
     pub bug: Option<String>,
+    /// How faultline-node replicates: raft, or primary-copy (a baseline that loses acknowledged
+    /// writes; docs/replication.md). Passed to every node.
+    #[arg(long, default_value = "raft")]
+    pub replication: faultline_node_proto::Replication,
     /// Number of nodes.
     #[arg(long, default_value_t = 5)]
     pub nodes: usize,
@@ -237,7 +241,7 @@ fn build_db(args: &TestArgs) -> Result<Box<dyn Db>> {
                 );
             }
             let binary = resolved.canonicalize().unwrap_or(resolved);
-            Ok(Box::new(FaultlineNodeDb { binary, bug: args.bug.clone(), op_timeout }))
+            Ok(Box::new(FaultlineNodeDb { binary, bug: args.bug.clone(), op_timeout, replication: args.replication }))
         }
         "toy" => {
             let python = PathBuf::from("python3");

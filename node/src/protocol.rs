@@ -6,8 +6,8 @@
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 pub use faultline_node_proto::{
-    classify, encode_frame, Certainty, Class, ErrorName, FrameError, OpAttempts, OpKind, PeerHello, Request,
-    RequestBody, Response, ResponseResult, Retry, Settled, MAX_CLIENT_FRAME_BYTES, MAX_PEER_FRAME_BYTES,
+    classify, encode_frame, Certainty, Class, ErrorName, FrameError, OpAttempts, OpKind, PeerHello, Replication,
+    Request, RequestBody, Response, ResponseResult, Retry, Settled, MAX_CLIENT_FRAME_BYTES, MAX_PEER_FRAME_BYTES,
     MAX_RESPONSE_FRAME_BYTES,
 };
 

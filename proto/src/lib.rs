@@ -144,6 +144,47 @@ impl ResponseResult {
     }
 }
 
+/// How a faultline-node cluster replicates (`faultline-node --replication`, `faultline test
+/// --replication`); docs/replication.md.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Replication {
+    /// One Raft group: quorums, terms, linearizable.
+    #[default]
+    Raft,
+    /// A baseline that loses acknowledged writes: the primary acknowledges after its own fsync and
+    /// ships to backups asynchronously; failover without quorum or terms.
+    PrimaryCopy,
+}
+
+impl Replication {
+    pub const ALL: [Replication; 2] = [Replication::Raft, Replication::PrimaryCopy];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Replication::Raft => "raft",
+            Replication::PrimaryCopy => "primary-copy",
+        }
+    }
+}
+
+impl std::fmt::Display for Replication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Replication {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Replication, String> {
+        Replication::ALL.into_iter().find(|r| r.as_str() == text).ok_or_else(|| {
+            let names: Vec<&str> = Replication::ALL.iter().map(|r| r.as_str()).collect();
+            format!("unknown replication {text:?} (one of: {})", names.join(", "))
+        })
+    }
+}
+
 /// The first frame on a peer connection (JSON), so the listener can tell peers from clients.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PeerHello {
@@ -199,6 +240,15 @@ mod tests {
         );
         let status = Request { id: 1, client_id: 0, seq: 0, body: RequestBody::Status };
         assert_eq!(serde_json::to_value(&status).unwrap(), json!({"id": 1, "client_id": 0, "seq": 0, "op": "status"}));
+    }
+
+    #[test]
+    fn replication_names_parse_back() {
+        for mode in Replication::ALL {
+            assert_eq!(mode.as_str().parse::<Replication>(), Ok(mode));
+            assert_eq!(serde_json::to_value(mode).unwrap(), json!(mode.as_str()));
+        }
+        assert!("chain".parse::<Replication>().is_err());
     }
 
     #[test]
