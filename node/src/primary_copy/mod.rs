@@ -310,9 +310,8 @@ impl PrimaryCopy {
 
     fn finish_probe(&mut self) {
         let me = (self.last_index, self.config.id);
-        if let Some((&node, _)) = self.probe_replies.iter().find(|(_, (_, live))| live.is_some()) {
+        if self.probe_replies.values().any(|(_, live)| live.is_some()) {
             // Someone still hears a primary: wait for its heartbeats.
-            let _ = node;
             self.become_backup(None);
             return;
         }

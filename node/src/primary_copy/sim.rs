@@ -22,6 +22,11 @@ struct Sim {
     now: u64,
     acked: Vec<u64>,
     next_event: u64,
+    /// What each node has on disk (what the shell would have persisted from its `Ready`s).
+    disks: Vec<PcPersisted>,
+    /// Crashed nodes: no ticks, messages to them are lost.
+    down: BTreeSet<NodeId>,
+    seed: u64,
 }
 
 impl Sim {
@@ -48,7 +53,30 @@ impl Sim {
             now: 0,
             acked: Vec::new(),
             next_event: 1,
+            disks: vec![PcPersisted::default(); n as usize],
+            down: BTreeSet::new(),
+            seed,
         }
+    }
+
+    /// SIGKILL: the node loses everything but its disk.
+    fn crash(&mut self, i: usize) {
+        self.down.insert(i as u64 + 1);
+    }
+
+    fn restart(&mut self, i: usize) {
+        let id = i as u64 + 1;
+        self.down.remove(&id);
+        let ids: Vec<NodeId> = (1..=self.nodes.len() as u64).collect();
+        let config = PcConfig {
+            id,
+            nodes: ids,
+            election_timeout_ticks: 30,
+            heartbeat_interval_ticks: 5,
+            session_limits: SessionLimits::default(),
+        };
+        let seed = self.seed.wrapping_mul(977).wrapping_add(self.now);
+        self.nodes[i] = PrimaryCopy::new(config, self.disks[i].clone(), seed).unwrap();
     }
 
     fn cut(&self, a: NodeId, b: NodeId) -> bool {
@@ -57,6 +85,13 @@ impl Sim {
 
     fn collect(&mut self, i: usize) {
         let ready = self.nodes[i].take_ready();
+        let disk = &mut self.disks[i];
+        if let Some((index, history, data)) = &ready.install {
+            *disk = PcPersisted { history: *history, state: Some((*index, data.clone())), entries: Vec::new() };
+        }
+        let saved = disk.state.as_ref().map_or(0, |(index, _)| *index);
+        disk.entries.extend(ready.entries.iter().filter(|e| e.index > saved).cloned());
+        disk.history = ready.history;
         for message in ready.messages {
             let delay = 1 + self.rng.below(3);
             self.in_flight.push((self.now + delay, message));
@@ -78,7 +113,7 @@ impl Sim {
             due.into_iter().map(|(_, m)| m).collect()
         };
         for message in due {
-            if self.cut(message.from, message.to) {
+            if self.cut(message.from, message.to) || self.down.contains(&message.to) {
                 continue;
             }
             let to = (message.to - 1) as usize;
@@ -86,12 +121,15 @@ impl Sim {
             self.collect(to);
         }
         for i in 0..self.nodes.len() {
-            self.nodes[i].tick();
-            self.collect(i);
+            if !self.down.contains(&(i as u64 + 1)) {
+                self.nodes[i].tick();
+                self.collect(i);
+            }
         }
         // The client reaches every node (a partition between nodes, not from clients).
-        let primaries: Vec<usize> =
-            (0..self.nodes.len()).filter(|&i| self.nodes[i].role() == PcRole::Primary).collect();
+        let primaries: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].role() == PcRole::Primary && !self.down.contains(&(i as u64 + 1)))
+            .collect();
         if let Some(&i) = primaries.get(self.rng.below(primaries.len().max(1) as u64) as usize) {
             let event = self.next_event;
             self.next_event += 1;
@@ -107,8 +145,9 @@ impl Sim {
         value.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect()
     }
 
+    /// A live primary, if any.
     fn primary(&self) -> Option<usize> {
-        (0..self.nodes.len()).find(|&i| self.nodes[i].role() == PcRole::Primary)
+        (0..self.nodes.len()).find(|&i| self.nodes[i].role() == PcRole::Primary && !self.down.contains(&(i as u64 + 1)))
     }
 
     /// Acknowledged appends missing from the final primary's stream.
@@ -189,4 +228,38 @@ fn isolating_the_primary_loses_acknowledged_appends() {
         }
     }
     assert_eq!(seeds_with_loss, 10, "every seed loses acknowledged appends");
+}
+
+/// Mechanism 1 of docs/replication.md: what the primary acknowledged in its last heartbeat
+/// interval is on its disk only. Kill it, let a backup take over and take writes, restart it: it
+/// copies the new primary's state, and those acknowledged appends are gone everywhere.
+#[test]
+fn killing_the_primary_loses_what_it_had_not_shipped() {
+    for seed in 0..10 {
+        let mut sim = Sim::new(3, seed);
+        for _ in 0..(100 + seed) {
+            sim.step();
+        }
+        let old = sim.primary().expect("a primary after start");
+        let on_its_disk = sim.disks[old].entries.len();
+        sim.crash(old);
+        // Until a backup has taken over and taken writes of its own (bounded).
+        let mut ticks = 0;
+        while sim.primary().is_none_or(|p| p == old) {
+            sim.step();
+            ticks += 1;
+            assert!(ticks < 1_000, "seed {seed}: no backup took over within 1000 ticks");
+        }
+        for _ in 0..20 {
+            sim.step();
+        }
+        sim.restart(old);
+        sim.settle(50);
+        let lost = sim.lost();
+        assert!(!lost.is_empty(), "seed {seed}: the unshipped appends ({on_its_disk} entries on disk) were lost");
+        let first = sim.stream(0);
+        for i in 1..3 {
+            assert_eq!(sim.stream(i), first, "seed {seed}: replicas converge");
+        }
+    }
 }
