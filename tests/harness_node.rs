@@ -138,6 +138,34 @@ fn ack_before_commit_is_caught_by_isolating_and_killing_the_leader() {
     let _ = std::fs::remove_dir_all(store);
 }
 
+/// docs/replication.md: primary-copy, the baseline, acknowledges writes its backups never got and
+/// fails over without a quorum, so partitions and kills lose acknowledged appends. The mode is
+/// stored in test.json (so --replay and torture's scenarios carry it).
+#[test]
+fn primary_copy_loses_acknowledged_appends_under_partitions_and_kills() {
+    let extra = [
+        "--replication",
+        "primary-copy",
+        "--nodes",
+        "3",
+        "--workload",
+        "append",
+        "--nemesis",
+        "partition,kill",
+        "--seed",
+        "12",
+        "--stop-on-invalid",
+    ];
+    let Some((code, stderr, store)) = run_node_test("node-primary-copy", 30, &extra) else {
+        return;
+    };
+    assert_eq!(code, 1, "{stderr}");
+    let test_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(latest_run(&store).join("test.json")).unwrap()).unwrap();
+    assert_eq!(test_json["options"]["replication"], "primary-copy");
+    let _ = std::fs::remove_dir_all(store);
+}
+
 /// The figure-8 nemesis (Raft's Figure 8 as partitions timed by watching terms) and crash-restarts
 /// against a correct 3-node cluster: valid, the replicas converge, no node dies on its own, and
 /// the history records each figure with what its steps came to.

@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
-use crate::protocol::{self, error_names, Request, RequestBody, Response, ResponseResult};
+use crate::protocol::{self, ErrorName, OpAttempts, OpKind, Request, RequestBody, Response, ResponseResult, Settled};
 use crate::store::Op;
 
 /// The outcome of one operation, as a Jepsen history records it.
@@ -43,6 +43,15 @@ impl Outcome {
         match self {
             Outcome::Ok(_) => None,
             Outcome::Fail(e) | Outcome::Info(e) => Some(e),
+        }
+    }
+}
+
+impl From<Settled> for Outcome {
+    fn from(settled: Settled) -> Outcome {
+        match settled {
+            Settled::Fail(error) => Outcome::Fail(error),
+            Settled::Info(why) => Outcome::Info(why),
         }
     }
 }
@@ -107,54 +116,40 @@ impl Client {
         self.options.client_id
     }
 
-    /// Runs one operation to its outcome, within `op_timeout`.
+    /// Runs one operation to its outcome, within `op_timeout`. What each answer means is the one
+    /// classification of `faultline_node_proto` ([`OpAttempts`]), shared with faultline's harness.
     pub async fn execute(&mut self, op: Op) -> Outcome {
         let is_read = op.is_read();
         if !is_read {
             self.seq += 1;
         }
         let seq = self.seq;
-        let body = RequestBody::from_op(op);
+        let body = protocol::op_request(op);
+        let mut attempts = OpAttempts::new(if is_read { OpKind::Read } else { OpKind::Write });
         let deadline = Instant::now() + self.options.op_timeout;
-        let mut indefinite: Option<String> = None;
-        let mut last_error = String::from("timeout");
         let mut backoff = Duration::from_millis(20);
         while Instant::now() < deadline {
             let addr = self.pick_node();
             match self.attempt(&addr, seq, body.clone(), deadline).await {
                 Ok(ResponseResult::Ok { value }) => return Outcome::Ok(value),
-                Ok(ResponseResult::Error { error, definite, leader_hint, .. }) => {
-                    match error.as_str() {
-                        // Answers of the state machine itself: exactly-once makes them final.
-                        error_names::CAS_MISMATCH | error_names::WRONG_EXPECTED_VERSION | error_names::BAD_REQUEST => {
-                            return Outcome::Fail(error)
-                        }
-                        error_names::STALE_SEQ => return Outcome::Info(error),
-                        error_names::NOT_LEADER => {
-                            self.leader_hint = leader_hint.filter(|h| *h != addr);
-                            if self.leader_hint.is_some() {
-                                last_error = error;
-                                continue;
-                            }
-                        }
-                        _ => {
-                            if !definite && !is_read {
-                                indefinite = Some(error.clone());
-                            }
+                Ok(ResponseResult::Error { error, leader_hint, .. }) => {
+                    if let Some(settled) = attempts.answered(error) {
+                        return settled.into();
+                    }
+                    if error == ErrorName::NotLeader {
+                        self.leader_hint = leader_hint.filter(|h| *h != addr);
+                        if self.leader_hint.is_some() {
+                            continue;
                         }
                     }
-                    last_error = error;
                     self.rotate();
                 }
                 Err(AttemptError::NotSent(why)) => {
-                    last_error = why;
+                    attempts.not_sent(why);
                     self.rotate();
                 }
                 Err(AttemptError::Unknown(why)) => {
-                    if !is_read {
-                        indefinite = Some(why.clone());
-                    }
-                    last_error = why;
+                    attempts.lost(why);
                     self.rotate();
                 }
             }
@@ -162,10 +157,7 @@ impl Client {
             tokio::time::sleep(backoff.min(left)).await;
             backoff = (backoff * 2).min(Duration::from_millis(500));
         }
-        match indefinite {
-            Some(why) if !is_read => Outcome::Info(why),
-            _ => Outcome::Fail(last_error),
-        }
+        attempts.give_up().into()
     }
 
     /// Asks one node for its status (role, term, leader, indexes).
@@ -183,7 +175,7 @@ impl Client {
             let mut stream = TcpStream::connect(addr).await?;
             let request = Request { id: 1, client_id: 0, seq: 0, body };
             protocol::write_frame(&mut stream, &serde_json::to_vec(&request)?).await?;
-            let frame = protocol::read_frame(&mut stream, protocol::MAX_CLIENT_FRAME_BYTES).await?;
+            let frame = protocol::read_frame(&mut stream, protocol::MAX_RESPONSE_FRAME_BYTES).await?;
             let response: Response = serde_json::from_slice(&frame)?;
             anyhow::Ok(response.result)
         };
@@ -255,7 +247,7 @@ impl Client {
             let conn = self.connection.as_mut().expect("connected");
             let frame = match tokio::time::timeout(
                 left,
-                protocol::read_frame(&mut conn.reader, protocol::MAX_CLIENT_FRAME_BYTES),
+                protocol::read_frame(&mut conn.reader, protocol::MAX_RESPONSE_FRAME_BYTES),
             )
             .await
             {

@@ -6,6 +6,7 @@
 
 pub mod bugs;
 pub mod client;
+pub mod primary_copy;
 pub mod protocol;
 pub mod raft;
 pub mod replica;

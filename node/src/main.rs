@@ -59,6 +59,10 @@ struct Cli {
     /// Snapshot and compact the log every this many applied entries.
     #[arg(long, default_value_t = 50_000)]
     snapshot_every: u64,
+    /// How the cluster replicates: raft, or primary-copy (a baseline that loses acknowledged
+    /// writes under partitions and kills; docs/replication.md). Give every node the same.
+    #[arg(long, default_value = "raft")]
+    replication: faultline_node::protocol::Replication,
 }
 
 /// Exit status of a node that stopped on a violated invariant (a panic on any thread).
@@ -142,6 +146,7 @@ fn options_from(cli: &Cli) -> anyhow::Result<NodeOptions> {
     options.heartbeat_interval_ticks = cli.heartbeat_ticks.max(1);
     options.request_timeout = Duration::from_millis(cli.request_timeout_ms);
     options.snapshot_every_entries = cli.snapshot_every.max(1);
+    options.replication = cli.replication;
     Ok(options)
 }
 

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::bugs::{Bug, Bugs};
+use crate::protocol::{classify, ErrorName, OpKind};
 use crate::raft::{
     Config, Entry, EntryPayload, Membership, Message, NodeId, NotLeader, Persisted, Raft, Ready, Snapshot,
 };
@@ -37,7 +38,8 @@ pub enum ReplyError {
     /// Definite: this node did not take the request.
     #[error("not the leader")]
     NotLeader { leader_hint: Option<NodeId> },
-    /// Definite: the state machine refused the operation (e.g. cas-mismatch).
+    /// The state machine refused the operation: definite (e.g. cas-mismatch), except
+    /// `stale-seq`, which cannot tell whether an earlier entry of the same seq applied.
     #[error("{0}")]
     Op(OpError),
     /// Indefinite: the write was proposed but this node lost leadership before it committed.
@@ -55,20 +57,26 @@ pub enum ReplyError {
 }
 
 impl ReplyError {
-    /// True if the request surely did not take effect.
+    /// True if a write that got this answer surely did not take effect (the one table,
+    /// `faultline_node_proto::classify`; every error of a read is definite).
     pub fn is_definite(&self) -> bool {
-        !matches!(self, ReplyError::LeadershipLost)
+        classify(self.error_name(), OpKind::Write).is_definite()
+    }
+
+    /// The name on the wire.
+    pub fn error_name(&self) -> ErrorName {
+        match self {
+            ReplyError::NotLeader { .. } => ErrorName::NotLeader,
+            ReplyError::Op(e) => e.error_name(),
+            ReplyError::LeadershipLost => ErrorName::LeadershipLost,
+            ReplyError::ProposalDropped => ErrorName::ProposalDropped,
+            ReplyError::ReadNotConfirmed => ErrorName::ReadNotConfirmed,
+            ReplyError::Overloaded => ErrorName::Overloaded,
+        }
     }
 
     pub fn name(&self) -> &'static str {
-        match self {
-            ReplyError::NotLeader { .. } => "not-leader",
-            ReplyError::Op(e) => e.name(),
-            ReplyError::LeadershipLost => "leadership-lost",
-            ReplyError::ProposalDropped => "proposal-dropped",
-            ReplyError::ReadNotConfirmed => "read-not-confirmed",
-            ReplyError::Overloaded => "overloaded",
-        }
+        self.error_name().as_str()
     }
 }
 

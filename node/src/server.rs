@@ -16,6 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
@@ -23,7 +25,9 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::bugs::Bugs;
-use crate::protocol::{self, error_names, FrameError, PeerHello, Request, RequestBody, Response, ResponseResult};
+use crate::protocol::{
+    self, ErrorName, FrameError, OpKind, PeerHello, Replication, Request, RequestBody, Response, ResponseResult,
+};
 use crate::raft::{HardState, Membership, Message, NodeId, Persisted, Role};
 use crate::replica::{AdminError, ClientRequest, MembershipChange, Replica, ReplicaConfig, ReplyError, Token};
 use crate::wal::Wal;
@@ -48,6 +52,8 @@ pub struct NodeOptions {
     /// How long a client request may wait inside the node before a `timeout` reply.
     pub request_timeout: Duration,
     pub snapshot_every_entries: u64,
+    /// How the cluster replicates (`--replication`): Raft, or the primary-copy baseline.
+    pub replication: Replication,
 }
 
 impl NodeOptions {
@@ -66,22 +72,24 @@ impl NodeOptions {
             heartbeat_interval_ticks: 5,
             request_timeout: Duration::from_secs(5),
             snapshot_every_entries: 50_000,
+            replication: Replication::Raft,
         }
     }
 }
 
-/// The closed set of things the event loop reacts to.
-enum Event {
-    Peer(Message),
+/// The closed set of things the event loop reacts to; `M` is the peer protocol's message (Raft's
+/// [`Message`], or primary-copy's).
+pub(crate) enum Event<M> {
+    Peer(M),
     Client { request: Request, reply: mpsc::UnboundedSender<Response> },
     Shutdown,
 }
 
 /// Bound on events queued for the loop; past it, peer messages are dropped and clients told `overloaded`.
-const MAX_QUEUED_EVENTS: usize = 65_536;
+pub(crate) const MAX_QUEUED_EVENTS: usize = 65_536;
 /// Bound on messages queued for one peer; past it, messages are dropped (Raft retries).
-const MAX_QUEUED_PEER_MESSAGES: usize = 16_384;
-const PEER_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+pub(crate) const MAX_QUEUED_PEER_MESSAGES: usize = 16_384;
+pub(crate) const PEER_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const PEER_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 const PEER_UNACKED_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -92,6 +100,9 @@ const PEER_BACKOFF_MAX: Duration = Duration::from_millis(200);
 
 /// Runs a node until `shutdown` resolves (SIGTERM in the binary), then stops cleanly.
 pub async fn run(options: NodeOptions, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    if options.replication == Replication::PrimaryCopy {
+        return crate::primary_copy::shell::run(options, shutdown).await;
+    }
     let (wal, recovered) =
         Wal::open(&options.data_dir).with_context(|| format!("opening the log in {}", options.data_dir.display()))?;
     if recovered.torn_tail_bytes > 0 {
@@ -124,7 +135,7 @@ pub async fn run(options: NodeOptions, shutdown: impl std::future::Future<Output
 
     let listener = TcpListener::bind(options.listen).await.with_context(|| format!("binding {}", options.listen))?;
     info!(id = options.id, listen = %options.listen, bugs = ?options.bugs, "listening");
-    let (events_tx, events_rx) = std::sync::mpsc::sync_channel::<Event>(MAX_QUEUED_EVENTS);
+    let (events_tx, events_rx) = std::sync::mpsc::sync_channel::<Event<Message>>(MAX_QUEUED_EVENTS);
 
     let mut peer_senders = BTreeMap::new();
     let mut redials = BTreeMap::new();
@@ -176,6 +187,16 @@ struct Waiting {
     deadline: Instant,
 }
 
+impl Waiting {
+    fn kind(&self) -> OpKind {
+        if self.is_read {
+            OpKind::Read
+        } else {
+            OpKind::Write
+        }
+    }
+}
+
 struct EventLoop {
     replica: Replica,
     wal: Wal,
@@ -194,7 +215,7 @@ struct EventLoop {
 }
 
 impl EventLoop {
-    fn run(&mut self, events: Receiver<Event>) -> anyhow::Result<()> {
+    fn run(&mut self, events: Receiver<Event<Message>>) -> anyhow::Result<()> {
         let mut next_tick = Instant::now() + self.options.tick;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
@@ -218,7 +239,7 @@ impl EventLoop {
             self.process_ready()?;
             self.log_view_change();
             if shutting_down {
-                self.fail_all_waiting(error_names::SHUTTING_DOWN, "the node is shutting down");
+                self.fail_all_waiting(ErrorName::ShuttingDown, "the node is shutting down");
                 info!("event loop stopped");
                 return Ok(());
             }
@@ -258,7 +279,7 @@ impl EventLoop {
     }
 
     /// Returns true on shutdown.
-    fn handle(&mut self, event: Event) -> bool {
+    fn handle(&mut self, event: Event<Message>) -> bool {
         match event {
             Event::Peer(message) => {
                 let now = Instant::now();
@@ -320,22 +341,21 @@ impl EventLoop {
                 let result = match self.replica.transfer_leadership(node_id) {
                     Ok(()) => ResponseResult::Ok { value: Value::Null },
                     Err(_) => {
-                        self.error_result(&ReplyError::NotLeader { leader_hint: self.replica.raft().leader_id() })
+                        let leader_hint = self.replica.raft().leader_id();
+                        self.error_result(&ReplyError::NotLeader { leader_hint }, OpKind::Write)
                     }
                 };
                 let _ = reply.send(Response { id, result });
             }
             body => {
-                let op = body.into_op().expect("data operations convert");
+                let op = protocol::request_op(body).expect("data operations convert");
                 let is_read = op.is_read();
                 if !is_read && (request.client_id == 0 || request.seq == 0) {
-                    let result = ResponseResult::Error {
-                        error: error_names::BAD_REQUEST.into(),
-                        definite: true,
-                        message: "writes need a non-zero client_id and seq".into(),
-                        leader_hint: None,
-                        leader_id: None,
-                    };
+                    let result = ResponseResult::error(
+                        ErrorName::BadRequest,
+                        OpKind::Write,
+                        "writes need a non-zero client_id and seq",
+                    );
                     let _ = reply.send(Response { id, result });
                     return;
                 }
@@ -354,21 +374,15 @@ impl EventLoop {
     fn membership(&mut self, id: u64, change: MembershipChange, reply: mpsc::UnboundedSender<Response>) {
         let result = match self.replica.change_membership(change) {
             Ok(index) => ResponseResult::Ok { value: json!({ "index": index }) },
-            Err(AdminError::NotLeader { leader_hint }) => self.error_result(&ReplyError::NotLeader { leader_hint }),
-            Err(e @ AdminError::ChangeInProgress) => ResponseResult::Error {
-                error: error_names::CHANGE_IN_PROGRESS.into(),
-                definite: true,
-                message: e.to_string(),
-                leader_hint: None,
-                leader_id: None,
-            },
-            Err(e @ AdminError::Invalid(_)) => ResponseResult::Error {
-                error: error_names::BAD_REQUEST.into(),
-                definite: true,
-                message: e.to_string(),
-                leader_hint: None,
-                leader_id: None,
-            },
+            Err(AdminError::NotLeader { leader_hint }) => {
+                self.error_result(&ReplyError::NotLeader { leader_hint }, OpKind::Write)
+            }
+            Err(e @ AdminError::ChangeInProgress) => {
+                ResponseResult::error(ErrorName::ChangeInProgress, OpKind::Write, e.to_string())
+            }
+            Err(e @ AdminError::Invalid(_)) => {
+                ResponseResult::error(ErrorName::BadRequest, OpKind::Write, e.to_string())
+            }
         };
         let _ = reply.send(Response { id, result });
     }
@@ -393,14 +407,14 @@ impl EventLoop {
         self.options.peers.get(&node).cloned()
     }
 
-    fn error_result(&self, error: &ReplyError) -> ResponseResult {
+    fn error_result(&self, error: &ReplyError, kind: OpKind) -> ResponseResult {
         let leader_id = match error {
             ReplyError::NotLeader { leader_hint } => *leader_hint,
             _ => None,
         };
         ResponseResult::Error {
-            error: error.name().into(),
-            definite: error.is_definite(),
+            error: error.error_name(),
+            definite: protocol::classify(error.error_name(), kind).is_definite(),
             message: error.to_string(),
             leader_hint: leader_id.and_then(|l| self.address_of(l)),
             leader_id,
@@ -415,7 +429,7 @@ impl EventLoop {
             self.deadlines.remove(&(waiting.deadline, token));
             let result = match reply {
                 Ok(value) => ResponseResult::Ok { value },
-                Err(error) => self.error_result(&error),
+                Err(error) => self.error_result(&error, waiting.kind()),
             };
             let _ = waiting.reply.send(Response { id: waiting.request_id, result });
         }
@@ -429,27 +443,19 @@ impl EventLoop {
             self.deadlines.pop_first();
             self.replica.cancel(token);
             if let Some(waiting) = self.waiting.remove(&token) {
-                let result = ResponseResult::Error {
-                    error: error_names::TIMEOUT.into(),
-                    definite: waiting.is_read,
-                    message: "no answer within the node's request timeout".into(),
-                    leader_hint: None,
-                    leader_id: None,
-                };
+                let result = ResponseResult::error(
+                    ErrorName::Timeout,
+                    waiting.kind(),
+                    "no answer within the node's request timeout",
+                );
                 let _ = waiting.reply.send(Response { id: waiting.request_id, result });
             }
         }
     }
 
-    fn fail_all_waiting(&mut self, error: &str, message: &str) {
+    fn fail_all_waiting(&mut self, error: ErrorName, message: &str) {
         for (_, waiting) in self.waiting.drain() {
-            let result = ResponseResult::Error {
-                error: error.into(),
-                definite: waiting.is_read,
-                message: message.into(),
-                leader_hint: None,
-                leader_id: None,
-            };
+            let result = ResponseResult::error(error, waiting.kind(), message);
             let _ = waiting.reply.send(Response { id: waiting.request_id, result });
         }
         self.deadlines.clear();
@@ -510,7 +516,10 @@ impl EventLoop {
     }
 }
 
-async fn accept_loop(listener: TcpListener, events: SyncSender<Event>) {
+pub(crate) async fn accept_loop<M: DeserializeOwned + Send + 'static>(
+    listener: TcpListener,
+    events: SyncSender<Event<M>>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, peer_addr)) => {
@@ -526,7 +535,11 @@ async fn accept_loop(listener: TcpListener, events: SyncSender<Event>) {
 }
 
 /// Tells peers from clients by the first frame, then serves either.
-async fn connection(stream: TcpStream, remote: SocketAddr, events: SyncSender<Event>) {
+async fn connection<M: DeserializeOwned + Send + 'static>(
+    stream: TcpStream,
+    remote: SocketAddr,
+    events: SyncSender<Event<M>>,
+) {
     let (mut reader, writer) = stream.into_split();
     let first = match protocol::read_frame(&mut reader, protocol::MAX_CLIENT_FRAME_BYTES).await {
         Ok(frame) => frame,
@@ -552,16 +565,11 @@ async fn connection(stream: TcpStream, remote: SocketAddr, events: SyncSender<Ev
             }
         };
         let id = request.id;
+        let request_kind = request.body.kind();
         match events.try_send(Event::Client { request, reply: reply_tx.clone() }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                let result = ResponseResult::Error {
-                    error: error_names::OVERLOADED.into(),
-                    definite: true,
-                    message: "the node's queue is full".into(),
-                    leader_hint: None,
-                    leader_id: None,
-                };
+                let result = ResponseResult::error(ErrorName::Overloaded, request_kind, "the node's queue is full");
                 let _ = reply_tx.send(Response { id, result });
             }
             Err(TrySendError::Disconnected(_)) => break,
@@ -582,16 +590,7 @@ async fn connection(stream: TcpStream, remote: SocketAddr, events: SyncSender<Ev
 }
 
 fn bad_request(id: u64, message: &str) -> Response {
-    Response {
-        id,
-        result: ResponseResult::Error {
-            error: error_names::BAD_REQUEST.into(),
-            definite: true,
-            message: message.into(),
-            leader_hint: None,
-            leader_id: None,
-        },
-    }
+    Response { id, result: ResponseResult::error(ErrorName::BadRequest, OpKind::Write, message) }
 }
 
 async fn close_with_error(mut writer: tokio::net::tcp::OwnedWriteHalf, id: u64, message: &str) {
@@ -628,7 +627,7 @@ async fn client_writer(writer: tokio::net::tcp::OwnedWriteHalf, mut replies: mps
     let _ = writer.shutdown().await;
 }
 
-async fn peer_receiver(mut reader: tokio::net::tcp::OwnedReadHalf, events: SyncSender<Event>) {
+async fn peer_receiver<M: DeserializeOwned>(mut reader: tokio::net::tcp::OwnedReadHalf, events: SyncSender<Event<M>>) {
     loop {
         let frame = match tokio::time::timeout(
             PEER_IDLE_TIMEOUT,
@@ -646,7 +645,7 @@ async fn peer_receiver(mut reader: tokio::net::tcp::OwnedReadHalf, events: SyncS
                 return;
             }
         };
-        let message: Message = match bincode::deserialize(&frame) {
+        let message: M = match bincode::deserialize(&frame) {
             Ok(m) => m,
             Err(e) => {
                 warn!(error = %e, "undecodable peer message; closing the connection");
@@ -663,11 +662,11 @@ async fn peer_receiver(mut reader: tokio::net::tcp::OwnedReadHalf, events: SyncS
 /// Owns the outbound connection to one peer: connects with bounded exponential
 /// backoff, drops queued messages while the peer is unreachable (Raft resends),
 /// and batches writes.
-async fn peer_sender(
+pub(crate) async fn peer_sender<M: Serialize + Send + 'static>(
     me: NodeId,
     peer: NodeId,
     addr: String,
-    mut outbox: mpsc::Receiver<Message>,
+    mut outbox: mpsc::Receiver<M>,
     redial: Arc<AtomicU64>,
 ) {
     let mut backoff = PEER_BACKOFF_MIN;

@@ -57,8 +57,9 @@ pub struct Command {
     pub op: Op,
 }
 
-/// Why the state machine refused an operation. All of these are definite: the
-/// operation did not change the state.
+/// Why the state machine refused an operation. The entry that got this answer did not change the
+/// state; whether the operation surely did not take effect is `faultline_node_proto::classify`'s
+/// call (`stale-seq`: an earlier entry of the same seq may have).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "error", rename_all = "kebab-case")]
 pub enum OpError {
@@ -73,10 +74,16 @@ pub enum OpError {
 impl OpError {
     /// The short name used on the wire and in histories.
     pub fn name(&self) -> &'static str {
+        self.error_name().as_str()
+    }
+
+    /// The name on the wire (one definition: `faultline_node_proto::ErrorName`).
+    pub fn error_name(&self) -> faultline_node_proto::ErrorName {
+        use faultline_node_proto::ErrorName;
         match self {
-            OpError::CasMismatch { .. } => "cas-mismatch",
-            OpError::WrongExpectedVersion { .. } => "version-mismatch",
-            OpError::StaleSeq { .. } => "stale-seq",
+            OpError::CasMismatch { .. } => ErrorName::CasMismatch,
+            OpError::WrongExpectedVersion { .. } => ErrorName::VersionMismatch,
+            OpError::StaleSeq { .. } => ErrorName::StaleSeq,
         }
     }
 }

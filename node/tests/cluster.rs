@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use faultline_node::client::{Client, ClientOptions, Outcome};
-use faultline_node::protocol::{RequestBody, ResponseResult};
+use faultline_node::protocol::{
+    self, classify, ErrorName, OpAttempts, OpKind, Request, RequestBody, Response, ResponseResult,
+};
 use faultline_node::store::Op;
 use serde_json::{json, Value};
 
@@ -204,6 +206,42 @@ async fn malformed_and_oversized_frames_close_the_connection_not_the_node() {
     assert!(exit.success(), "{exit:?}");
 }
 
+/// One request with a session, on a connection of its own.
+async fn session_request(addr: &str, client_id: u64, seq: u64, body: RequestBody) -> ResponseResult {
+    let work = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let request = Request { id: 1, client_id, seq, body };
+        protocol::write_frame(&mut stream, &serde_json::to_vec(&request)?).await?;
+        let frame = protocol::read_frame(&mut stream, protocol::MAX_RESPONSE_FRAME_BYTES).await?;
+        anyhow::Ok(serde_json::from_slice::<Response>(&frame)?.result)
+    };
+    tokio::time::timeout(Duration::from_secs(5), work).await.expect("answered in time").expect("answered")
+}
+
+/// docs/node-protocol.md's table, node side: a write older than its session's latest seq is
+/// answered `stale-seq` with `definite` as the one classification says (false: an earlier entry of
+/// that seq may have applied), and the node's own client records it as `info`, as the harness does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_seq_is_sent_and_recorded_as_indefinite() {
+    let cluster = Cluster::start("stale-seq", 1, &[]);
+    cluster.leader(Duration::from_secs(15)).await;
+    let addr = cluster.addrs[0].clone();
+    let write = |value: i64| RequestBody::Write { key: "k".into(), value: json!(value) };
+    assert_eq!(session_request(&addr, 77, 2, write(2)).await, ResponseResult::Ok { value: Value::Null });
+    let ResponseResult::Error { error, definite, .. } = session_request(&addr, 77, 1, write(1)).await else {
+        panic!("a stale seq must be refused");
+    };
+    assert_eq!(error, ErrorName::StaleSeq);
+    assert_eq!(definite, classify(ErrorName::StaleSeq, OpKind::Write).is_definite());
+    assert!(!definite, "stale-seq cannot promise the operation never applied");
+    // A client that reuses session 77 from seq 1 is told so, and records the one classification.
+    let mut reused = Client::new(ClientOptions::new(vec![addr.clone()], 77));
+    let mut expected = OpAttempts::new(OpKind::Write);
+    let expected = expected.answered(ErrorName::StaleSeq).expect("stale-seq is final");
+    assert_eq!(reused.execute(Op::Write { key: "k".into(), value: json!(9) }).await, expected.into());
+    assert_eq!(reused.execute(Op::Read { key: "k".into() }).await, Outcome::Ok(json!(2)), "nothing applied");
+}
+
 /// Raft §5.4 and §8 end to end: kill -9 the leader in the middle of a write load,
 /// restart it, and check that every acknowledged append is in its stream, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,7 +370,7 @@ async fn raft_6_add_learner_promote_transfer_and_remove() {
     wait_for("the removal to be accepted", Duration::from_secs(10), async || {
         match admin(&node4, RequestBody::RemoveNode { node_id: old }).await {
             ResponseResult::Ok { .. } => true,
-            ResponseResult::Error { error, .. } if error == "change-in-progress" => false,
+            ResponseResult::Error { error: ErrorName::ChangeInProgress, .. } => false,
             other => panic!("remove refused: {other:?}"),
         }
     })

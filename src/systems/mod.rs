@@ -45,6 +45,10 @@ pub struct SystemArgs {
     /// Start every node with this planted bug (e.g. stale-read, ack-before-commit).
     #[arg(long)]
     pub bug: Option<String>,
+    /// How faultline-node replicates: raft, or primary-copy (a baseline that loses acknowledged
+    /// writes; docs/replication.md). Passed to every node.
+    #[arg(long, default_value = "raft")]
+    pub replication: faultline_node_proto::Replication,
     /// Options of `--db etcd` (src/systems/etcd/, docs/etcd.md).
     #[command(flatten)]
     #[serde(flatten)]
@@ -60,13 +64,16 @@ impl Default for SystemArgs {
 /// The one constructor of a system under test from its name and options.
 pub fn build(args: &SystemArgs, op_timeout: Duration) -> Result<Box<dyn Db>> {
     match args.db.as_str() {
-        "faultline-node" | "faultline" => {
-            Ok(Box::new(faultline_node::FaultlineNodeDb::new(args.node_bin.as_deref(), args.bug.clone(), op_timeout)?))
-        }
+        "faultline-node" | "faultline" => Ok(Box::new(faultline_node::FaultlineNodeDb::new(
+            args.node_bin.as_deref(),
+            args.bug.clone(),
+            args.replication,
+            op_timeout,
+        )?)),
         "toy" => Ok(Box::new(toy::ToyDb::new(args.bug.clone(), op_timeout)?)),
         "etcd" => {
-            if args.bug.is_some() {
-                bail!("--bug plants bugs in faultline-node and the toy store only, not in etcd");
+            if args.bug.is_some() || args.replication != faultline_node_proto::Replication::Raft {
+                bail!("--bug and --replication are faultline-node's (and --bug the toy store's), not etcd's");
             }
             Ok(Box::new(etcd::EtcdDb::new(&args.etcd, op_timeout)?))
         }

@@ -1,11 +1,10 @@
-//! A blocking client for faultline-node's client protocol (docs/node-protocol.md): JSON requests and
-//! responses in `[u32 big-endian length][payload]` frames over TCP; requests carry `id`,
-//! `client_id`, `seq` and an `op`; responses are `{"status":"ok","value":..}` or
-//! `{"status":"error","error":name,"definite":bool,"leader_id":..}`.
+//! A blocking client for faultline-node's client protocol (docs/node-protocol.md). The wire types,
+//! the framing and what each error means (definite or not, final or not: `OpAttempts`) come from
+//! `faultline-node-proto`, the one definition the node and its own client use too.
 //!
-//! The harness speaks the wire format itself (a few dozen lines) instead of linking the node's
-//! tokio client, so the runner's worker threads stay plain threads and the runner does not depend
-//! on the system under test's crate.
+//! The harness links only that small tokio-free crate, not the node's tokio client, so the
+//! runner's worker threads stay plain threads and the runner does not depend on the system under
+//! test's crate.
 //!
 //! **Invariant:** a write is `fail` only when every attempt surely did not take effect, or the
 //! state machine answered for its (client_id, seq) (`cas-mismatch`); if any attempt is in doubt
@@ -13,21 +12,23 @@
 //! reuse the write's `seq`, so the node's exactly-once sessions make them safe; all attempts fit in
 //! one operation deadline. Reads change nothing, so a read that never succeeded is `fail`.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use faultline_node_proto::{
+    classify, encode_frame, read_frame_blocking, ErrorName, FrameError, OpAttempts, OpKind, Request, RequestBody,
+    Response, ResponseResult, Settled, MAX_RESPONSE_FRAME_BYTES,
+};
 use faultline_workloads::WorkloadKind;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::NODE_PORT;
 use crate::cluster::{Cluster, NodeId};
 use crate::systems::net::connect;
 use crate::systems::{Client, Completion, Invocation};
 
-/// Frames larger than this from a node are a protocol error (the node's own limit is 1 MiB).
-const MAX_FRAME_BYTES: u32 = 4 << 20;
 /// How many attempts one operation may make (redirects, other nodes, retries with the same seq),
 /// all within its deadline. Enough, with the backoffs below, to outlive an election (0.3-0.6 s with
 /// faultline-node's defaults) within a 1 s deadline: a write in doubt when its leader dies should be
@@ -38,8 +39,6 @@ const MAX_ATTEMPTS: usize = 40;
 const MAX_CONNECT_WAIT: Duration = Duration::from_millis(250);
 /// The pause before retrying after an error that names no leader.
 const RETRY_BACKOFF: Duration = Duration::from_millis(50);
-/// Errors that are the state machine's answer for this request: retrying cannot change them.
-const FINAL_ERRORS: [&str; 4] = ["cas-mismatch", "version-mismatch", "bad-request", "stale-seq"];
 
 pub struct NodeClient {
     addresses: Vec<SocketAddr>,
@@ -111,56 +110,58 @@ fn remaining(deadline: Instant) -> Duration {
 }
 
 /// Sends one frame and reads frames until the response with `request_id` arrives.
-fn round_trip(stream: &mut TcpStream, request: &Value, request_id: u64, deadline: Instant) -> std::io::Result<Value> {
-    let payload = serde_json::to_vec(request).expect("a JSON value serialises");
-    let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
-    frame.extend_from_slice(&payload);
-    stream.write_all(&frame)?;
+fn round_trip(stream: &mut TcpStream, request: &Request, deadline: Instant) -> std::io::Result<ResponseResult> {
+    let payload = serde_json::to_vec(request).expect("a request serialises");
+    stream.write_all(&encode_frame(&payload))?;
     loop {
         let timeout = remaining(deadline);
         if timeout.is_zero() {
             return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "operation deadline"));
         }
         stream.set_read_timeout(Some(timeout))?;
-        let mut length = [0u8; 4];
-        stream.read_exact(&mut length)?;
-        let length = u32::from_be_bytes(length);
-        if length > MAX_FRAME_BYTES {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("frame of {length} bytes")));
-        }
-        let mut body = vec![0u8; length as usize];
-        stream.read_exact(&mut body)?;
-        let response: Value =
+        let body = read_frame_blocking(stream, MAX_RESPONSE_FRAME_BYTES).map_err(|e| match e {
+            FrameError::Io(e) => e,
+            FrameError::Closed => std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+            e @ FrameError::TooLarge { .. } => std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })?;
+        let response: Response =
             serde_json::from_slice(&body).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         // An answer to an earlier request on this connection is skipped.
-        if response["id"].as_u64() == Some(request_id) {
-            return Ok(response);
+        if response.id == request.id {
+            return Ok(response.result);
         }
+    }
+}
+
+fn completion(settled: Settled) -> Completion {
+    match settled {
+        Settled::Fail(error) => Completion::Fail(error),
+        Settled::Info(why) => Completion::Info(why),
     }
 }
 
 /// The request body for an invocation, or None for an f the node does not know. With
 /// `reads_streams` (the `append` and `set` workloads), a read is a `read_stream` of the stream named
 /// by the key; a set is a stream of its added elements.
-fn request_body(invocation: &Invocation, reads_streams: bool) -> Option<Value> {
+fn request_body(invocation: &Invocation, reads_streams: bool) -> Option<RequestBody> {
     let key = invocation.key.as_ref()?.as_str()?.to_string();
     Some(match invocation.f.as_str() {
-        "read" if reads_streams => json!({"op": "read_stream", "stream": key}),
-        "read" => json!({"op": "read", "key": key}),
-        "write" => json!({"op": "write", "key": key, "value": invocation.value}),
+        "read" if reads_streams => RequestBody::ReadStream { stream: key, from_version: 0 },
+        "read" => RequestBody::Read { key },
+        "write" => RequestBody::Write { key, value: invocation.value.clone() },
         "cas" => {
             let pair = invocation.value.as_array()?;
-            json!({"op": "cas", "key": key, "from": pair.first()?, "to": pair.get(1)?})
+            RequestBody::Cas { key, from: pair.first()?.clone(), to: pair.get(1)?.clone() }
         }
         // `{"event": E, "expected_version": n}` (the version optional), as the stream model reads it.
         "append" => {
-            let mut body = json!({"op": "append", "stream": key, "event": invocation.value.get("event")?});
-            if let Some(expected_version) = invocation.value.get("expected_version") {
-                body["expected_version"] = json!(expected_version.as_u64()?);
-            }
-            body
+            let expected_version = match invocation.value.get("expected_version") {
+                Some(version) => Some(version.as_u64()?),
+                None => None,
+            };
+            RequestBody::Append { stream: key, event: invocation.value.get("event")?.clone(), expected_version }
         }
-        "add" => json!({"op": "append", "stream": key, "event": invocation.value}),
+        "add" => RequestBody::Append { stream: key, event: invocation.value.clone(), expected_version: None },
         _ => return None,
     })
 }
@@ -184,24 +185,22 @@ impl Client for NodeClient {
     }
 
     fn invoke(&mut self, invocation: &Invocation) -> Completion {
-        let Some(mut body) = request_body(invocation, self.reads_streams) else {
+        let Some(body) = request_body(invocation, self.reads_streams) else {
             return Completion::Fail(format!("unsupported operation {}", invocation.f));
         };
-        let is_write = invocation.f != "read";
-        let seq = if is_write { self.next_seq } else { 0 };
-        if is_write {
+        let kind = body.kind();
+        let seq = if kind == OpKind::Write { self.next_seq } else { 0 };
+        if kind == OpKind::Write {
             self.next_seq += 1;
         }
-        body["client_id"] = json!(self.client_id);
-        body["seq"] = json!(seq);
+        let mut request = Request { id: 0, client_id: self.client_id, seq, body };
         if self.connection.is_none() {
             self.node = self.home;
         }
         let deadline = Instant::now() + self.op_timeout;
-        // The first reason this write may have taken effect; once set, the outcome can no longer be
-        // `fail` unless the node gives a final answer for this (client_id, seq).
-        let mut in_doubt: Option<String> = None;
-        let mut last_error = String::from("no node answered");
+        // What the attempts so far settle: once one may have taken effect, the outcome can no
+        // longer be `fail` unless the node gives a final answer for this (client_id, seq).
+        let mut attempts = OpAttempts::new(kind);
         for _ in 0..MAX_ATTEMPTS {
             if remaining(deadline).is_zero() {
                 break;
@@ -209,17 +208,16 @@ impl Client for NodeClient {
             if let Err(e) = self.ensure_connected(deadline) {
                 // Nothing was sent: try another node, after a pause (a dead node refuses at
                 // once, and a tight loop over dead nodes would burn every attempt).
-                last_error = format!("connect n{}: {}", self.node, e.kind());
+                attempts.not_sent(format!("connect n{}: {}", self.node, e.kind()));
                 self.next_node();
                 std::thread::sleep(RETRY_BACKOFF.min(remaining(deadline)));
                 continue;
             }
-            let request_id = self.next_request_id;
+            request.id = self.next_request_id;
             self.next_request_id += 1;
-            body["id"] = json!(request_id);
             let stream = self.connection.as_mut().expect("connected above");
-            let response = match round_trip(stream, &body, request_id, deadline) {
-                Ok(response) => response,
+            let result = match round_trip(stream, &request, deadline) {
+                Ok(result) => result,
                 Err(e) => {
                     // The request may have reached the node. Retrying with the same seq is safe
                     // (the node applies a (client_id, seq) at most once) and may settle it.
@@ -229,31 +227,24 @@ impl Client for NodeClient {
                     } else {
                         format!("connection lost: {}", e.kind())
                     };
-                    in_doubt.get_or_insert(what.clone());
-                    last_error = what;
+                    attempts.lost(what);
                     self.next_node();
                     continue;
                 }
             };
-            match response["status"].as_str() {
-                Some("ok") => {
-                    return if invocation.f == "read" {
-                        Completion::Ok(response["value"].clone())
+            match result {
+                ResponseResult::Ok { value } => {
+                    return if kind == OpKind::Read {
+                        Completion::Ok(value)
                     } else {
                         Completion::Ok(invocation.value.clone())
                     };
                 }
-                Some("error") => {
-                    let error = response["error"].as_str().unwrap_or("error").to_string();
-                    let definite = response["definite"].as_bool().unwrap_or(false);
-                    if FINAL_ERRORS.contains(&error.as_str()) {
-                        // The state machine's own answer for this (client_id, seq): final.
-                        return Completion::Fail(error);
+                ResponseResult::Error { error, leader_id, .. } => {
+                    if let Some(settled) = attempts.answered(error) {
+                        return completion(settled);
                     }
-                    if !definite {
-                        in_doubt.get_or_insert(error.clone());
-                    }
-                    let hint = response["leader_id"].as_u64().map(|l| l as usize);
+                    let hint = leader_id.map(|l| l as usize);
                     match hint {
                         Some(leader) if leader >= 1 && leader <= self.addresses.len() && leader != self.node => {
                             self.move_to(leader)
@@ -262,27 +253,15 @@ impl Client for NodeClient {
                         // little, then try elsewhere.
                         _ => {
                             std::thread::sleep(RETRY_BACKOFF.min(remaining(deadline)));
-                            if error == "not-leader" || !definite {
+                            if error == ErrorName::NotLeader || !classify(error, kind).is_definite() {
                                 self.next_node();
                             }
                         }
                     }
-                    last_error = error;
-                }
-                _ => {
-                    self.connection = None;
-                    let what = format!("unexpected response: {response}");
-                    in_doubt.get_or_insert(what.clone());
-                    last_error = what;
                 }
             }
         }
-        match in_doubt {
-            // A write that may have been applied by some attempt.
-            Some(reason) if is_write => Completion::Info(reason),
-            // Every attempt failed definitely, or it was a read (reads change nothing).
-            _ => Completion::Fail(last_error),
-        }
+        completion(attempts.give_up())
     }
 
     fn close(&mut self) {
@@ -322,19 +301,19 @@ pub fn find_leader(cluster: &Cluster, timeout: Duration) -> Option<NodeId> {
 
 /// One `status` request to one node.
 pub fn node_status(address: SocketAddr, timeout: Duration) -> Result<Value> {
-    one_request(None, address, "status", timeout)
+    one_request(None, address, RequestBody::Status, timeout)
 }
 
 /// One `status` request from a given local address (the cluster's control address, which
 /// faults that cut the clients off leave alone).
 pub fn node_status_from(local: std::net::IpAddr, address: SocketAddr, timeout: Duration) -> Result<Value> {
-    one_request(Some(local), address, "status", timeout)
+    one_request(Some(local), address, RequestBody::Status, timeout)
 }
 
 /// One `digest` request to one node: its applied index, the digest of its data and the
 /// checksums of the entries it applied last.
 pub fn node_digest(address: SocketAddr, timeout: Duration) -> Result<crate::convergence::ReplicaState> {
-    let value = one_request(None, address, "digest", timeout)?;
+    let value = one_request(None, address, RequestBody::Digest, timeout)?;
     let hashes: Option<Vec<u32>> = value["applied_hashes"]
         .as_array()
         .map(|items| items.iter().filter_map(|h| h.as_u64().and_then(|h| u32::try_from(h).ok())).collect());
@@ -350,24 +329,30 @@ pub fn node_digest(address: SocketAddr, timeout: Duration) -> Result<crate::conv
 }
 
 /// A request with no arguments (`status`, `digest`) on a connection of its own.
-fn one_request(local: Option<std::net::IpAddr>, address: SocketAddr, op: &str, timeout: Duration) -> Result<Value> {
+fn one_request(
+    local: Option<std::net::IpAddr>,
+    address: SocketAddr,
+    op: RequestBody,
+    timeout: Duration,
+) -> Result<Value> {
     let deadline = Instant::now() + timeout;
     let connected = match local {
         Some(local) => crate::systems::net::connect_from(local, address, timeout),
         None => connect(address, timeout),
     };
     let mut stream = connected.with_context(|| format!("connecting to {address}"))?;
-    let response = round_trip(&mut stream, &json!({"id": 1, "op": op}), 1, deadline)
-        .with_context(|| format!("{op} of {address}"))?;
-    if response["status"].as_str() != Some("ok") {
-        bail!("{op} of {address}: {response}");
+    let request = Request { id: 1, client_id: 0, seq: 0, body: op.clone() };
+    match round_trip(&mut stream, &request, deadline).with_context(|| format!("{op:?} of {address}"))? {
+        ResponseResult::Ok { value } => Ok(value),
+        ResponseResult::Error { error, message, .. } => bail!("{op:?} of {address}: {error}: {message}"),
     }
-    Ok(response["value"].clone())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+    use std::io::Read;
     use std::net::TcpListener;
 
     /// A fake node on loopback: answers each request frame with `answer(request)`, or stays silent
@@ -405,6 +390,10 @@ mod tests {
 
     fn write(value: i64) -> Invocation {
         Invocation { f: "write".into(), key: Some(json!("k0")), value: json!(value) }
+    }
+
+    fn read() -> Invocation {
+        Invocation { f: "read".into(), key: Some(json!("k0")), value: Value::Null }
     }
 
     fn error(name: &str, definite: bool) -> Value {
@@ -493,30 +482,35 @@ mod tests {
         assert!(matches!(client.invoke(&write(1)), Completion::Fail(_)));
     }
 
+    /// The request as it goes on the wire (with the session fields a real invocation adds left out).
+    fn wire(body: Option<RequestBody>) -> Option<Value> {
+        body.map(|body| serde_json::to_value(body).unwrap())
+    }
+
     #[test]
     fn invocations_map_to_the_node_protocol() {
         let cas = Invocation { f: "cas".into(), key: Some(json!("k1")), value: json!([1, 2]) };
-        assert_eq!(request_body(&cas, false), Some(json!({"op": "cas", "key": "k1", "from": 1, "to": 2})));
+        assert_eq!(wire(request_body(&cas, false)), Some(json!({"op": "cas", "key": "k1", "from": 1, "to": 2})));
         let read = Invocation { f: "read".into(), key: Some(json!("k0")), value: Value::Null };
-        assert_eq!(request_body(&read, false), Some(json!({"op": "read", "key": "k0"})));
-        assert_eq!(request_body(&read, true), Some(json!({"op": "read_stream", "stream": "k0"})));
+        assert_eq!(wire(request_body(&read, false)), Some(json!({"op": "read", "key": "k0"})));
+        assert_eq!(wire(request_body(&read, true)), Some(json!({"op": "read_stream", "stream": "k0"})));
         let append = Invocation { f: "append".into(), key: Some(json!("s1")), value: json!({"event": 7}) };
-        assert_eq!(request_body(&append, true), Some(json!({"op": "append", "stream": "s1", "event": 7})));
+        assert_eq!(wire(request_body(&append, true)), Some(json!({"op": "append", "stream": "s1", "event": 7})));
         let expecting = Invocation {
             f: "append".into(),
             key: Some(json!("s1")),
             value: json!({"event": 8, "expected_version": 3}),
         };
         assert_eq!(
-            request_body(&expecting, true),
+            wire(request_body(&expecting, true)),
             Some(json!({"op": "append", "stream": "s1", "event": 8, "expected_version": 3}))
         );
         let add = Invocation { f: "add".into(), key: Some(json!("set0")), value: json!(9) };
-        assert_eq!(request_body(&add, true), Some(json!({"op": "append", "stream": "set0", "event": 9})));
+        assert_eq!(wire(request_body(&add, true)), Some(json!({"op": "append", "stream": "set0", "event": 9})));
         let unknown = Invocation { f: "delete".into(), key: Some(json!("k0")), value: Value::Null };
-        assert_eq!(request_body(&unknown, false), None);
+        assert_eq!(wire(request_body(&unknown, false)), None);
         let bare_append = Invocation { f: "append".into(), key: Some(json!("s1")), value: json!(7) };
-        assert_eq!(request_body(&bare_append, true), None, "the harness always sends events in an object");
+        assert_eq!(wire(request_body(&bare_append, true)), None, "the harness always sends events in an object");
     }
 
     /// Stream and set ops: an ok append records what was invoked (not the node's version), a
@@ -545,5 +539,30 @@ mod tests {
         assert_eq!(client.invoke(&add), Completion::Ok(json!(6)));
         let read = Invocation { f: "read".into(), key: Some(json!("s0")), value: Value::Null };
         assert_eq!(client.invoke(&read), Completion::Ok(json!([1, 2, 3])));
+    }
+
+    /// docs/node-protocol.md's table, harness side: whatever `definite` a node claims (here always
+    /// `true`, as nodes before faultline-node-proto did for `stale-seq`), every error ends the
+    /// operation as the one classification (`OpAttempts`, shared with the node's client) says.
+    #[test]
+    fn every_error_is_recorded_as_the_one_classification_says() {
+        for name in ErrorName::ALL {
+            let node = fake_node(move |_| Some(error(name.as_str(), true)));
+            for (invocation, kind) in [(write(1), OpKind::Write), (read(), OpKind::Read)] {
+                let mut client = NodeClient::with_addresses(vec![node], Duration::from_millis(150));
+                client.open(1).unwrap();
+                let mut attempts = OpAttempts::new(kind);
+                let expected = attempts.answered(name).unwrap_or_else(|| attempts.give_up());
+                assert_eq!(client.invoke(&invocation), completion(expected), "{name} for a {kind:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn stale_seq_is_info_for_a_write() {
+        let node = fake_node(|_| Some(error("stale-seq", true)));
+        let mut client = NodeClient::with_addresses(vec![node], Duration::from_secs(1));
+        client.open(1).unwrap();
+        assert_eq!(client.invoke(&write(1)), Completion::Info("stale-seq".into()));
     }
 }

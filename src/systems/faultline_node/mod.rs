@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use faultline_node_proto::Replication;
 use serde_json::{json, Value};
 
 use super::{
@@ -25,12 +26,19 @@ pub struct FaultlineNodeDb {
     pub binary: PathBuf,
     pub bug: Option<String>,
     pub op_timeout: Duration,
+    /// `--replication`, passed to every node (docs/replication.md).
+    pub replication: Replication,
 }
 
 impl FaultlineNodeDb {
     /// Finds the binary (`--node-bin`, else next to this faultline binary, else on PATH) and
     /// refuses to go on without one.
-    pub fn new(node_bin: Option<&Path>, bug: Option<String>, op_timeout: Duration) -> Result<FaultlineNodeDb> {
+    pub fn new(
+        node_bin: Option<&Path>,
+        bug: Option<String>,
+        replication: Replication,
+        op_timeout: Duration,
+    ) -> Result<FaultlineNodeDb> {
         let binary = node_bin.map(Path::to_path_buf).unwrap_or_else(|| sibling_binary("faultline-node"));
         let resolved = if binary.components().count() > 1 {
             binary.clone()
@@ -46,7 +54,7 @@ impl FaultlineNodeDb {
             );
         }
         let binary = resolved.canonicalize().unwrap_or(resolved);
-        Ok(FaultlineNodeDb { binary, bug, op_timeout })
+        Ok(FaultlineNodeDb { binary, bug, op_timeout, replication })
     }
 
     pub fn address(cluster: &Cluster, node: NodeId) -> SocketAddr {
@@ -63,6 +71,7 @@ impl Db for FaultlineNodeDb {
         let modified =
             std::fs::metadata(&self.binary).and_then(|m| m.modified()).ok().map(crate::run_store::utc_timestamp);
         json!({"name": self.name(), "binary": self.binary, "binary_modified": modified, "bug": self.bug,
+               "replication": self.replication,
                "port": NODE_PORT, "op_timeout_ms": self.op_timeout.as_millis() as u64})
     }
 
@@ -91,6 +100,9 @@ impl Db for FaultlineNodeDb {
             args.push("--bug".to_string());
             args.push(bug.clone());
         }
+        if self.replication != Replication::Raft {
+            args.extend(["--replication".to_string(), self.replication.to_string()]);
+        }
         spawn_in_node_dir(cluster, node, &self.binary, &args)
     }
 
@@ -107,7 +119,8 @@ impl Db for FaultlineNodeDb {
     }
 
     fn raft(&self) -> Option<&dyn RaftIntrospection> {
-        Some(self)
+        // The scripted nemeses (figure-8, restart-voter) time faults by Raft terms and timers.
+        (self.replication == Replication::Raft).then_some(self as &dyn RaftIntrospection)
     }
 
     fn digests(&self) -> Option<&dyn StateDigests> {
