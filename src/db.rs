@@ -72,6 +72,15 @@ pub trait Db: Send + Sync {
         }
         Ok(())
     }
+    /// The node's data directory, where the disk faults (`src/disk.rs`) mount faultfs; None
+    /// when the system names none.
+    fn data_dir(&self, _cluster: &Cluster, _node: NodeId) -> Option<PathBuf> {
+        None
+    }
+    /// Whether `data_dir` answers (known before the cluster exists, to refuse disk faults early).
+    fn has_data_dir(&self) -> bool {
+        false
+    }
     /// Files worth reading after a run, per node.
     fn log_paths(&self, cluster: &Cluster, node: NodeId) -> Vec<PathBuf>;
     /// The node that currently leads, if the system has such a thing and it can be asked. Called
@@ -196,6 +205,14 @@ impl Db for FaultlineNodeDb {
         vec![node_log_path(cluster, node)]
     }
 
+    fn data_dir(&self, cluster: &Cluster, node: NodeId) -> Option<PathBuf> {
+        Some(node_dir(cluster, node).join("data"))
+    }
+
+    fn has_data_dir(&self) -> bool {
+        true
+    }
+
     fn leader(&self, cluster: &Cluster) -> Option<NodeId> {
         crate::node_client::find_leader(cluster, self.op_timeout)
     }
@@ -266,6 +283,8 @@ def persist():
     with open(tmp, "w") as f:
         json.dump(state, f); f.flush(); os.fsync(f.fileno())
     os.rename(tmp, path)
+    # The rename is durable only once the directory is fsynced (a power loss would undo it).
+    d = os.open(data_dir, os.O_RDONLY); os.fsync(d); os.close(d)
 class Handler(socketserver.StreamRequestHandler):
     def handle(self):
         for line in self.rfile:
@@ -324,6 +343,14 @@ impl Db for ToyDb {
 
     fn log_paths(&self, cluster: &Cluster, node: NodeId) -> Vec<PathBuf> {
         vec![node_log_path(cluster, node)]
+    }
+
+    fn data_dir(&self, cluster: &Cluster, node: NodeId) -> Option<PathBuf> {
+        Some(node_dir(cluster, node).join("data"))
+    }
+
+    fn has_data_dir(&self) -> bool {
+        true
     }
 
     fn leader(&self, _cluster: &Cluster) -> Option<NodeId> {

@@ -9,6 +9,8 @@ mod cleanup_cmd;
 mod cluster;
 mod convergence;
 mod db;
+// Faults below the network (issue 15): faultfs mounts under the nodes.
+mod disk;
 mod generator;
 mod interpreter;
 mod nemesis;

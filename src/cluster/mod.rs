@@ -114,6 +114,7 @@ impl Cluster {
             namespaces,
             namespace_inodes: Vec::new(),
             node_pids: BTreeMap::new(),
+            mounts: Vec::new(),
         };
         if let Err(e) = run_state.save() {
             state::release_subnet(run_id, subnet_octet);
@@ -270,6 +271,23 @@ impl Cluster {
         run_state.node_pids.insert(node_name(node), pid);
         run_state.save()?;
         Ok(pid)
+    }
+
+    /// Records a mount point in the state file before it is mounted, so teardown and `faultline
+    /// cleanup` find it (`src/disk.rs`).
+    pub fn record_mount(&self, mountpoint: &Path) -> Result<()> {
+        let mut run_state = self.state.lock().unwrap();
+        if !run_state.mounts.iter().any(|m| m == mountpoint) {
+            run_state.mounts.push(mountpoint.to_path_buf());
+        }
+        run_state.save()
+    }
+
+    /// Drops a mount point from the state file once it is unmounted.
+    pub fn forget_mount(&self, mountpoint: &Path) -> Result<()> {
+        let mut run_state = self.state.lock().unwrap();
+        run_state.mounts.retain(|m| m != mountpoint);
+        run_state.save()
     }
 
     /// Sends `signal` to the node's process; false if it has none (or it already exited).
