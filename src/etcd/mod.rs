@@ -196,6 +196,14 @@ impl Db for EtcdDb {
         self.member_ids.lock().unwrap().get(&leader).copied()
     }
 
+    fn data_dir(&self, cluster: &Cluster, node: NodeId) -> Option<PathBuf> {
+        Some(node_dir(cluster, node).join("data"))
+    }
+
+    fn has_data_dir(&self) -> bool {
+        true
+    }
+
     fn new_client(&self, cluster: &Cluster) -> Box<dyn Client> {
         let addresses = cluster.node_ids().into_iter().map(|node| Self::client_address(cluster, node)).collect();
         Box::new(EtcdClient::new(addresses, self.op_timeout, self.read_consistency))
