@@ -29,10 +29,12 @@ matrix=(
   "no-vote-persist|append|restart-voter|--nemesis-interval 6"
   "commit-old-term|append|figure-8|--nodes 3 --nemesis-interval 3"
   "no-dedup|append|crash,kill|--nemesis-targets leader --nemesis-interval 1 --rate 500"
+  "no-fsync|append|lose-unfsynced|--nemesis-targets all,majority --nemesis-interval 3"
   "none|register|partition,kill,pause,isolated-pause|--nemesis-interval 3"
   "none|append|figure-8,crash,partition|--nodes 3 --nemesis-interval 3"
   "none|append|restart-voter,crash,loss|--nemesis-interval 5"
   "none|append|crash,kill|--nemesis-targets leader --nemesis-interval 1 --rate 500"
+  "none|append|lose-unfsynced,torn-write|--nemesis-targets one,majority,all --nemesis-interval 3"
 )
 
 rows=()

@@ -131,7 +131,7 @@ fn build_db(args: &BenchArgs) -> Result<Box<dyn Db>> {
                 bail!("faultline-node binary not found at {}: pass --node-bin", binary.display());
             }
             let binary = binary.canonicalize().unwrap_or(binary);
-            Ok(Box::new(FaultlineNodeDb { binary, bug: None, op_timeout }))
+            Ok(Box::new(FaultlineNodeDb { binary, bug: None, op_timeout, lease_reads: false }))
         }
         "etcd" => Ok(Box::new(crate::etcd::EtcdDb::new(&args.etcd, op_timeout)?)),
         other => bail!("unknown --db `{other}`; known: faultline-node, etcd"),

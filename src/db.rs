@@ -81,6 +81,11 @@ pub trait Db: Send + Sync {
     fn has_data_dir(&self) -> bool {
         false
     }
+    /// The executable each node runs, so clock faults can refuse one that ignores LD_PRELOAD
+    /// (`src/clock.rs`); None when the system cannot say.
+    fn node_binary(&self) -> Option<PathBuf> {
+        None
+    }
     /// Files worth reading after a run, per node.
     fn log_paths(&self, cluster: &Cluster, node: NodeId) -> Vec<PathBuf>;
     /// The node that currently leads, if the system has such a thing and it can be asked. Called
@@ -153,6 +158,8 @@ pub struct FaultlineNodeDb {
     pub binary: PathBuf,
     pub bug: Option<String>,
     pub op_timeout: Duration,
+    /// Start the nodes with `--lease-reads`.
+    pub lease_reads: bool,
 }
 
 impl FaultlineNodeDb {
@@ -170,6 +177,7 @@ impl Db for FaultlineNodeDb {
         let modified =
             std::fs::metadata(&self.binary).and_then(|m| m.modified()).ok().map(crate::run_store::utc_timestamp);
         json!({"name": self.name(), "binary": self.binary, "binary_modified": modified, "bug": self.bug,
+               "lease_reads": self.lease_reads,
                "port": NODE_PORT, "op_timeout_ms": self.op_timeout.as_millis() as u64})
     }
 
@@ -198,6 +206,9 @@ impl Db for FaultlineNodeDb {
             args.push("--bug".to_string());
             args.push(bug.clone());
         }
+        if self.lease_reads {
+            args.push("--lease-reads".to_string());
+        }
         crate::db::spawn_in_node_dir(cluster, node, &self.binary, &args)
     }
 
@@ -211,6 +222,10 @@ impl Db for FaultlineNodeDb {
 
     fn has_data_dir(&self) -> bool {
         true
+    }
+
+    fn node_binary(&self) -> Option<PathBuf> {
+        Some(self.binary.clone())
     }
 
     fn leader(&self, cluster: &Cluster) -> Option<NodeId> {
@@ -351,6 +366,11 @@ impl Db for ToyDb {
 
     fn has_data_dir(&self) -> bool {
         true
+    }
+
+    fn node_binary(&self) -> Option<PathBuf> {
+        let paths = std::env::var_os("PATH")?;
+        std::env::split_paths(&paths).map(|dir| dir.join(&self.python)).find(|p| is_executable(p))
     }
 
     fn leader(&self, _cluster: &Cluster) -> Option<NodeId> {

@@ -9,7 +9,8 @@ mod cleanup_cmd;
 mod cluster;
 mod convergence;
 mod db;
-// Faults below the network (issue 15): faultfs mounts under the nodes.
+// Faults below the network (issue 15): faultfs mounts and libfaketime under the nodes.
+mod clock;
 mod disk;
 mod generator;
 mod interpreter;

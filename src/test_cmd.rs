@@ -52,6 +52,10 @@ pub struct TestArgs {
     /// Start every node with this planted bug (e.g. stale-read, ack-before-commit).
     #[arg(long)]
     pub bug: Option<String>,
+    /// Start faultline-node with --lease-reads: leaders answer reads from their lease instead of
+    /// a ReadIndex quorum round (safe only while the nodes' clocks run at one rate).
+    #[arg(long)]
+    pub lease_reads: bool,
     /// Number of nodes.
     #[arg(long, default_value_t = 5)]
     pub nodes: usize,
@@ -70,7 +74,9 @@ pub struct TestArgs {
     /// and roles; for 3-node clusters), restart-voter (a scripted double vote by a restarted voter;
     /// for 5-node clusters), lose-unfsynced (kill the targets and take away what their disks did
     /// not fsync, restart them at the window's end; faultfs under every node), torn-write (the
-    /// same, keeping a prefix of the last un-fsynced write); "none"; or "default": partition (every shape of
+    /// same, keeping a prefix of the last un-fsynced write), clock-offset (the targets' wall
+    /// clocks ahead or behind by up to 30 s; libfaketime), clock-strobe (their wall clocks jumping
+    /// between true time and an offset of 0.5-5 s every 0.1-2 s); "none"; or "default": partition (every shape of
     /// --partition-shapes), isolated-pause, kill, crash, pause and, when the system reports its
     /// Raft state, figure-8 and restart-voter, one window at a time in a seeded rotation. A list
     /// runs each family on its own timeline, overlapping.
@@ -239,7 +245,7 @@ fn build_db(args: &TestArgs) -> Result<Box<dyn Db>> {
                 );
             }
             let binary = resolved.canonicalize().unwrap_or(resolved);
-            Ok(Box::new(FaultlineNodeDb { binary, bug: args.bug.clone(), op_timeout }))
+            Ok(Box::new(FaultlineNodeDb { binary, bug: args.bug.clone(), op_timeout, lease_reads: args.lease_reads }))
         }
         "toy" => {
             let python = PathBuf::from("python3");
@@ -280,6 +286,8 @@ fn parse_options(args: &TestArgs) -> Result<Parsed> {
                 "restart-voter",
                 "lose-unfsynced",
                 "torn-write",
+                "clock-offset",
+                "clock-strobe",
                 "none",
                 "default",
             ],
@@ -351,6 +359,10 @@ fn run_test(args: TestArgs) -> Result<i32> {
     let wants_disk = nemesis::disk::needs_disk(&parsed.families);
     if wants_disk {
         crate::disk::DiskLayer::check_possible(db.as_ref())?;
+    }
+    let wants_clock = nemesis::clock::needs_clock(&parsed.families);
+    if wants_clock {
+        crate::clock::ClockLayer::check_possible(db.node_binary().as_deref(), &db.name())?;
     }
     let seed = args.seed.unwrap_or_else(rand::random);
     let concurrency = args.concurrency.unwrap_or(2 * args.nodes).max(1);
@@ -424,8 +436,19 @@ fn run_test(args: TestArgs) -> Result<i32> {
     } else {
         None
     };
-    let outcome =
-        drive(&args, &parsed, &events, seed, concurrency, db.as_ref(), &cluster, disk.as_ref(), &history, &log);
+    let clock = if wants_clock { Some(crate::clock::ClockLayer::install(&cluster)?) } else { None };
+    let outcome = drive(
+        &args,
+        &parsed,
+        &events,
+        seed,
+        concurrency,
+        db.as_ref(),
+        &cluster,
+        (disk.as_ref(), clock.as_ref()),
+        &history,
+        &log,
+    );
     let cluster_logs: Vec<(NodeId, PathBuf)> = cluster
         .node_ids()
         .into_iter()
@@ -563,7 +586,7 @@ fn drive(
     concurrency: usize,
     db: &dyn Db,
     cluster: &Cluster,
-    disk: Option<&crate::disk::DiskLayer>,
+    (disk, clock): (Option<&crate::disk::DiskLayer>, Option<&crate::clock::ClockLayer>),
     history: &HistoryLog,
     log: &RunLog,
 ) -> Result<Driven> {
@@ -581,7 +604,8 @@ fn drive(
         NemesisOptions { targets: parsed.targets.clone(), shapes: parsed.shapes.clone() },
         seed ^ 0x6e656d65,
     )
-    .with_disk(disk);
+    .with_disk(disk)
+    .with_clock(clock);
     let op_deadline = Duration::from_millis(args.op_timeout_ms) * 3 + Duration::from_secs(2);
     let nemesis_stop = AtomicBool::new(false);
     let progress_stop = AtomicBool::new(false);

@@ -56,6 +56,8 @@ pub struct Cluster {
     state: Mutex<RunState>,
     processes: Mutex<BTreeMap<NodeId, Child>>,
     destroyed: AtomicBool,
+    /// Extra environment of each node's processes (libfaketime for clock faults, `src/clock.rs`).
+    node_env: Mutex<BTreeMap<NodeId, Vec<(String, String)>>>,
 }
 
 impl Cluster {
@@ -128,6 +130,7 @@ impl Cluster {
             state: Mutex::new(run_state),
             processes: Mutex::new(BTreeMap::new()),
             destroyed: AtomicBool::new(false),
+            node_env: Mutex::new(BTreeMap::new()),
         };
         // On error `cluster` is dropped here, and its Drop removes whatever was half built.
         cluster.build().context("building the cluster's namespaces")?;
@@ -262,6 +265,7 @@ impl Cluster {
             .with_context(|| format!("opening {}", log_path.display()))?;
         let mut command = Command::new(program);
         command.args(args).current_dir(working_dir).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        command.envs(self.node_env.lock().unwrap().get(&node).cloned().unwrap_or_default());
         NamespaceHandle::open(&self.node_namespace(node))?.configure_command(&mut command)?;
         let child =
             command.spawn().with_context(|| format!("starting {} on {}", program.display(), node_name(node)))?;
@@ -271,6 +275,11 @@ impl Cluster {
         run_state.node_pids.insert(node_name(node), pid);
         run_state.save()?;
         Ok(pid)
+    }
+
+    /// Sets the extra environment every later process of `node` starts with.
+    pub fn set_node_env(&self, node: NodeId, env: Vec<(String, String)>) {
+        self.node_env.lock().unwrap().insert(node, env);
     }
 
     /// Records a mount point in the state file before it is mounted, so teardown and `faultline

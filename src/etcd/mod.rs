@@ -204,6 +204,10 @@ impl Db for EtcdDb {
         true
     }
 
+    fn node_binary(&self) -> Option<PathBuf> {
+        Some(self.binary.clone())
+    }
+
     fn new_client(&self, cluster: &Cluster) -> Box<dyn Client> {
         let addresses = cluster.node_ids().into_iter().map(|node| Self::client_address(cluster, node)).collect();
         Box::new(EtcdClient::new(addresses, self.op_timeout, self.read_consistency))

@@ -5,6 +5,7 @@
 //! recorded only after it is fully healed, so the history's fault windows cover the real ones.
 //! Every action is idempotent (healing twice, killing a dead node, resuming a running one).
 
+pub mod clock;
 pub mod disk;
 pub mod figure8;
 pub mod grudge;
@@ -54,6 +55,10 @@ pub enum Family {
     LoseUnfsynced,
     /// As `LoseUnfsynced`, but the last un-fsynced write survives as a prefix of itself.
     TornWrite,
+    /// The targets' wall clocks set ahead or behind for the window (`clock.rs`, libfaketime).
+    ClockOffset,
+    /// The targets' wall clocks jumping back and forth between true time and an offset.
+    ClockStrobe,
 }
 
 /// The longest a crashed node stays down before it is started again.
@@ -75,6 +80,8 @@ impl Family {
             Family::RestartVoter => "restart-voter",
             Family::LoseUnfsynced => "lose-unfsynced",
             Family::TornWrite => "torn-write",
+            Family::ClockOffset => "clock-offset",
+            Family::ClockStrobe => "clock-strobe",
         }
     }
 
@@ -90,6 +97,8 @@ impl Family {
             Family::RestartVoter,
             Family::LoseUnfsynced,
             Family::TornWrite,
+            Family::ClockOffset,
+            Family::ClockStrobe,
         ]
         .into_iter()
         .find(|f| f.name() == text)
@@ -262,6 +271,9 @@ pub struct Nemesis<'a> {
     applied_rules: Mutex<BTreeMap<NodeId, Vec<String>>>,
     /// The faultfs mounts, when a disk fault was asked for (`with_disk`).
     disk: Option<&'a crate::disk::DiskLayer>,
+    /// The nodes' clock files, when a clock fault was asked for (`with_clock`).
+    clock: Option<&'a crate::clock::ClockLayer>,
+    clock_windows: Mutex<BTreeMap<Family, clock::ClockWindow>>,
 }
 
 /// How often the nemesis looks for nodes that died on their own.
@@ -287,7 +299,15 @@ impl<'a> Nemesis<'a> {
             unexpected_exits: Mutex::new(Vec::new()),
             applied_rules: Mutex::new(BTreeMap::new()),
             disk: None,
+            clock: None,
+            clock_windows: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Gives the nemesis the clock layer the clock families act through.
+    pub fn with_clock(mut self, clock: Option<&'a crate::clock::ClockLayer>) -> Nemesis<'a> {
+        self.clock = clock;
+        self
     }
 
     /// Gives the nemesis the disk layer the disk families act through.
@@ -325,6 +345,10 @@ impl<'a> Nemesis<'a> {
         let powered_off = self.powered_off();
         if !powered_off.is_empty() {
             parts.push(format!("power-loss{powered_off:?}"));
+        }
+        let clocks_off = self.clocks_off();
+        if !clocks_off.is_empty() {
+            parts.push(format!("clock{clocks_off:?}"));
         }
         if parts.is_empty() {
             "none".to_string()
@@ -392,6 +416,7 @@ impl<'a> Nemesis<'a> {
         let nodes = self.cluster.node_ids();
         match family {
             Family::LoseUnfsynced | Family::TornWrite => self.start_power_loss(family)?,
+            Family::ClockOffset | Family::ClockStrobe => self.start_clock(family)?,
             Family::Partition => {
                 let shape = *self.options.shapes.choose(&mut *self.rng.lock().unwrap()).unwrap_or(&Shape::RandomHalves);
                 let leader = if shape == Shape::IsolateLeader { self.db.leader(self.cluster) } else { None };
@@ -496,6 +521,7 @@ impl<'a> Nemesis<'a> {
     pub fn stop(&self, family: Family) -> Result<()> {
         match family {
             Family::LoseUnfsynced | Family::TornWrite => self.stop_power_loss(family)?,
+            Family::ClockOffset | Family::ClockStrobe => self.stop_clock(family)?,
             Family::Figure8 | Family::RestartVoter => {
                 let Some((_, detail)) = self.active.lock().unwrap().scripts.remove(&family) else {
                     return Ok(());
@@ -616,6 +642,8 @@ impl<'a> Nemesis<'a> {
             Family::Crash,
             Family::LoseUnfsynced,
             Family::TornWrite,
+            Family::ClockOffset,
+            Family::ClockStrobe,
         ] {
             self.stop(family)?;
         }
