@@ -81,6 +81,24 @@ pub trait Db: Send + Sync {
     fn has_data_dir(&self) -> bool {
         false
     }
+    /// Sends a membership change to the system (`src/member.rs`, the `member` nemesis); None when
+    /// it has no membership commands. Called from the client namespace.
+    fn change_membership(
+        &self,
+        _cluster: &Cluster,
+        _change: crate::member::MemberChange,
+    ) -> Option<Result<crate::member::MemberAnswer>> {
+        None
+    }
+    /// The voters of the current configuration, as the leader sees it. Called from the client
+    /// namespace.
+    fn voters(&self, _cluster: &Cluster) -> Option<Result<std::collections::BTreeSet<NodeId>>> {
+        None
+    }
+    /// Whether `change_membership` answers (known before the cluster exists).
+    fn has_membership(&self) -> bool {
+        false
+    }
     /// The executable each node runs, so clock faults can refuse one that ignores LD_PRELOAD
     /// (`src/clock.rs`); None when the system cannot say.
     fn node_binary(&self) -> Option<PathBuf> {
@@ -226,6 +244,22 @@ impl Db for FaultlineNodeDb {
 
     fn node_binary(&self) -> Option<PathBuf> {
         Some(self.binary.clone())
+    }
+
+    fn change_membership(
+        &self,
+        cluster: &Cluster,
+        change: crate::member::MemberChange,
+    ) -> Option<Result<crate::member::MemberAnswer>> {
+        Some(crate::member::faultline_node::change(cluster, change, self.op_timeout))
+    }
+
+    fn voters(&self, cluster: &Cluster) -> Option<Result<std::collections::BTreeSet<NodeId>>> {
+        Some(crate::member::faultline_node::voters(cluster, self.op_timeout))
+    }
+
+    fn has_membership(&self) -> bool {
+        true
     }
 
     fn leader(&self, cluster: &Cluster) -> Option<NodeId> {

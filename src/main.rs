@@ -14,6 +14,7 @@ mod clock;
 mod disk;
 mod generator;
 mod interpreter;
+mod member;
 mod nemesis;
 mod netns;
 mod node_client;

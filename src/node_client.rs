@@ -347,6 +347,14 @@ pub fn node_digest(address: SocketAddr, timeout: Duration) -> Result<crate::conv
     }
 }
 
+/// An admin command (`src/member.rs`) on a connection of its own: the whole response, whether
+/// its status is ok or error.
+pub fn admin_request(address: SocketAddr, request: &Value, timeout: Duration) -> Result<Value> {
+    let deadline = Instant::now() + timeout;
+    let mut stream = connect(address, timeout).with_context(|| format!("connecting to {address}"))?;
+    round_trip(&mut stream, request, 1, deadline).with_context(|| format!("{} of {address}", request["op"]))
+}
+
 /// A request with no arguments (`status`, `digest`) on a connection of its own.
 fn one_request(local: Option<std::net::IpAddr>, address: SocketAddr, op: &str, timeout: Duration) -> Result<Value> {
     let deadline = Instant::now() + timeout;

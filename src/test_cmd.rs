@@ -76,7 +76,9 @@ pub struct TestArgs {
     /// not fsync, restart them at the window's end; faultfs under every node), torn-write (the
     /// same, keeping a prefix of the last un-fsynced write), clock-offset (the targets' wall
     /// clocks ahead or behind by up to 30 s; libfaketime), clock-strobe (their wall clocks jumping
-    /// between true time and an offset of 0.5-5 s every 0.1-2 s); "none"; or "default": partition (every shape of
+    /// between true time and an offset of 1-5 s every 0.5-3 s), member (remove a node from the
+    /// configuration and add it back, or transfer leadership; the final heal restores the full
+    /// membership); "none"; or "default": partition (every shape of
     /// --partition-shapes), isolated-pause, kill, crash, pause and, when the system reports its
     /// Raft state, figure-8 and restart-voter, one window at a time in a seeded rotation. A list
     /// runs each family on its own timeline, overlapping.
@@ -288,6 +290,7 @@ fn parse_options(args: &TestArgs) -> Result<Parsed> {
                 "torn-write",
                 "clock-offset",
                 "clock-strobe",
+                "member",
                 "none",
                 "default",
             ],
@@ -359,6 +362,9 @@ fn run_test(args: TestArgs) -> Result<i32> {
     let wants_disk = nemesis::disk::needs_disk(&parsed.families);
     if wants_disk {
         crate::disk::DiskLayer::check_possible(db.as_ref())?;
+    }
+    if parsed.families.contains(&Family::Member) && !db.has_membership() {
+        bail!("--nemesis member needs membership commands, and {} has none in faultline", db.name());
     }
     let wants_clock = nemesis::clock::needs_clock(&parsed.families);
     if wants_clock {

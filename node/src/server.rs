@@ -259,7 +259,13 @@ impl EventLoop {
         let mut delivered = 0;
         // Past a few election timeouts every timer and lease has expired anyway;
         // more ticks after a long stop (SIGSTOP) would only flood peers with votes.
-        let max_ticks = 3 * self.options.election_timeout_ticks;
+        let mut max_ticks = 3 * self.options.election_timeout_ticks;
+        // Planted bug lease-trusts-clock: a timer by the wall clock that, after the clock jumped
+        // ahead, fires once instead of catching up (the ticks a step back froze stay lost).
+        let jumped = now.saturating_duration_since(*next_tick) > self.options.tick * max_ticks as u32 / 3;
+        if jumped && self.options.bugs.has(crate::bugs::Bug::LeaseTrustsClock) {
+            max_ticks = 1;
+        }
         while now >= *next_tick && delivered < max_ticks {
             self.replica.tick();
             *next_tick += self.options.tick;

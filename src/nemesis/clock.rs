@@ -24,8 +24,8 @@ pub const CLOCK_FAMILIES: [Family; 2] = [Family::ClockOffset, Family::ClockStrob
 /// The largest offset a `clock-offset` window sets, either way.
 const MAX_OFFSET_MS: i64 = 30_000;
 /// A strobe's offset is drawn from this range (either sign), its period from the next.
-const STROBE_DELTA_MS: std::ops::RangeInclusive<i64> = 500..=5_000;
-const STROBE_PERIOD_MS: std::ops::RangeInclusive<u64> = 100..=2_000;
+const STROBE_DELTA_MS: std::ops::RangeInclusive<i64> = 1_000..=5_000;
+const STROBE_PERIOD_MS: std::ops::RangeInclusive<u64> = 500..=3_000;
 /// How often a strobe thread looks at its stop flag.
 const STROBE_POLL: Duration = Duration::from_millis(20);
 

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod disk;
 pub mod figure8;
 pub mod grudge;
+pub mod member;
 pub mod restart_voter;
 pub mod script;
 
@@ -59,6 +60,9 @@ pub enum Family {
     ClockOffset,
     /// The targets' wall clocks jumping back and forth between true time and an offset.
     ClockStrobe,
+    /// Remove a node from the configuration and add it back, or transfer leadership, through
+    /// the system's membership commands (`member.rs`).
+    Member,
 }
 
 /// The longest a crashed node stays down before it is started again.
@@ -82,6 +86,7 @@ impl Family {
             Family::TornWrite => "torn-write",
             Family::ClockOffset => "clock-offset",
             Family::ClockStrobe => "clock-strobe",
+            Family::Member => "member",
         }
     }
 
@@ -99,6 +104,7 @@ impl Family {
             Family::TornWrite,
             Family::ClockOffset,
             Family::ClockStrobe,
+            Family::Member,
         ]
         .into_iter()
         .find(|f| f.name() == text)
@@ -255,6 +261,10 @@ struct Active {
     scripts: BTreeMap<Family, (Grudge, Value)>,
     /// Per disk family: the nodes down after a power loss, and what each one's disk lost.
     power_lost: BTreeMap<Family, (BTreeSet<NodeId>, BTreeMap<String, crate::disk::LossDetail>)>,
+    /// The running member window, the nodes it took out, and whether one ever ran.
+    member: Option<member::MemberOutcome>,
+    member_removed: Vec<NodeId>,
+    member_used: bool,
 }
 
 pub struct Nemesis<'a> {
@@ -417,6 +427,7 @@ impl<'a> Nemesis<'a> {
         match family {
             Family::LoseUnfsynced | Family::TornWrite => self.start_power_loss(family)?,
             Family::ClockOffset | Family::ClockStrobe => self.start_clock(family)?,
+            Family::Member => self.start_member()?,
             Family::Partition => {
                 let shape = *self.options.shapes.choose(&mut *self.rng.lock().unwrap()).unwrap_or(&Shape::RandomHalves);
                 let leader = if shape == Shape::IsolateLeader { self.db.leader(self.cluster) } else { None };
@@ -522,6 +533,7 @@ impl<'a> Nemesis<'a> {
         match family {
             Family::LoseUnfsynced | Family::TornWrite => self.stop_power_loss(family)?,
             Family::ClockOffset | Family::ClockStrobe => self.stop_clock(family)?,
+            Family::Member => self.stop_member()?,
             Family::Figure8 | Family::RestartVoter => {
                 let Some((_, detail)) = self.active.lock().unwrap().scripts.remove(&family) else {
                     return Ok(());
@@ -644,6 +656,7 @@ impl<'a> Nemesis<'a> {
             Family::TornWrite,
             Family::ClockOffset,
             Family::ClockStrobe,
+            Family::Member,
         ] {
             self.stop(family)?;
         }
@@ -654,7 +667,7 @@ impl<'a> Nemesis<'a> {
             self.db.resume(self.cluster, node)?;
             self.restart(node)?;
         }
-        Ok(())
+        self.restore_full_membership()
     }
 
     /// Rewrites every node's FAULTLINE chain from the active partition and loss.
