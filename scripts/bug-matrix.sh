@@ -30,14 +30,15 @@ matrix=(
   "commit-old-term|append|figure-8|--nodes 3 --nemesis-interval 3"
   "no-dedup|append|crash,kill|--nemesis-targets leader --nemesis-interval 1 --rate 500"
   "no-fsync|append|lose-unfsynced|--nemesis-targets all,majority --nemesis-interval 3"
-  "lease-trusts-clock|register|clock-strobe,partition|--partition-shapes isolate-leader --nemesis-targets leader --nemesis-interval 3 --concurrency 20 --lease-reads"
+  "lease-trusts-clock|register|clock-strobe,partition|--partition-shapes isolate-leader --nemesis-targets leader --nemesis-interval 2 --concurrency 20 --lease-reads"
   "none|register|partition,kill,pause,isolated-pause|--nemesis-interval 3"
   "none|append|figure-8,crash,partition|--nodes 3 --nemesis-interval 3"
   "none|append|restart-voter,crash,loss|--nemesis-interval 5"
   "none|append|crash,kill|--nemesis-targets leader --nemesis-interval 1 --rate 500"
   "none|append|lose-unfsynced,torn-write|--nemesis-targets one,majority,all --nemesis-interval 3"
-  "none|register|clock-strobe,partition|--partition-shapes isolate-leader --nemesis-targets leader --nemesis-interval 3 --concurrency 20 --lease-reads"
+  "none|register|clock-strobe,partition|--partition-shapes isolate-leader --nemesis-targets leader --nemesis-interval 2 --concurrency 20 --lease-reads"
   "none|cas-register|clock-offset,clock-strobe,partition,kill|--nemesis-interval 3"
+  "none|cas-register|member,partition,kill|--nemesis-interval 3"
 )
 
 rows=()
