@@ -39,11 +39,13 @@ fn lease_run(name: &str, extra: &[&str]) -> Option<(i32, String, PathBuf)> {
     }
     let node = node_binary()?;
     let store = temp_store(name);
-    let seconds = std::env::var("FAULTLINE_E2E_SECONDS").unwrap_or_else(|_| "30".to_string());
+    // The bug shows when a step back of the leader's clock meets a partition that cuts it off:
+    // the bug matrix found it within 16-37 s of load (seeds 1-3); the correct node gets 30 s.
+    let seconds = std::env::var("FAULTLINE_E2E_SECONDS").unwrap_or_else(|_| "60".to_string());
     let output = faultline()
         .args(["test", "--node-bin", node.to_str().unwrap(), "--nodes", "5", "--workload", "register"])
         .args(["--concurrency", "20", "--nemesis", "clock-strobe,partition", "--partition-shapes", "isolate-leader"])
-        .args(["--nemesis-targets", "leader", "--nemesis-interval", "3", "--recovery", "3", "--seed", "2"])
+        .args(["--nemesis-targets", "leader", "--nemesis-interval", "2", "--recovery", "3", "--seed", "3"])
         .args(["--time-limit", &seconds, "--store", store.to_str().unwrap()])
         .args(extra)
         .output()
@@ -66,7 +68,7 @@ fn lease_trusts_clock_is_found_by_a_clock_strobe_with_lease_reads() {
 
 #[test]
 fn the_correct_node_with_lease_reads_survives_clock_strobes_and_partitions() {
-    let Some((code, stderr, store)) = lease_run("lease-ok", &["--lease-reads"]) else {
+    let Some((code, stderr, store)) = lease_run("lease-ok", &["--lease-reads", "--time-limit", "30"]) else {
         return;
     };
     assert_eq!(code, 0, "{stderr}");
