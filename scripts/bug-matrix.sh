@@ -12,6 +12,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The disk and clock rows need fuse3 and libfaketime (Debian faketime brings it).
+scripts/ensure-packages.sh fusermount3:fuse3 faketime:faketime
+
 seeds="${BUG_MATRIX_SEEDS:-1,2,3}"
 time_limit="${BUG_MATRIX_TIME_LIMIT:-30}"
 store="${BUG_MATRIX_STORE:-store/bug-matrix}"
