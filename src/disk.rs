@@ -46,9 +46,34 @@ pub struct DiskLayer {
     disks: Mutex<BTreeMap<NodeId, NodeDisk>>,
 }
 
+/// How a control socket's name ends; its name starts with the run id and a dash.
+const SOCKET_SUFFIX: &str = ".faultfs.sock";
+
 /// Where a node's control socket lives: in the state directory, whose path is short.
 fn control_socket(cluster: &Cluster, node: NodeId) -> PathBuf {
-    crate::cluster::state::state_dir().join(format!("{}-{}.faultfs.sock", cluster.run_id, node_name(node)))
+    crate::cluster::state::state_dir().join(format!("{}-{}{SOCKET_SUFFIX}", cluster.run_id, node_name(node)))
+}
+
+/// Removes the control sockets of runs that have no state file (any more), as a harness killed
+/// with SIGKILL leaves them; returns what it removed. A run records its state before it mounts
+/// anything, so a run starting meanwhile keeps its sockets. For `faultline cleanup`.
+pub fn remove_orphan_sockets() -> Vec<PathBuf> {
+    let state_dir = crate::cluster::state::state_dir();
+    let Ok(dir) = std::fs::read_dir(&state_dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for path in dir.filter_map(|e| e.ok()).map(|e| e.path()) {
+        let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let Some(run) = name.strip_suffix(SOCKET_SUFFIX).and_then(|rest| rest.rsplit_once('-')).map(|(run, _)| run)
+        else {
+            continue;
+        };
+        if !state_dir.join(format!("{run}.json")).exists() && std::fs::remove_file(&path).is_ok() {
+            removed.push(path);
+        }
+    }
+    removed
 }
 
 /// The backing directory of a mount point: its sibling, never inside it.

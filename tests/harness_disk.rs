@@ -185,6 +185,13 @@ fn sigkill_of_the_harness_then_cleanup_leaves_no_mount_namespace_process_or_rule
         assert!(!process_alive(pid), "node process {pid} survived cleanup");
     }
     assert!(mounts_under(&run_dir).is_empty(), "faultfs left mounted: {:?}", mounts_under(&run_dir));
+    let sockets: Vec<_> = std::fs::read_dir("/run/faultline")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("{run_id}-")))
+        .map(|e| e.path())
+        .collect();
+    assert!(sockets.is_empty(), "control sockets left: {sockets:?}");
     assert_eq!(root_firewall(), firewall_before, "the root namespace's firewall changed");
     let _ = std::fs::remove_dir_all(&store);
 }
