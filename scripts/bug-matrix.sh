@@ -12,6 +12,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The disk and clock rows need fuse3 and libfaketime (Debian faketime brings it).
+scripts/ensure-packages.sh fusermount3:fuse3 faketime:faketime
+
 seeds="${BUG_MATRIX_SEEDS:-1,2,3}"
 time_limit="${BUG_MATRIX_TIME_LIMIT:-30}"
 store="${BUG_MATRIX_STORE:-store/bug-matrix}"
@@ -29,10 +32,16 @@ matrix=(
   "no-vote-persist|append|restart-voter|--nemesis-interval 6"
   "commit-old-term|append|figure-8|--nodes 3 --nemesis-interval 3"
   "no-dedup|append|crash,kill|--nemesis-targets leader --nemesis-interval 1 --rate 500"
+  "no-fsync|append|lose-unfsynced|--nemesis-targets all,majority --nemesis-interval 3"
+  "lease-trusts-clock|register|clock-strobe,partition|--partition-shapes isolate-leader --nemesis-targets leader --nemesis-interval 2 --concurrency 20 --lease-reads"
   "none|register|partition,kill,pause,isolated-pause|--nemesis-interval 3"
   "none|append|figure-8,crash,partition|--nodes 3 --nemesis-interval 3"
   "none|append|restart-voter,crash,loss|--nemesis-interval 5"
   "none|append|crash,kill|--nemesis-targets leader --nemesis-interval 1 --rate 500"
+  "none|append|lose-unfsynced,torn-write|--nemesis-targets one,majority,all --nemesis-interval 3"
+  "none|register|clock-strobe,partition|--partition-shapes isolate-leader --nemesis-targets leader --nemesis-interval 2 --concurrency 20 --lease-reads"
+  "none|cas-register|clock-offset,clock-strobe,partition,kill|--nemesis-interval 3"
+  "none|cas-register|member,partition,kill|--nemesis-interval 3"
 )
 
 rows=()
@@ -81,8 +90,9 @@ fi
 if [ "${BUG_MATRIX_DEFAULT:-1}" != 0 ]; then
   default_rows=()
   default_time="${BUG_MATRIX_DEFAULT_TIME_LIMIT:-60}"
-  # no-fsync needs the lose-unfsynced disk fault, which the default nemesis does not have yet.
-  for bug in $("$node_bin" --list-bugs | awk '{print $1}' | grep -v '^no-fsync$') none; do
+  # no-fsync and lease-trusts-clock need disk and clock faults, which the default nemesis does
+  # not have (they need faultfs and libfaketime under the nodes, and --lease-reads).
+  for bug in $("$node_bin" --list-bugs | awk '{print $1}' | grep -v -x -e no-fsync -e lease-trusts-clock) none; do
     if [ -n "${BUG_MATRIX_BUGS:-}" ] && [[ ",${BUG_MATRIX_BUGS}," != *",$bug,"* ]]; then
       continue
     fi

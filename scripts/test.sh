@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. On a fresh Debian machine it first installs what the tests need
-# (iproute2 and iptables for the namespace tests, fuse3 and libfuse3-dev for faultfs, chromium for the report screenshots, python3 for
+# (iproute2 and iptables for the namespace tests, fuse3 and libfuse3-dev for faultfs and the disk
+# faults, faketime (which brings libfaketime) for the clock faults, chromium for the report screenshots, python3 for
 # the toy db, etcd-server for the etcd tests). Run as root:
 # the harness tests build real clusters in network namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/ensure-packages.sh ip:iproute2 iptables:iptables chromium:chromium python3:python3 etcd:etcd-server \
-  fusermount3:fuse3 pkg-config:pkg-config
+  fusermount3:fuse3 pkg-config:pkg-config faketime:faketime
 # faultfs links libfuse3 (found through pkg-config); the -dev package has no command to look for.
 if ! pkg-config --exists fuse3; then
   apt-get update -qq

@@ -68,7 +68,12 @@ pub fn run(args: CleanupArgs) -> Exit {
         );
         errors.extend(report.errors);
     }
-    if cleaned == 0 && orphans.is_empty() {
+    // faultfs control sockets of runs that are gone (the mounts went with their harness).
+    let sockets = crate::disk::remove_orphan_sockets();
+    if !sockets.is_empty() {
+        println!("removed {} faultfs control socket(s) of runs that are gone", sockets.len());
+    }
+    if cleaned == 0 && orphans.is_empty() && sockets.is_empty() {
         println!("nothing to clean up");
     }
     if errors.is_empty() {

@@ -7,10 +7,14 @@ mod check_txn;
 mod cleanup_cmd;
 mod cluster;
 mod convergence;
+// Faults below the network (issue 15): faultfs mounts and libfaketime under the nodes.
+mod clock;
+mod disk;
 mod exit;
 mod generator;
 mod interpreter;
 mod judge;
+mod member;
 mod nemesis;
 mod netns;
 mod online;

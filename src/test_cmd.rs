@@ -60,7 +60,13 @@ pub struct TestArgs {
     /// leader, pause it, resume it while still isolated, heal), crash (kill and restart at once,
     /// down for at most 200 ms), figure-8 (Raft's Figure 8 as partitions timed by watching terms
     /// and roles; for 3-node clusters), restart-voter (a scripted double vote by a restarted voter;
-    /// for 5-node clusters); "none"; or "default": partition (every shape of
+    /// for 5-node clusters), lose-unfsynced (kill the targets and take away what their disks did
+    /// not fsync, restart them at the window's end; faultfs under every node), torn-write (the
+    /// same, keeping a prefix of the last un-fsynced write), clock-offset (the targets' wall
+    /// clocks ahead or behind by up to 30 s; libfaketime), clock-strobe (their wall clocks jumping
+    /// between true time and an offset of 1-5 s every 0.5-3 s), member (remove a node from the
+    /// configuration and add it back, or transfer leadership; the final heal restores the full
+    /// membership); "none"; or "default": partition (every shape of
     /// --partition-shapes), isolated-pause, kill, crash, pause and, when the system reports its
     /// Raft state, figure-8 and restart-voter, one window at a time in a seeded rotation. A list
     /// runs each family on its own timeline, overlapping.
@@ -69,7 +75,7 @@ pub struct TestArgs {
     /// Mean seconds between fault edges (for "default": the mean length of a fault window).
     #[arg(long, default_value_t = 3.0)]
     pub nemesis_interval: f64,
-    /// Targets for kill, pause and loss: one, minority, majority, all, leader.
+    /// Targets for kill, pause, loss, crash and the disk faults: one, minority, majority, all, leader.
     #[arg(long, default_value = "one,minority,majority,leader")]
     pub nemesis_targets: String,
     /// Partition shapes: halves, random-halves, majorities-ring, bridge, isolate-one,
@@ -194,6 +200,11 @@ fn parse_options(args: &TestArgs) -> Result<Parsed> {
                 "crash",
                 "figure-8",
                 "restart-voter",
+                "lose-unfsynced",
+                "torn-write",
+                "clock-offset",
+                "clock-strobe",
+                "member",
                 "none",
                 "default",
             ],
@@ -265,6 +276,17 @@ fn run_test(args: TestArgs) -> Result<Exit> {
     if rotating {
         parsed.families = nemesis::default_families(db.raft().is_some());
     }
+    let wants_disk = nemesis::disk::needs_disk(&parsed.families);
+    if wants_disk {
+        crate::disk::DiskLayer::check_possible(db.as_ref())?;
+    }
+    if parsed.families.contains(&Family::Member) && db.membership().is_none() {
+        bail!("--nemesis member needs membership commands, and {} has none in faultline", db.name());
+    }
+    let wants_clock = nemesis::clock::needs_clock(&parsed.families);
+    if wants_clock {
+        crate::clock::ClockLayer::check_possible(db.node_binary().as_deref(), &db.name())?;
+    }
     let seed = args.seed.unwrap_or_else(rand::random);
     let concurrency = args.concurrency.unwrap_or(2 * args.nodes).max(1);
     let time_limit = Duration::from_secs(args.time_limit);
@@ -333,14 +355,37 @@ fn run_test(args: TestArgs) -> Result<Exit> {
         cluster.namespaces()
     ));
 
-    let outcome = drive(&args, &parsed, &events, seed, concurrency, db.as_ref(), &cluster, &history, &log);
+    let disk = if wants_disk {
+        // On failure the mounts made so far are taken down, and the cluster by its Drop.
+        let layer = crate::disk::DiskLayer::mount_all(&cluster, db.as_ref())?;
+        log.log("faultfs mounted over every node's data directory");
+        Some(layer)
+    } else {
+        None
+    };
+    let clock = if wants_clock { Some(crate::clock::ClockLayer::install(&cluster)?) } else { None };
+    let outcome = drive(
+        &args,
+        &parsed,
+        &events,
+        seed,
+        concurrency,
+        db.as_ref(),
+        &cluster,
+        (disk.as_ref(), clock.as_ref()),
+        &history,
+        &log,
+    );
     let cluster_logs: Vec<(NodeId, PathBuf)> = cluster
         .node_ids()
         .into_iter()
         .flat_map(|node| db.log_paths(&cluster, node).into_iter().map(move |path| (node, path)))
         .collect();
     // Tear down whatever happened: the cluster must not outlive the run.
-    let teardown = db.teardown(&cluster).and_then(|_| cluster.destroy());
+    let teardown = db
+        .teardown(&cluster)
+        .and_then(|_| disk.as_ref().map_or(Ok(()), |layer| layer.unmount_all(&cluster)))
+        .and_then(|_| cluster.destroy());
     log.log(format!("teardown: {teardown:?}"));
     if interactive {
         eprint!("\r\x1b[K");
@@ -454,6 +499,7 @@ fn drive(
     concurrency: usize,
     db: &dyn Db,
     cluster: &Cluster,
+    (disk, clock): (Option<&crate::disk::DiskLayer>, Option<&crate::clock::ClockLayer>),
     history: &HistoryLog,
     log: &RunLog,
 ) -> Result<Driven> {
@@ -470,7 +516,9 @@ fn drive(
         log,
         NemesisOptions { targets: parsed.targets.clone(), shapes: parsed.shapes.clone() },
         seed ^ 0x6e656d65,
-    );
+    )
+    .with_disk(disk)
+    .with_clock(clock);
     let op_deadline = Duration::from_millis(args.op_timeout_ms) * 3 + Duration::from_secs(2);
     let nemesis_stop = AtomicBool::new(false);
     let progress_stop = AtomicBool::new(false);

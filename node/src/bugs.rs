@@ -14,10 +14,11 @@ pub enum Bug {
     CommitOldTerm,
     NoDedup,
     NoFsync,
+    LeaseTrustsClock,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 7] = [
+    pub const ALL: [Bug; 8] = [
         Bug::StaleRead,
         Bug::FollowerStaleRead,
         Bug::AckBeforeCommit,
@@ -25,6 +26,7 @@ impl Bug {
         Bug::CommitOldTerm,
         Bug::NoDedup,
         Bug::NoFsync,
+        Bug::LeaseTrustsClock,
     ];
 
     pub fn name(self) -> &'static str {
@@ -36,6 +38,7 @@ impl Bug {
             Bug::CommitOldTerm => "commit-old-term",
             Bug::NoDedup => "no-dedup",
             Bug::NoFsync => "no-fsync",
+            Bug::LeaseTrustsClock => "lease-trusts-clock",
         }
     }
 
@@ -71,6 +74,12 @@ impl Bug {
                 "the write-ahead log and snapshots are written but never fsynced, yet votes and entries are \
                  acknowledged as if durable; a power loss (the lose-unfsynced disk fault, or a crash in the \
                  simulation) loses acknowledged entries and votes (lost write, two leaders in a term)"
+            }
+            Bug::LeaseTrustsClock => {
+                "the node counts its Raft ticks by the wall clock instead of the monotonic one, so a clock \
+                 stepped back freezes its timers and, with --lease-reads, stretches a leader's lease; a leader \
+                 cut off while its clock is set back goes on serving lease reads after another was elected \
+                 (stale read; found by clock-strobe with --lease-reads and a partition)"
             }
         }
     }

@@ -161,6 +161,7 @@ pub async fn run(options: NodeOptions, shutdown: impl std::future::Future<Output
         redials,
         last_heard: BTreeMap::new(),
         logged_view: (Role::Follower, 0, None),
+        started_at: (Instant::now(), std::time::SystemTime::now()),
     };
     // Planted bug no-fsync: write, never make durable (what fsync costs can be measured with it too).
     event_loop.wal.fsync = !options.bugs.has(crate::bugs::Bug::NoFsync);
@@ -212,13 +213,15 @@ struct EventLoop {
     last_heard: BTreeMap<NodeId, (Instant, Instant)>,
     /// Role, term and leader last logged, to log changes only.
     logged_view: (Role, u64, Option<NodeId>),
+    /// When the loop started, by both clocks (for the planted bug `lease-trusts-clock`).
+    started_at: (Instant, std::time::SystemTime),
 }
 
 impl EventLoop {
     fn run(&mut self, events: Receiver<Event<Message>>) -> anyhow::Result<()> {
         let mut next_tick = Instant::now() + self.options.tick;
         loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
+            let wait = next_tick.saturating_duration_since(self.tick_clock(Instant::now()));
             let first = events.recv_timeout(wait);
             // Time first: requests that waited while this thread was stalled (a
             // long fsync, SIGSTOP) are judged with the clock caught up.
@@ -255,17 +258,35 @@ impl EventLoop {
         }
     }
 
+    /// The clock ticks are counted by: the monotonic one, or with the planted bug
+    /// `lease-trusts-clock` the wall clock (as an instant: how far it moved since the start,
+    /// never before the start), which a clock step moves back and forth.
+    fn tick_clock(&self, monotonic_now: Instant) -> Instant {
+        if !self.options.bugs.has(crate::bugs::Bug::LeaseTrustsClock) {
+            return monotonic_now;
+        }
+        let (started, started_wall) = self.started_at;
+        started + std::time::SystemTime::now().duration_since(started_wall).unwrap_or_default()
+    }
+
     /// Delivers every tick that elapsed: a leader whose clock lagged real time
     /// would overestimate its lease.
     fn catch_up_ticks(&mut self, next_tick: &mut Instant) {
-        let now = Instant::now();
+        let real_now = Instant::now();
+        let now = self.tick_clock(real_now);
         if now < *next_tick {
             return;
         }
         let mut delivered = 0;
         // Past a few election timeouts every timer and lease has expired anyway;
         // more ticks after a long stop (SIGSTOP) would only flood peers with votes.
-        let max_ticks = 3 * self.options.election_timeout_ticks;
+        let mut max_ticks = 3 * self.options.election_timeout_ticks;
+        // Planted bug lease-trusts-clock: a timer by the wall clock that, after the clock jumped
+        // ahead, fires once instead of catching up (the ticks a step back froze stay lost).
+        let jumped = now.saturating_duration_since(*next_tick) > self.options.tick * max_ticks as u32 / 3;
+        if jumped && self.options.bugs.has(crate::bugs::Bug::LeaseTrustsClock) {
+            max_ticks = 1;
+        }
         while now >= *next_tick && delivered < max_ticks {
             self.replica.tick();
             *next_tick += self.options.tick;
@@ -274,8 +295,8 @@ impl EventLoop {
         if now >= *next_tick {
             *next_tick = now + self.options.tick;
         }
-        self.expire(now);
-        self.redial_silent_peers(now);
+        self.expire(real_now);
+        self.redial_silent_peers(real_now);
     }
 
     /// Returns true on shutdown.

@@ -56,6 +56,8 @@ pub struct Cluster {
     state: Mutex<RunState>,
     processes: Mutex<BTreeMap<NodeId, Child>>,
     destroyed: AtomicBool,
+    /// Extra environment of each node's processes (libfaketime for clock faults, `src/clock.rs`).
+    node_env: Mutex<BTreeMap<NodeId, Vec<(String, String)>>>,
 }
 
 impl Cluster {
@@ -114,6 +116,7 @@ impl Cluster {
             namespaces,
             namespace_inodes: Vec::new(),
             node_pids: BTreeMap::new(),
+            mounts: Vec::new(),
         };
         if let Err(e) = run_state.save() {
             state::release_subnet(run_id, subnet_octet);
@@ -127,6 +130,7 @@ impl Cluster {
             state: Mutex::new(run_state),
             processes: Mutex::new(BTreeMap::new()),
             destroyed: AtomicBool::new(false),
+            node_env: Mutex::new(BTreeMap::new()),
         };
         // On error `cluster` is dropped here, and its Drop removes whatever was half built.
         cluster.build().context("building the cluster's namespaces")?;
@@ -261,6 +265,7 @@ impl Cluster {
             .with_context(|| format!("opening {}", log_path.display()))?;
         let mut command = Command::new(program);
         command.args(args).current_dir(working_dir).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        command.envs(self.node_env.lock().unwrap().get(&node).cloned().unwrap_or_default());
         NamespaceHandle::open(&self.node_namespace(node))?.configure_command(&mut command)?;
         let child =
             command.spawn().with_context(|| format!("starting {} on {}", program.display(), node_name(node)))?;
@@ -270,6 +275,28 @@ impl Cluster {
         run_state.node_pids.insert(node_name(node), pid);
         run_state.save()?;
         Ok(pid)
+    }
+
+    /// Sets the extra environment every later process of `node` starts with.
+    pub fn set_node_env(&self, node: NodeId, env: Vec<(String, String)>) {
+        self.node_env.lock().unwrap().insert(node, env);
+    }
+
+    /// Records a mount point in the state file before it is mounted, so teardown and `faultline
+    /// cleanup` find it (`src/disk.rs`).
+    pub fn record_mount(&self, mountpoint: &Path) -> Result<()> {
+        let mut run_state = self.state.lock().unwrap();
+        if !run_state.mounts.iter().any(|m| m == mountpoint) {
+            run_state.mounts.push(mountpoint.to_path_buf());
+        }
+        run_state.save()
+    }
+
+    /// Drops a mount point from the state file once it is unmounted.
+    pub fn forget_mount(&self, mountpoint: &Path) -> Result<()> {
+        let mut run_state = self.state.lock().unwrap();
+        run_state.mounts.retain(|m| m != mountpoint);
+        run_state.save()
     }
 
     /// Sends `signal` to the node's process; false if it has none (or it already exited).

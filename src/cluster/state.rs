@@ -37,6 +37,9 @@ pub struct RunState {
     pub namespace_inodes: Vec<u64>,
     /// Node name ("n1") -> PID of its current process.
     pub node_pids: BTreeMap<String, i32>,
+    /// faultfs mount points (`src/disk.rs`), recorded before they are mounted.
+    #[serde(default)]
+    pub mounts: Vec<PathBuf>,
 }
 
 impl RunState {
@@ -216,7 +219,9 @@ fn is_zombie(pid: i32) -> bool {
 /// Removes everything a run's state file lists, then the state file and its subnet lock.
 pub fn cleanup_run(state: &RunState) -> CleanupReport {
     let pids: Vec<i32> = state.node_pids.values().copied().collect();
-    let report = remove_namespaces_and_processes(&state.namespaces, &state.namespace_inodes, &pids);
+    let mut report = remove_namespaces_and_processes(&state.namespaces, &state.namespace_inodes, &pids);
+    // After the processes that used them are dead.
+    report.errors.extend(crate::disk::unmount_recorded(&state.mounts));
     if report.errors.is_empty() {
         let _ = std::fs::remove_file(state.path());
         release_subnet(&state.run_id, state.subnet_octet);

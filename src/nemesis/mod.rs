@@ -5,8 +5,11 @@
 //! recorded only after it is fully healed, so the history's fault windows cover the real ones.
 //! Every action is idempotent (healing twice, killing a dead node, resuming a running one).
 
+pub mod clock;
+pub mod disk;
 pub mod figure8;
 pub mod grudge;
+pub mod member;
 pub mod restart_voter;
 pub mod script;
 
@@ -48,6 +51,18 @@ pub enum Family {
     /// A scripted double vote (see `restart_voter.rs`): exposes a node that forgets its vote when
     /// it restarts. Needs 5 nodes.
     RestartVoter,
+    /// Power loss of the targets' disks: killed, un-fsynced writes gone, restarted at the stop
+    /// (`disk.rs`, on faultfs mounts).
+    LoseUnfsynced,
+    /// As `LoseUnfsynced`, but the last un-fsynced write survives as a prefix of itself.
+    TornWrite,
+    /// The targets' wall clocks set ahead or behind for the window (`clock.rs`, libfaketime).
+    ClockOffset,
+    /// The targets' wall clocks jumping back and forth between true time and an offset.
+    ClockStrobe,
+    /// Remove a node from the configuration and add it back, or transfer leadership, through
+    /// the system's membership commands (`member.rs`).
+    Member,
 }
 
 /// The longest a crashed node stays down before it is started again.
@@ -67,6 +82,11 @@ impl Family {
             Family::Crash => "crash",
             Family::Figure8 => "figure-8",
             Family::RestartVoter => "restart-voter",
+            Family::LoseUnfsynced => "lose-unfsynced",
+            Family::TornWrite => "torn-write",
+            Family::ClockOffset => "clock-offset",
+            Family::ClockStrobe => "clock-strobe",
+            Family::Member => "member",
         }
     }
 
@@ -80,6 +100,11 @@ impl Family {
             Family::Crash,
             Family::Figure8,
             Family::RestartVoter,
+            Family::LoseUnfsynced,
+            Family::TornWrite,
+            Family::ClockOffset,
+            Family::ClockStrobe,
+            Family::Member,
         ]
         .into_iter()
         .find(|f| f.name() == text)
@@ -234,6 +259,12 @@ struct Active {
     crashed: BTreeSet<NodeId>,
     /// Each running script's current cut, and what its steps came to.
     scripts: BTreeMap<Family, (Grudge, Value)>,
+    /// Per disk family: the nodes down after a power loss, and what each one's disk lost.
+    power_lost: BTreeMap<Family, (BTreeSet<NodeId>, BTreeMap<String, crate::disk::LossDetail>)>,
+    /// The running member window, the nodes it took out, and whether one ever ran.
+    member: Option<member::MemberOutcome>,
+    member_removed: Vec<NodeId>,
+    member_used: bool,
 }
 
 pub struct Nemesis<'a> {
@@ -248,6 +279,11 @@ pub struct Nemesis<'a> {
     /// The rules last applied to each node, so that a change rewrites only the nodes it changes
     /// (a scripted step must take effect in milliseconds, and iptables-restore is slow).
     applied_rules: Mutex<BTreeMap<NodeId, Vec<String>>>,
+    /// The faultfs mounts, when a disk fault was asked for (`with_disk`).
+    disk: Option<&'a crate::disk::DiskLayer>,
+    /// The nodes' clock files, when a clock fault was asked for (`with_clock`).
+    clock: Option<&'a crate::clock::ClockLayer>,
+    clock_windows: Mutex<BTreeMap<Family, clock::ClockWindow>>,
 }
 
 /// How often the nemesis looks for nodes that died on their own.
@@ -272,7 +308,22 @@ impl<'a> Nemesis<'a> {
             active: Mutex::new(Active::default()),
             unexpected_exits: Mutex::new(Vec::new()),
             applied_rules: Mutex::new(BTreeMap::new()),
+            disk: None,
+            clock: None,
+            clock_windows: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Gives the nemesis the clock layer the clock families act through.
+    pub fn with_clock(mut self, clock: Option<&'a crate::clock::ClockLayer>) -> Nemesis<'a> {
+        self.clock = clock;
+        self
+    }
+
+    /// Gives the nemesis the disk layer the disk families act through.
+    pub fn with_disk(mut self, disk: Option<&'a crate::disk::DiskLayer>) -> Nemesis<'a> {
+        self.disk = disk;
+        self
     }
 
     /// A short description of the faults in force, for the progress line.
@@ -299,6 +350,15 @@ impl<'a> Nemesis<'a> {
         }
         if !active.crashed.is_empty() {
             parts.push(format!("crash{:?}", active.crashed));
+        }
+        drop(active);
+        let powered_off = self.powered_off();
+        if !powered_off.is_empty() {
+            parts.push(format!("power-loss{powered_off:?}"));
+        }
+        let clocks_off = self.clocks_off();
+        if !clocks_off.is_empty() {
+            parts.push(format!("clock{clocks_off:?}"));
         }
         if parts.is_empty() {
             "none".to_string()
@@ -365,6 +425,9 @@ impl<'a> Nemesis<'a> {
     pub fn start(&self, family: Family) -> Result<()> {
         let nodes = self.cluster.node_ids();
         match family {
+            Family::LoseUnfsynced | Family::TornWrite => self.start_power_loss(family)?,
+            Family::ClockOffset | Family::ClockStrobe => self.start_clock(family)?,
+            Family::Member => self.start_member()?,
             Family::Partition => {
                 let shape = *self.options.shapes.choose(&mut *self.rng.lock().unwrap()).unwrap_or(&Shape::RandomHalves);
                 let leader = if shape == Shape::IsolateLeader { self.db.leader(self.cluster) } else { None };
@@ -468,6 +531,9 @@ impl<'a> Nemesis<'a> {
 
     pub fn stop(&self, family: Family) -> Result<()> {
         match family {
+            Family::LoseUnfsynced | Family::TornWrite => self.stop_power_loss(family)?,
+            Family::ClockOffset | Family::ClockStrobe => self.stop_clock(family)?,
+            Family::Member => self.stop_member()?,
             Family::Figure8 | Family::RestartVoter => {
                 let Some((_, detail)) = self.active.lock().unwrap().scripts.remove(&family) else {
                     return Ok(());
@@ -586,6 +652,11 @@ impl<'a> Nemesis<'a> {
             Family::Pause,
             Family::Kill,
             Family::Crash,
+            Family::LoseUnfsynced,
+            Family::TornWrite,
+            Family::ClockOffset,
+            Family::ClockStrobe,
+            Family::Member,
         ] {
             self.stop(family)?;
         }
@@ -596,7 +667,7 @@ impl<'a> Nemesis<'a> {
             self.db.resume(self.cluster, node)?;
             self.restart(node)?;
         }
-        Ok(())
+        self.restore_full_membership()
     }
 
     /// Rewrites every node's FAULTLINE chain from the active partition and loss.

@@ -49,6 +49,10 @@ pub struct SystemArgs {
     /// writes; docs/replication.md). Passed to every node.
     #[arg(long, default_value = "raft")]
     pub replication: faultline_node_proto::Replication,
+    /// Start faultline-node with --lease-reads: leaders answer reads from their lease instead of
+    /// a ReadIndex quorum round (safe only while the nodes' clocks run at one rate).
+    #[arg(long)]
+    pub lease_reads: bool,
     /// Options of `--db etcd` (src/systems/etcd/, docs/etcd.md).
     #[command(flatten)]
     #[serde(flatten)]
@@ -64,16 +68,19 @@ impl Default for SystemArgs {
 /// The one constructor of a system under test from its name and options.
 pub fn build(args: &SystemArgs, op_timeout: Duration) -> Result<Box<dyn Db>> {
     match args.db.as_str() {
-        "faultline-node" | "faultline" => Ok(Box::new(faultline_node::FaultlineNodeDb::new(
-            args.node_bin.as_deref(),
-            args.bug.clone(),
-            args.replication,
-            op_timeout,
-        )?)),
+        "faultline-node" | "faultline" => Ok(Box::new(
+            faultline_node::FaultlineNodeDb::new(
+                args.node_bin.as_deref(),
+                args.bug.clone(),
+                args.replication,
+                op_timeout,
+            )?
+            .with_lease_reads(args.lease_reads),
+        )),
         "toy" => Ok(Box::new(toy::ToyDb::new(args.bug.clone(), op_timeout)?)),
         "etcd" => {
-            if args.bug.is_some() || args.replication != faultline_node_proto::Replication::Raft {
-                bail!("--bug and --replication are faultline-node's (and --bug the toy store's), not etcd's");
+            if args.bug.is_some() || args.replication != faultline_node_proto::Replication::Raft || args.lease_reads {
+                bail!("--bug, --replication and --lease-reads are faultline-node's (--bug the toy store's too), not etcd's");
             }
             Ok(Box::new(etcd::EtcdDb::new(&args.etcd, op_timeout)?))
         }
@@ -156,6 +163,39 @@ pub trait Db: Send + Sync {
     fn digests(&self) -> Option<&dyn StateDigests> {
         None
     }
+    /// Where each node keeps its data, when the system names it: the disk faults (`src/disk.rs`)
+    /// mount faultfs there.
+    fn data_dirs(&self) -> Option<&dyn DataDirs> {
+        None
+    }
+    /// Membership changes (`src/member.rs`, the `member` nemesis), when the system has commands
+    /// for them.
+    fn membership(&self) -> Option<&dyn Membership> {
+        None
+    }
+    /// The executable each node runs, so clock faults can refuse one that ignores LD_PRELOAD
+    /// (`src/clock.rs`); None when the system cannot say.
+    fn node_binary(&self) -> Option<PathBuf> {
+        None
+    }
+}
+
+/// The optional power of naming each node's data directory.
+pub trait DataDirs: Send + Sync {
+    fn data_dir(&self, cluster: &Cluster, node: NodeId) -> PathBuf;
+}
+
+/// The optional power of changing the cluster's membership.
+pub trait Membership: Send + Sync {
+    /// Sends one membership change. Called from the client namespace.
+    fn change_membership(
+        &self,
+        cluster: &Cluster,
+        change: crate::member::MemberChange,
+    ) -> Result<crate::member::MemberAnswer>;
+    /// The voters of the current configuration, as the leader sees it. Called from the client
+    /// namespace.
+    fn voters(&self, cluster: &Cluster) -> Result<std::collections::BTreeSet<NodeId>>;
 }
 
 /// The optional power of reporting each node's term, role and election timer, for nemeses that

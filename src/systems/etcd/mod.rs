@@ -63,6 +63,12 @@ impl Default for EtcdArgs {
     }
 }
 
+impl systems::DataDirs for EtcdDb {
+    fn data_dir(&self, cluster: &Cluster, node: NodeId) -> PathBuf {
+        node_dir(cluster, node).join("data")
+    }
+}
+
 pub struct EtcdDb {
     pub binary: PathBuf,
     pub pre_vote: bool,
@@ -201,6 +207,14 @@ impl Db for EtcdDb {
         }
         let (_, leader) = best?;
         self.member_ids.lock().unwrap().get(&leader).copied()
+    }
+
+    fn data_dirs(&self) -> Option<&dyn systems::DataDirs> {
+        Some(self)
+    }
+
+    fn node_binary(&self) -> Option<PathBuf> {
+        Some(self.binary.clone())
     }
 
     fn new_client(&self, cluster: &Cluster) -> Box<dyn Client> {

@@ -328,6 +328,24 @@ pub fn node_digest(address: SocketAddr, timeout: Duration) -> Result<crate::conv
     }
 }
 
+/// An admin command (`src/member.rs`) on a connection of its own: the whole response, whether
+/// its status is ok or error.
+pub fn admin_request(address: SocketAddr, request: &Value, timeout: Duration) -> Result<Value> {
+    let deadline = Instant::now() + timeout;
+    let mut stream = connect(address, timeout).with_context(|| format!("connecting to {address}"))?;
+    let mut exchange = || -> std::io::Result<Value> {
+        stream.write_all(&encode_frame(&serde_json::to_vec(request)?))?;
+        stream.set_read_timeout(Some(remaining(deadline).max(Duration::from_millis(1))))?;
+        let body = read_frame_blocking(&mut stream, MAX_RESPONSE_FRAME_BYTES).map_err(|e| match e {
+            FrameError::Io(e) => e,
+            FrameError::Closed => std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+            e @ FrameError::TooLarge { .. } => std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })?;
+        Ok(serde_json::from_slice(&body)?)
+    };
+    exchange().with_context(|| format!("{} of {address}", request["op"]))
+}
+
 /// A request with no arguments (`status`, `digest`) on a connection of its own.
 fn one_request(
     local: Option<std::net::IpAddr>,

@@ -13,8 +13,8 @@ use faultline_node_proto::Replication;
 use serde_json::{json, Value};
 
 use super::{
-    is_executable, node_dir, node_log_path, sibling_binary, spawn_in_node_dir, Client, Db, NodeView, RaftIntrospection,
-    StateDigests,
+    is_executable, node_dir, node_log_path, sibling_binary, spawn_in_node_dir, Client, DataDirs, Db, Membership,
+    NodeView, RaftIntrospection, StateDigests,
 };
 use crate::cluster::{Cluster, NodeId};
 
@@ -28,9 +28,17 @@ pub struct FaultlineNodeDb {
     pub op_timeout: Duration,
     /// `--replication`, passed to every node (docs/replication.md).
     pub replication: Replication,
+    /// Start the nodes with `--lease-reads`.
+    pub lease_reads: bool,
 }
 
 impl FaultlineNodeDb {
+    /// Starts the nodes with `--lease-reads` (leaders answer reads from their lease).
+    pub fn with_lease_reads(mut self, lease_reads: bool) -> FaultlineNodeDb {
+        self.lease_reads = lease_reads;
+        self
+    }
+
     /// Finds the binary (`--node-bin`, else next to this faultline binary, else on PATH) and
     /// refuses to go on without one.
     pub fn new(
@@ -54,7 +62,7 @@ impl FaultlineNodeDb {
             );
         }
         let binary = resolved.canonicalize().unwrap_or(resolved);
-        Ok(FaultlineNodeDb { binary, bug, op_timeout, replication })
+        Ok(FaultlineNodeDb { binary, bug, op_timeout, replication, lease_reads: false })
     }
 
     pub fn address(cluster: &Cluster, node: NodeId) -> SocketAddr {
@@ -71,7 +79,7 @@ impl Db for FaultlineNodeDb {
         let modified =
             std::fs::metadata(&self.binary).and_then(|m| m.modified()).ok().map(crate::run_store::utc_timestamp);
         json!({"name": self.name(), "binary": self.binary, "binary_modified": modified, "bug": self.bug,
-               "replication": self.replication,
+               "replication": self.replication, "lease_reads": self.lease_reads,
                "port": NODE_PORT, "op_timeout_ms": self.op_timeout.as_millis() as u64})
     }
 
@@ -100,6 +108,9 @@ impl Db for FaultlineNodeDb {
             args.push("--bug".to_string());
             args.push(bug.clone());
         }
+        if self.lease_reads {
+            args.push("--lease-reads".to_string());
+        }
         if self.replication != Replication::Raft {
             args.extend(["--replication".to_string(), self.replication.to_string()]);
         }
@@ -118,6 +129,18 @@ impl Db for FaultlineNodeDb {
         Box::new(client::NodeClient::new(cluster, self.op_timeout))
     }
 
+    fn data_dirs(&self) -> Option<&dyn DataDirs> {
+        Some(self)
+    }
+
+    fn membership(&self) -> Option<&dyn Membership> {
+        Some(self)
+    }
+
+    fn node_binary(&self) -> Option<PathBuf> {
+        Some(self.binary.clone())
+    }
+
     fn raft(&self) -> Option<&dyn RaftIntrospection> {
         // The scripted nemeses (figure-8, restart-voter) time faults by Raft terms and timers.
         (self.replication == Replication::Raft).then_some(self as &dyn RaftIntrospection)
@@ -125,6 +148,26 @@ impl Db for FaultlineNodeDb {
 
     fn digests(&self) -> Option<&dyn StateDigests> {
         Some(self)
+    }
+}
+
+impl DataDirs for FaultlineNodeDb {
+    fn data_dir(&self, cluster: &Cluster, node: NodeId) -> PathBuf {
+        node_dir(cluster, node).join("data")
+    }
+}
+
+impl Membership for FaultlineNodeDb {
+    fn change_membership(
+        &self,
+        cluster: &Cluster,
+        change: crate::member::MemberChange,
+    ) -> Result<crate::member::MemberAnswer> {
+        crate::member::faultline_node::change(cluster, change, self.op_timeout)
+    }
+
+    fn voters(&self, cluster: &Cluster) -> Result<std::collections::BTreeSet<NodeId>> {
+        crate::member::faultline_node::voters(cluster, self.op_timeout)
     }
 }
 

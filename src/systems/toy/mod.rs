@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use faultline_workloads::WorkloadKind;
 
 use super::net::connect;
-use super::{node_dir, node_log_path, spawn_in_node_dir, Client, Completion, Db, Invocation};
+use super::{is_executable, node_dir, node_log_path, spawn_in_node_dir, Client, Completion, DataDirs, Db, Invocation};
 use crate::cluster::{Cluster, NodeId};
 
 /// A toy single-copy register server in Python, for testing the harness itself without a real
@@ -51,6 +51,8 @@ def persist():
     with open(tmp, "w") as f:
         json.dump(state, f); f.flush(); os.fsync(f.fileno())
     os.rename(tmp, path)
+    # The rename is durable only once the directory is fsynced (a power loss would undo it).
+    d = os.open(data_dir, os.O_RDONLY); os.fsync(d); os.close(d)
 class Handler(socketserver.StreamRequestHandler):
     def handle(self):
         for line in self.rfile:
@@ -115,6 +117,15 @@ impl Db for ToyDb {
         Some(1)
     }
 
+    fn data_dirs(&self) -> Option<&dyn DataDirs> {
+        Some(self)
+    }
+
+    fn node_binary(&self) -> Option<PathBuf> {
+        let paths = std::env::var_os("PATH")?;
+        std::env::split_paths(&paths).map(|dir| dir.join(&self.python)).find(|p| is_executable(p))
+    }
+
     fn supports(&self, workload: WorkloadKind) -> bool {
         // The toy register only knows read, write and cas.
         matches!(workload, WorkloadKind::Register | WorkloadKind::CasRegister)
@@ -126,6 +137,12 @@ impl Db for ToyDb {
             op_timeout: self.op_timeout,
             connection: None,
         })
+    }
+}
+
+impl DataDirs for ToyDb {
+    fn data_dir(&self, cluster: &Cluster, node: NodeId) -> PathBuf {
+        node_dir(cluster, node).join("data")
     }
 }
 
