@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use faultline_checker::run::{write_artifact, RunManifest, Versions, RUN_FORMAT_VERSION};
+use faultline_checker::run::{write_artifact, RunManifest, RunResults, Versions, RUN_FORMAT_VERSION};
 use faultline_checker::Verdict;
 use faultline_workloads::CheckerReport;
 use nix::sys::signal::{SigSet, Signal};
@@ -250,8 +250,77 @@ fn rerun_command(seed: u64) -> String {
     argv.join(" ")
 }
 
+/// A run as phases with typed hand-offs: plan (options, replay, seed, fault schedule; nothing is
+/// created) -> execute (cluster, load, faults, teardown) -> judge (the one check path) -> store ->
+/// summarise.
 fn run_test(args: TestArgs) -> Result<Exit> {
     crate::netns::check_prerequisites()?;
+    let mut plan = plan(args)?;
+    install_signal_thread()?;
+    let name = plan.args.name.get_or_insert_with(|| plan.args.workload.workload.name().to_string()).clone();
+    let run_dir = run_store::create_run_dir(&plan.args.store, &name)?;
+    let start = Instant::now();
+    let log = RunLog::create(&run_dir.join("faultline.log"), start, false)?;
+    let run_id = make_run_id();
+    write_artifact(&run_dir.join("test.json"), &manifest(&plan, &name, &run_id)?).context("writing test.json")?;
+    eprintln!(
+        "faultline test {name}: run {run_id}, seed {}, {} nodes, {} workers, {}s; store {}",
+        plan.seed,
+        plan.args.nodes,
+        plan.concurrency,
+        plan.args.time_limit,
+        run_dir.display()
+    );
+    log.log(format!("run {run_id} seed {} dir {}", plan.seed, run_dir.display()));
+    let history = HistoryLog::create(&run_dir.join("history.jsonl"), start)?;
+
+    let executed = execute(&plan, &run_id, &run_dir, &history, &log)?;
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        eprintln!("faultline test: interrupted; the partial history is in {}", run_dir.display());
+        // No results.json: the report says NO VERDICT.
+        render_report(&run_dir, &log);
+        return Ok(Exit::HarnessFailure);
+    }
+    let faults_started = history.counters.faults_started.load(Ordering::Relaxed);
+    let mut results = judge_run(&plan, &history.records(), &executed, faults_started);
+    if results.checker.verdict() != Verdict::Invalid && executed.driven.online.invalid_at_s.is_some() {
+        log.log(format!(
+            "online check found the history invalid; the end-of-run check said {:?}",
+            results.checker.verdict()
+        ));
+    }
+    results.duration_s = Some(start.elapsed().as_secs_f64());
+    if let Err(e) =
+        crate::judge::write_check_html(&mut results, &run_dir, &run_dir.join("history.jsonl").display().to_string())
+    {
+        log.log(format!("check.html: {e:#}"));
+    }
+    write_artifact(&run_dir.join("results.json"), &results).context("writing results.json")?;
+    summarise(&name, &results, &executed, &run_dir, plan.seed);
+    // After results.json, so the report shows the verdict; a failure here changes neither.
+    render_report(&run_dir, &log);
+    Ok(match (results.verdict, results.vacuous) {
+        (Verdict::Valid, true) => Exit::Vacuous,
+        (verdict, _) => Exit::of_verdict(verdict),
+    })
+}
+
+/// What is decided before anything is created.
+struct Plan {
+    args: TestArgs,
+    parsed: Parsed,
+    db: Box<dyn Db>,
+    seed: u64,
+    concurrency: usize,
+    events: Vec<nemesis::PlannedEvent>,
+    wants_disk: bool,
+    wants_clock: bool,
+    replay_of: Option<PathBuf>,
+}
+
+/// Reads a stored run when replaying, parses and checks the options, builds the system and refuses
+/// faults it cannot take, and plans the fault schedule. Creates nothing.
+fn plan(args: TestArgs) -> Result<Plan> {
     let replay_of = args.replay.clone();
     let (args, stored_events) = match &replay_of {
         Some(run_dir) => {
@@ -307,74 +376,79 @@ fn run_test(args: TestArgs) -> Result<Exit> {
         }
         None => planned,
     };
+    Ok(Plan { args, parsed, db, seed, concurrency, events, wants_disk, wants_clock, replay_of })
+}
 
-    install_signal_thread()?;
-    let mut args = args;
-    let name = args.name.get_or_insert_with(|| args.workload.workload.name().to_string()).clone();
-    let run_dir = run_store::create_run_dir(&args.store, &name)?;
-    let start = Instant::now();
-    let interactive = std::io::stderr().is_terminal();
-    let log = RunLog::create(&run_dir.join("faultline.log"), start, false)?;
-    let run_id = make_run_id();
-    let serde_json::Value::Object(options) = serde_json::to_value(&args)? else {
+/// test.json for a planned run.
+fn manifest(plan: &Plan, name: &str, run_id: &str) -> Result<RunManifest> {
+    let serde_json::Value::Object(options) = serde_json::to_value(&plan.args)? else {
         bail!("the test options did not serialise to an object");
     };
-    let manifest = RunManifest {
+    Ok(RunManifest {
         format_version: RUN_FORMAT_VERSION,
-        name: name.clone(),
-        run_id: run_id.clone(),
-        seed,
+        name: name.to_string(),
+        run_id: run_id.to_string(),
+        seed: plan.seed,
         // The checker model for this workload; `faultline check <run-dir>` reads it.
-        model: args.workload.workload.model().name().to_string(),
+        model: plan.args.workload.workload.model().name().to_string(),
         options,
-        concurrency,
+        concurrency: plan.concurrency,
         argv: std::env::args().collect(),
         git_revision: run_store::git_revision(),
-        versions: Versions { faultline: env!("CARGO_PKG_VERSION").to_string(), db: db.describe() },
+        versions: Versions { faultline: env!("CARGO_PKG_VERSION").to_string(), db: plan.db.describe() },
         started_at: Some(run_store::utc_timestamp(SystemTime::now())),
-        planned_faults: serde_json::to_value(nemesis::plan_summary(&events))?,
-        planned_schedule: nemesis::schedule_to_json(&events),
-        replay_of: replay_of.as_ref().map(|p| p.display().to_string()),
-    };
-    write_artifact(&run_dir.join("test.json"), &manifest).context("writing test.json")?;
-    eprintln!(
-        "faultline test {name}: run {run_id}, seed {seed}, {} nodes, {concurrency} workers, {}s; store {}",
-        args.nodes,
-        args.time_limit,
-        run_dir.display()
-    );
-    log.log(format!("run {run_id} seed {seed} dir {}", run_dir.display()));
+        planned_faults: serde_json::to_value(nemesis::plan_summary(&plan.events))?,
+        planned_schedule: nemesis::schedule_to_json(&plan.events),
+        replay_of: plan.replay_of.as_ref().map(|p| p.display().to_string()),
+    })
+}
 
-    let history = HistoryLog::create(&run_dir.join("history.jsonl"), start)?;
+/// What executing a run left besides its history.
+struct Executed {
+    driven: Driven,
+    /// Every node's log files, for the crash check and the summary.
+    cluster_logs: Vec<(NodeId, PathBuf)>,
+    setup_ms: f64,
+}
+
+/// Builds the cluster (with the disk and clock layers the faults need), drives the run, and tears
+/// everything down whatever happened.
+fn execute(
+    plan: &Plan,
+    run_id: &str,
+    run_dir: &std::path::Path,
+    history: &HistoryLog,
+    log: &RunLog,
+) -> Result<Executed> {
+    let db = plan.db.as_ref();
     let setup_started = Instant::now();
-    let cluster = Cluster::create(&run_id, args.nodes, &run_dir)?;
+    let cluster = Cluster::create(run_id, plan.args.nodes, run_dir)?;
     let setup_ms = setup_started.elapsed().as_secs_f64() * 1000.0;
     log.log(format!(
         "cluster up in {setup_ms:.1} ms: subnet 10.77.{}.0/24, namespaces {:?}",
         cluster.subnet_octet,
         cluster.namespaces()
     ));
-
-    let disk = if wants_disk {
+    let disk = if plan.wants_disk {
         // On failure the mounts made so far are taken down, and the cluster by its Drop.
-        let layer = crate::disk::DiskLayer::mount_all(&cluster, db.as_ref())?;
+        let layer = crate::disk::DiskLayer::mount_all(&cluster, db)?;
         log.log("faultfs mounted over every node's data directory");
         Some(layer)
     } else {
         None
     };
-    let clock = if wants_clock { Some(crate::clock::ClockLayer::install(&cluster)?) } else { None };
+    let clock = if plan.wants_clock { Some(crate::clock::ClockLayer::install(&cluster)?) } else { None };
     let outcome = drive(
-        &args,
-        &parsed,
-        &events,
-        seed,
-        concurrency,
-        db.as_ref(),
+        &plan.args,
+        &plan.parsed,
+        &plan.events,
+        plan.seed,
+        plan.concurrency,
+        db,
         &cluster,
         (disk.as_ref(), clock.as_ref()),
-        &history,
-        &log,
+        history,
+        log,
     );
     let cluster_logs: Vec<(NodeId, PathBuf)> = cluster
         .node_ids()
@@ -387,25 +461,28 @@ fn run_test(args: TestArgs) -> Result<Exit> {
         .and_then(|_| disk.as_ref().map_or(Ok(()), |layer| layer.unmount_all(&cluster)))
         .and_then(|_| cluster.destroy());
     log.log(format!("teardown: {teardown:?}"));
-    if interactive {
+    if std::io::stderr().is_terminal() {
         eprint!("\r\x1b[K");
     }
-    let Driven { unexpected_exits, convergence, online } = outcome?;
+    let driven = outcome?;
     teardown?;
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        eprintln!("faultline test: interrupted; the partial history is in {}", run_dir.display());
-        // No results.json: the report says NO VERDICT.
-        render_report(&run_dir, &log);
-        return Ok(Exit::HarnessFailure);
-    }
+    Ok(Executed { driven, cluster_logs, setup_ms })
+}
 
-    let records = history.records();
-    let workload = args.workload.workload;
+/// The run's results through the one check path (`src/judge.rs`): the history, the workload's and
+/// the cluster's checks, the online finding and vacuity.
+fn judge_run(
+    plan: &Plan,
+    records: &[faultline_checker::history::Record],
+    executed: &Executed,
+    faults_started: u64,
+) -> RunResults {
+    let workload = plan.args.workload.workload;
+    let Driven { unexpected_exits, convergence, online } = &executed.driven;
     // The cluster's own checks (src/convergence.rs) count like the workload's direct checkers.
-    let panics = crate::convergence::panics_in_logs(&cluster_logs);
-    let mut cluster_checks = vec![crate::convergence::crash_report(&unexpected_exits, &panics)];
-    cluster_checks.extend(convergence);
-    let faults_started = history.counters.faults_started.load(Ordering::Relaxed);
+    let panics = crate::convergence::panics_in_logs(&executed.cluster_logs);
+    let mut cluster_checks = vec![crate::convergence::crash_report(unexpected_exits, &panics)];
+    cluster_checks.extend(convergence.clone());
     let options = crate::judge::run_check_options(workload, Some(crate::judge::CHECK_TIMEOUT), "history.jsonl");
     let evidence = crate::judge::Evidence {
         workload: Some(workload),
@@ -413,24 +490,17 @@ fn run_test(args: TestArgs) -> Result<Exit> {
         online: Some(online.clone()),
         faults_started: Some(faults_started),
     };
-    let mut results = crate::judge::judge_records(&records, &options, evidence);
-    if results.checker.verdict() != Verdict::Invalid && online.invalid_at_s.is_some() {
-        log.log(format!(
-            "online check found the history invalid; the end-of-run check said {:?}",
-            results.checker.verdict()
-        ));
-    }
+    let mut results = crate::judge::judge_records(records, &options, evidence);
     results.unexpected_node_exits = unexpected_exits.clone();
-    results.setup_ms = Some(setup_ms);
-    results.duration_s = Some(start.elapsed().as_secs_f64());
-    if let Err(e) =
-        crate::judge::write_check_html(&mut results, &run_dir, &run_dir.join("history.jsonl").display().to_string())
-    {
-        log.log(format!("check.html: {e:#}"));
-    }
-    write_artifact(&run_dir.join("results.json"), &results).context("writing results.json")?;
-    let (verdict, vacuous, counts) = (results.verdict, results.vacuous, results.ops.unwrap_or_default());
-    let shown = match (verdict, vacuous) {
+    results.setup_ms = Some(executed.setup_ms);
+    results
+}
+
+/// What a person reads at the end of a run.
+fn summarise(name: &str, results: &RunResults, executed: &Executed, run_dir: &std::path::Path, seed: u64) {
+    let online = &executed.driven.online;
+    let counts = results.ops.unwrap_or_default();
+    let shown = match (results.verdict, results.vacuous) {
         (Verdict::Valid, true) => "VACUOUS (valid, but nothing was really tested)".to_string(),
         (Verdict::Valid, false) => "VALID".to_string(),
         (Verdict::Invalid, _) => "INVALID".to_string(),
@@ -444,17 +514,21 @@ fn run_test(args: TestArgs) -> Result<Exit> {
         );
     }
     eprintln!(
-        "   ops: {} invoked, {} ok, {} fail, {} info; faults fired: {faults_started}",
-        counts.invoked, counts.ok, counts.fail, counts.info
+        "   ops: {} invoked, {} ok, {} fail, {} info; faults fired: {}",
+        counts.invoked,
+        counts.ok,
+        counts.fail,
+        counts.info,
+        results.faults_started.unwrap_or(0)
     );
     for check in &results.workload_checks {
         eprintln!("   {} ({}): {}", check.checker, check.verdict.as_str(), check.summary);
     }
-    if vacuous {
+    if results.vacuous {
         eprintln!("   vacuous: {}", results.vacuous_reasons.join("; "));
     }
-    if !unexpected_exits.is_empty() {
-        eprintln!("   nodes that exited on their own (see their logs): {}", unexpected_exits.join(", "));
+    if !results.unexpected_node_exits.is_empty() {
+        eprintln!("   nodes that exited on their own (see their logs): {}", results.unexpected_node_exits.join(", "));
     }
     eprintln!("   results: {}", run_dir.join("results.json").display());
     if let Some(html) = results.checker.html() {
@@ -464,21 +538,16 @@ fn run_test(args: TestArgs) -> Result<Exit> {
         let first_lines: Vec<&str> = text.lines().take(3).collect();
         eprintln!("   {}", first_lines.join("\n   "));
     }
-    let node_logs: Vec<String> = cluster_logs
+    let node_logs: Vec<String> = executed
+        .cluster_logs
         .iter()
-        .map(|(_, p)| match p.strip_prefix(&run_dir) {
+        .map(|(_, p)| match p.strip_prefix(run_dir) {
             Ok(relative) => relative.display().to_string(),
             Err(_) => p.display().to_string(),
         })
         .collect();
     eprintln!("   logs (in the run directory): faultline.log {}", node_logs.join(" "));
     eprintln!("   re-run: {}", rerun_command(seed));
-    // After results.json, so the report shows the verdict; a failure here changes neither.
-    render_report(&run_dir, &log);
-    Ok(match (verdict, vacuous) {
-        (Verdict::Valid, true) => Exit::Vacuous,
-        _ => Exit::of_verdict(verdict),
-    })
 }
 
 /// Renders the run's report (index.html and the rest); a failure is logged, never a verdict.
