@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Barrier;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rand::rngs::StdRng;
@@ -17,39 +17,15 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::cluster::{fnv1a, Cluster};
+use crate::cluster::Cluster;
 use crate::systems::{Completion, Db, Invocation};
 
 const WARM_UP: Duration = Duration::from_secs(1);
 
-/// Set by SIGINT/SIGTERM/SIGHUP: stop the load, tear the cluster down, exit 4.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-/// Turns the termination signals into INTERRUPTED (blocked in every thread, waited for by one),
-/// so that a Ctrl-C still tears the cluster down.
-fn install_signal_thread() -> Result<()> {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut signals = SigSet::empty();
-    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        signals.add(signal);
-    }
-    signals.thread_block().context("blocking termination signals")?;
-    std::thread::Builder::new()
-        .name("signals".to_string())
-        .spawn(move || loop {
-            if let Ok(signal) = signals.wait() {
-                eprintln!("\nfaultline bench: {signal} received: stopping and cleaning up");
-                INTERRUPTED.store(true, Ordering::SeqCst);
-            }
-        })
-        .context("spawning the signal thread")?;
-    Ok(())
-}
-
 /// Sleeps `duration`, or less if interrupted.
 fn sleep_unless_interrupted(duration: Duration) {
     let end = Instant::now() + duration;
-    while !INTERRUPTED.load(Ordering::SeqCst) && Instant::now() < end {
+    while !crate::lifecycle::INTERRUPTED.load(Ordering::SeqCst) && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(50).min(end.saturating_duration_since(Instant::now())));
     }
 }
@@ -133,19 +109,6 @@ fn percentile_us(sorted: &[u64], p: f64) -> u64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn make_run_id() -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
-    let mut hash = fnv1a(format!("bench-{}-{nanos}", std::process::id()).as_bytes());
-    let alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    (0..6)
-        .map(|_| {
-            let c = alphabet[(hash % 36) as usize] as char;
-            hash /= 36;
-            c
-        })
-        .collect()
-}
-
 fn bench_key(index: u64) -> Value {
     json!(format!("b{index}"))
 }
@@ -156,8 +119,8 @@ fn bench(args: &BenchArgs) -> Result<()> {
     }
     crate::netns::check_prerequisites()?;
     let db = crate::systems::build(&args.system, Duration::from_millis(args.op_timeout_ms))?;
-    install_signal_thread()?;
-    let run_id = make_run_id();
+    crate::lifecycle::install_signal_thread("faultline bench")?;
+    let run_id = crate::lifecycle::make_run_id("bench");
     let (run_dir, remove_after) = match &args.dir {
         Some(dir) => (dir.join(&run_id), false),
         None => (std::env::temp_dir().join(format!("faultline-bench-{run_id}")), true),
@@ -174,7 +137,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
     let teardown = db.teardown(&cluster).and_then(|_| cluster.destroy());
     let result = result?;
     teardown?;
-    if INTERRUPTED.load(Ordering::SeqCst) {
+    if crate::lifecycle::INTERRUPTED.load(Ordering::SeqCst) {
         bail!("interrupted; the cluster was torn down");
     }
     if remove_after {
@@ -216,7 +179,7 @@ fn measure(args: &BenchArgs, db: &dyn Db, cluster: &Cluster) -> Result<Value> {
             .spawn(|| -> Result<Option<usize>> {
                 cluster.enter_client_namespace()?;
                 let deadline = Instant::now() + Duration::from_secs(20);
-                while Instant::now() < deadline && !INTERRUPTED.load(Ordering::SeqCst) {
+                while Instant::now() < deadline && !crate::lifecycle::INTERRUPTED.load(Ordering::SeqCst) {
                     if let Some(leader) = db.leader(cluster) {
                         return Ok(Some(leader));
                     }

@@ -14,6 +14,7 @@ mod exit;
 mod generator;
 mod interpreter;
 mod judge;
+mod lifecycle;
 mod member;
 mod nemesis;
 mod netns;

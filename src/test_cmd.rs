@@ -7,16 +7,15 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use faultline_checker::run::{write_artifact, RunManifest, RunResults, Versions, RUN_FORMAT_VERSION};
 use faultline_checker::Verdict;
 use faultline_workloads::CheckerReport;
-use nix::sys::signal::{SigSet, Signal};
 use serde::Serialize;
 
-use crate::cluster::{fnv1a, Cluster, NodeId};
+use crate::cluster::{Cluster, NodeId};
 use crate::exit::Exit;
 use crate::generator::{Rate, TimeLimit, UntilSet};
 use crate::interpreter::Interpreter;
@@ -25,9 +24,6 @@ use crate::nemesis::{self, Family, Nemesis, NemesisOptions, TargetSpec};
 use crate::online::OnlineReport;
 use crate::run_store::{self, HistoryLog, RunLog};
 use crate::systems::Db;
-
-/// Set by SIGINT/SIGTERM/SIGHUP: stop issuing ops, heal, clean up, exit.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 #[derive(clap::Args, Debug, Clone, Serialize, serde::Deserialize)]
 // A later option overrides an earlier one, so scripts can pass defaults and callers extras.
@@ -142,39 +138,6 @@ pub fn run(args: TestArgs) -> Exit {
     }
 }
 
-/// Blocks the termination signals in this thread (and so in every thread it starts) and turns
-/// them into the INTERRUPTED flag, so that a Ctrl-C or SIGTERM ends the run through the normal
-/// heal-and-clean-up path.
-fn install_signal_thread() -> Result<()> {
-    let mut signals = SigSet::empty();
-    signals.add(Signal::SIGINT);
-    signals.add(Signal::SIGTERM);
-    signals.add(Signal::SIGHUP);
-    signals.thread_block().context("blocking termination signals")?;
-    std::thread::Builder::new()
-        .name("signals".to_string())
-        .spawn(move || loop {
-            if let Ok(signal) = signals.wait() {
-                eprintln!("\nfaultline: {signal} received: stopping, healing and cleaning up");
-                INTERRUPTED.store(true, Ordering::SeqCst);
-            }
-        })
-        .context("spawning the signal thread")?;
-    Ok(())
-}
-
-fn make_run_id() -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
-    let mut hash = fnv1a(format!("{}-{nanos}", std::process::id()).as_bytes());
-    let alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut id = String::new();
-    for _ in 0..6 {
-        id.push(alphabet[(hash % 36) as usize] as char);
-        hash /= 36;
-    }
-    id
-}
-
 struct Parsed {
     families: Vec<Family>,
     targets: Vec<TargetSpec>,
@@ -256,12 +219,12 @@ fn rerun_command(seed: u64) -> String {
 fn run_test(args: TestArgs) -> Result<Exit> {
     crate::netns::check_prerequisites()?;
     let mut plan = plan(args)?;
-    install_signal_thread()?;
+    crate::lifecycle::install_signal_thread("faultline")?;
     let name = plan.args.name.get_or_insert_with(|| plan.args.workload.workload.name().to_string()).clone();
     let run_dir = run_store::create_run_dir(&plan.args.store, &name)?;
     let start = Instant::now();
     let log = RunLog::create(&run_dir.join("faultline.log"), start, false)?;
-    let run_id = make_run_id();
+    let run_id = crate::lifecycle::make_run_id("test");
     write_artifact(&run_dir.join("test.json"), &manifest(&plan, &name, &run_id)?).context("writing test.json")?;
     eprintln!(
         "faultline test {name}: run {run_id}, seed {}, {} nodes, {} workers, {}s; store {}",
@@ -275,7 +238,7 @@ fn run_test(args: TestArgs) -> Result<Exit> {
     let history = HistoryLog::create(&run_dir.join("history.jsonl"), start)?;
 
     let executed = execute(&plan, &run_id, &run_dir, &history, &log)?;
-    if INTERRUPTED.load(Ordering::SeqCst) {
+    if crate::lifecycle::INTERRUPTED.load(Ordering::SeqCst) {
         eprintln!("faultline test: interrupted; the partial history is in {}", run_dir.display());
         // No results.json: the report says NO VERDICT.
         render_report(&run_dir, &log);
@@ -630,7 +593,7 @@ fn drive(
             std::thread::sleep(Duration::from_secs(2));
             panic!("failpoint panic-during-load");
         }
-        let load_result = interpreter.run(&mut load, &INTERRUPTED);
+        let load_result = interpreter.run(&mut load, &crate::lifecycle::INTERRUPTED);
         log.log(format!("load phase over: {load_result:?}"));
         online_done.store(true, Ordering::SeqCst);
         online = online_thread.join().unwrap_or_default();
@@ -644,15 +607,15 @@ fn drive(
         load_result?;
         nemesis_result?;
 
-        if !INTERRUPTED.load(Ordering::SeqCst) {
+        if !crate::lifecycle::INTERRUPTED.load(Ordering::SeqCst) {
             log.log(format!("recovery window {} s", args.recovery));
             let recovery_end = Instant::now() + Duration::from_secs(args.recovery);
-            while Instant::now() < recovery_end && !INTERRUPTED.load(Ordering::SeqCst) {
+            while Instant::now() < recovery_end && !crate::lifecycle::INTERRUPTED.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(50));
             }
             // Every key the load used is read twice, by different workers and so through different nodes.
             let mut final_reads = crate::workload_glue::final_reads(&load.into_inner().into_inner().into_inner());
-            interpreter.run(&mut final_reads, &INTERRUPTED)?;
+            interpreter.run(&mut final_reads, &crate::lifecycle::INTERRUPTED)?;
             log.log("final reads done");
         }
         progress_stop.store(true, Ordering::SeqCst);
@@ -664,7 +627,7 @@ fn drive(
         log.log(format!("n{node} exited on its own: {status}"));
         unexpected_exits.push(format!("n{node}: {status}"));
     }
-    let convergence = if INTERRUPTED.load(Ordering::SeqCst) {
+    let convergence = if crate::lifecycle::INTERRUPTED.load(Ordering::SeqCst) {
         None
     } else {
         // The digests are asked over the client network, so from a thread in the client namespace.
@@ -722,7 +685,7 @@ fn wait_for_leader(db: &dyn Db, cluster: &Cluster, log: &RunLog) -> Result<()> {
                         log.log(format!("leader: n{leader}"));
                         return Ok(());
                     }
-                    if Instant::now() >= deadline || INTERRUPTED.load(Ordering::SeqCst) {
+                    if Instant::now() >= deadline || crate::lifecycle::INTERRUPTED.load(Ordering::SeqCst) {
                         log.log("no leader reported at start; going on");
                         return Ok(());
                     }
