@@ -35,6 +35,9 @@ pub enum Completion {
     Fail(String),
     /// It may or may not have happened.
     Info(String),
+    /// It may or may not have happened, and the client cannot go on (e.g. a stdio client that
+    /// keeps dying): recorded as `info`, then the run stops as a harness failure.
+    Abort(String),
 }
 
 pub trait Client: Send {

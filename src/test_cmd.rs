@@ -46,6 +46,13 @@ pub struct TestArgs {
     /// the harness itself).
     #[arg(long, default_value = "faultline-node")]
     pub db: String,
+    /// A system described in a file (docs/systems.md): a system.toml, a folder holding one, or the
+    /// name of a folder under systems/ (e.g. redis-sentinel). Replaces --db.
+    #[arg(long, value_name = "PATH")]
+    pub system: Option<PathBuf>,
+    /// Options of the --system file, NAME=VALUE,NAME=VALUE (`faultline systems` lists them).
+    #[arg(long, value_name = "NAME=VALUE,...")]
+    pub system_options: Option<String>,
     /// Path of the faultline-node binary (default: next to this faultline binary, then PATH).
     #[arg(long)]
     pub node_bin: Option<PathBuf>,
@@ -217,6 +224,16 @@ fn make_run_id() -> String {
 
 fn build_db(args: &TestArgs) -> Result<Box<dyn Db>> {
     let op_timeout = Duration::from_millis(args.op_timeout_ms);
+    if let Some(path) = &args.system {
+        let options = args.system_options.as_deref().unwrap_or("");
+        let db = crate::file_system::FileDb::open(path, options, op_timeout)?;
+        let workload = args.workload.workload.name();
+        if !db.file().supports(workload) {
+            let supported: Vec<&str> = db.file().workloads.iter().map(|w| w.get_ref().as_str()).collect();
+            bail!("system `{}` supports the workloads {}, not {workload}", db.file().name, supported.join(", "));
+        }
+        return Ok(Box::new(db));
+    }
     match args.db.as_str() {
         "faultline-node" => {
             let binary = args.node_bin.clone().unwrap_or_else(|| db::sibling_binary("faultline-node"));
