@@ -71,12 +71,19 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
         .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join(program)).find(|p| db::is_executable(p)))
 }
 
-/// The binaries of `install.binaries` that are missing, with the package to install for each.
+/// The binaries of `install.binaries` that are missing (a bare name through PATH, an absolute
+/// path as a file), with the package to install for each.
 pub fn missing_binaries(file: &SystemFile) -> Vec<(String, String)> {
     file.install
         .binaries
         .iter()
-        .filter(|(binary, _)| find_program(binary).is_none())
+        .filter(|(binary, _)| {
+            if binary.starts_with('/') {
+                !Path::new(binary.as_str()).is_file()
+            } else {
+                find_program(binary).is_none()
+            }
+        })
         .map(|(binary, package)| (binary.clone(), package.clone()))
         .collect()
 }

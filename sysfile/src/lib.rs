@@ -62,7 +62,8 @@ pub struct SystemFile {
     pub logs: Vec<Spanned<String>>,
 }
 
-/// What the system needs installed: each binary and the Debian package that provides it.
+/// What the system needs installed: each binary (a name found through PATH, or an absolute path
+/// of any file, e.g. a jar) and the Debian package that provides it.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Install {
