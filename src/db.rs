@@ -82,6 +82,11 @@ pub trait Db: Send + Sync {
     fn leader(&self, _cluster: &Cluster) -> Option<NodeId> {
         None
     }
+    /// Whether `leader` can ever answer, so the start of a run does not wait for a leader that a
+    /// system without one will never name.
+    fn has_leader(&self) -> bool {
+        true
+    }
     fn new_client(&self, cluster: &Cluster) -> Box<dyn Client>;
     /// The node's applied index and a digest of its applied data, for the convergence check
     /// (`src/convergence.rs`); None when the system cannot say. Called from a thread inside the

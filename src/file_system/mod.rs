@@ -406,6 +406,10 @@ impl Db for FileDb {
         self.etcd.as_ref().and_then(|etcd| etcd.leader(cluster))
     }
 
+    fn has_leader(&self) -> bool {
+        self.system.file.leader.is_some() || self.etcd.is_some()
+    }
+
     fn new_client(&self, cluster: &Cluster) -> Box<dyn Client> {
         let number = self.clients_made.fetch_add(1, Ordering::SeqCst) + 1;
         let client = &self.system.file.client;
