@@ -104,6 +104,12 @@ pub struct BenchArgs {
     pub json: Option<PathBuf>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// A system described in a file (docs/systems.md), instead of --db.
+    #[arg(long, value_name = "PATH")]
+    pub system: Option<PathBuf>,
+    /// Options of the --system file, NAME=VALUE,...
+    #[arg(long, value_name = "NAME=VALUE,...")]
+    pub system_options: Option<String>,
     #[command(flatten)]
     pub etcd: crate::etcd::EtcdArgs,
 }
@@ -124,6 +130,10 @@ pub fn run(args: BenchArgs) -> i32 {
 
 fn build_db(args: &BenchArgs) -> Result<Box<dyn Db>> {
     let op_timeout = Duration::from_millis(args.op_timeout_ms);
+    if let Some(path) = &args.system {
+        let options = args.system_options.as_deref().unwrap_or("");
+        return Ok(Box::new(crate::file_system::FileDb::open(path, options, op_timeout)?));
+    }
     match args.db.as_str() {
         "faultline-node" | "faultline" => {
             let binary = args.node_bin.clone().unwrap_or_else(|| db::sibling_binary("faultline-node"));

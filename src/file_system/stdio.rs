@@ -1,7 +1,9 @@
 //! The `stdio` client adapter: any program, one per worker, started in the client namespace,
 //! speaking JSON Lines (docs/systems.md): one `Request` line per op on its stdin, one `Answer`
 //! line on its stdout. The program lives across ops; its stderr goes to
-//! `<run>/clients/client-N.stderr`.
+//! `<run>/clients/client-N.stderr`. The worker's own thread writes the request and waits for the
+//! answer (`poll` with a deadline, lines of at most `MAX_ANSWER_BYTES`), so an op costs no thread
+//! hand-off besides the program's.
 //!
 //! What can go wrong, and what the op becomes: the program died before answering → `info` (it
 //! may have acted), and it is started again for the next op; an answer that is not a JSON
@@ -11,10 +13,12 @@
 //! stderr's tail (`Completion::Abort`).
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::time::Duration;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use anyhow::{Context, Result};
 use faultline_sysfile::{Facts, SystemFile};
@@ -27,6 +31,9 @@ use crate::db::{Client, Completion, Invocation};
 
 /// Deaths and garbage answers in a row before the run is stopped as a harness failure.
 pub const MAX_CONSECUTIVE_FAILURES: u32 = 5;
+
+/// The longest answer line read; a longer one is garbage.
+pub const MAX_ANSWER_BYTES: usize = 16 << 20;
 
 /// How long a killed client program may take to be reaped.
 const REAP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -86,8 +93,50 @@ pub fn completion_of(invocation: &Invocation, line: &str) -> Result<Completion, 
 struct Running {
     child: Child,
     stdin: ChildStdin,
-    /// Lines from the program's stdout, read by a thread; the channel closes at EOF.
-    lines: Receiver<std::io::Result<String>>,
+    stdout: BufReader<ChildStdout>,
+}
+
+/// How waiting for one answer line ended.
+enum LineRead {
+    Line(String),
+    /// The program closed its stdout (it exited).
+    Eof,
+    TimedOut,
+    TooLong,
+}
+
+/// Reads one line, waiting at most until `deadline` for the program to write it.
+fn read_line_until(reader: &mut BufReader<ChildStdout>, deadline: Instant) -> std::io::Result<LineRead> {
+    let mut line = Vec::new();
+    loop {
+        let available = reader.buffer();
+        if let Some(end) = available.iter().position(|b| *b == b'\n') {
+            line.extend_from_slice(&available[..=end]);
+            reader.consume(end + 1);
+            return Ok(LineRead::Line(String::from_utf8_lossy(&line).into_owned()));
+        }
+        line.extend_from_slice(available);
+        let taken = available.len();
+        reader.consume(taken);
+        if line.len() > MAX_ANSWER_BYTES {
+            return Ok(LineRead::TooLong);
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Ok(LineRead::TimedOut);
+        }
+        let timeout = PollTimeout::try_from(remaining.as_millis().clamp(1, 60_000) as i32).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(reader.get_ref().as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        if reader.fill_buf()?.is_empty() {
+            return Ok(LineRead::Eof);
+        }
+    }
 }
 
 pub struct StdioClient {
@@ -157,26 +206,7 @@ impl StdioClient {
         let mut child = command.spawn().with_context(|| format!("starting the stdio client {:?}", self.argv))?;
         let stdin = child.stdin.take().context("stdin was piped")?;
         let stdout = child.stdout.take().context("stdout was piped")?;
-        let (sender, lines) = mpsc::sync_channel(1);
-        std::thread::Builder::new().name("stdio-client-reader".to_string()).spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            loop {
-                let mut line = String::new();
-                match reader.read_line(&mut line) {
-                    Ok(0) => break,
-                    Ok(_) => {
-                        if sender.send(Ok(line)).is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        let _ = sender.send(Err(e));
-                        break;
-                    }
-                }
-            }
-        })?;
-        self.running = Some(Running { child, stdin, lines });
+        self.running = Some(Running { child, stdin, stdout: BufReader::with_capacity(64 * 1024, stdout) });
         Ok(())
     }
 
@@ -244,8 +274,8 @@ impl Client for StdioClient {
             let status = self.kill().unwrap_or_default();
             return self.failed(format!("stdio client gone ({e}; exit {status})"));
         }
-        match running.lines.recv_timeout(self.answer_timeout) {
-            Ok(Ok(line)) => match completion_of(invocation, &line) {
+        match read_line_until(&mut running.stdout, Instant::now() + self.answer_timeout) {
+            Ok(LineRead::Line(line)) => match completion_of(invocation, &line) {
                 Ok(completion) => {
                     self.consecutive_failures = 0;
                     completion
@@ -255,11 +285,15 @@ impl Client for StdioClient {
                     self.failed(format!("not a stdio answer ({e}): {text}"))
                 }
             },
-            Err(RecvTimeoutError::Timeout) => {
+            Ok(LineRead::TimedOut) => {
                 self.kill();
                 Completion::Info(format!("stdio client did not answer within {:?}", self.answer_timeout))
             }
-            Ok(Err(_)) | Err(RecvTimeoutError::Disconnected) => {
+            Ok(LineRead::TooLong) => {
+                self.kill();
+                self.failed(format!("stdio answer longer than {MAX_ANSWER_BYTES} bytes"))
+            }
+            Ok(LineRead::Eof) | Err(_) => {
                 let status = self.kill().unwrap_or_default();
                 self.failed(format!("stdio client exited before answering ({status})"))
             }
