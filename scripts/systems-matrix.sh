@@ -42,6 +42,7 @@ if [ "$only" != redis ]; then
   done
 fi
 
+mkdir -p "$store"
 echo "| run | seed | verdict | ops ok/fail/info | faults | finding |"
 echo "|-----|------|---------|------------------|--------|---------|"
 for cell in "${matrix[@]}"; do
