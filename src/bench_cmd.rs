@@ -18,10 +18,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::cluster::{fnv1a, Cluster};
-use crate::db::{self, Completion, Db, FaultlineNodeDb, Invocation};
+use crate::systems::{Completion, Db, Invocation};
 
-const EXIT_OK: i32 = 0;
-const EXIT_HARNESS_FAILURE: i32 = 4;
 const WARM_UP: Duration = Duration::from_secs(1);
 
 /// Set by SIGINT/SIGTERM/SIGHUP: stop the load, tear the cluster down, exit 4.
@@ -69,9 +67,9 @@ pub enum Mix {
 
 #[derive(clap::Args, Debug, Clone, Serialize)]
 pub struct BenchArgs {
-    /// The store: faultline-node (alias faultline) or etcd.
-    #[arg(long, default_value = "faultline-node")]
-    pub db: String,
+    /// The system under test (`--db`, `--node-bin`, `--etcd-*`; src/systems/).
+    #[command(flatten)]
+    pub system: crate::systems::SystemArgs,
     /// Concurrent closed-loop clients (one thread each, one op outstanding each).
     #[arg(long, default_value_t = 16)]
     pub clients: usize,
@@ -92,9 +90,6 @@ pub struct BenchArgs {
     /// Client timeout per operation, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub op_timeout_ms: u64,
-    /// Path of the faultline-node binary (default: next to this faultline binary, then PATH).
-    #[arg(long)]
-    pub node_bin: Option<PathBuf>,
     /// Where the nodes' data and logs go (default: a fresh directory under the temp dir, removed
     /// after a clean run).
     #[arg(long)]
@@ -104,47 +99,19 @@ pub struct BenchArgs {
     pub json: Option<PathBuf>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// A system described in a file (docs/systems.md), instead of --db.
-    #[arg(long, value_name = "PATH")]
-    pub system: Option<PathBuf>,
-    /// Options of the --system file, NAME=VALUE,...
-    #[arg(long, value_name = "NAME=VALUE,...")]
-    pub system_options: Option<String>,
-    #[command(flatten)]
-    pub etcd: crate::etcd::EtcdArgs,
 }
 
 fn serialize_duration<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_f64(duration.as_secs_f64())
 }
 
-pub fn run(args: BenchArgs) -> i32 {
+pub fn run(args: BenchArgs) -> crate::exit::Exit {
     match bench(&args) {
-        Ok(()) => EXIT_OK,
+        Ok(()) => crate::exit::Exit::Valid,
         Err(e) => {
             eprintln!("faultline bench: harness failure: {e:#}");
-            EXIT_HARNESS_FAILURE
+            crate::exit::Exit::HarnessFailure
         }
-    }
-}
-
-fn build_db(args: &BenchArgs) -> Result<Box<dyn Db>> {
-    let op_timeout = Duration::from_millis(args.op_timeout_ms);
-    if let Some(path) = &args.system {
-        let options = args.system_options.as_deref().unwrap_or("");
-        return Ok(Box::new(crate::file_system::FileDb::open(path, options, op_timeout)?));
-    }
-    match args.db.as_str() {
-        "faultline-node" | "faultline" => {
-            let binary = args.node_bin.clone().unwrap_or_else(|| db::sibling_binary("faultline-node"));
-            if !db::is_executable(&binary) {
-                bail!("faultline-node binary not found at {}: pass --node-bin", binary.display());
-            }
-            let binary = binary.canonicalize().unwrap_or(binary);
-            Ok(Box::new(FaultlineNodeDb { binary, bug: None, op_timeout }))
-        }
-        "etcd" => Ok(Box::new(crate::etcd::EtcdDb::new(&args.etcd, op_timeout)?)),
-        other => bail!("unknown --db `{other}`; known: faultline-node, etcd"),
     }
 }
 
@@ -188,7 +155,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
         bail!("--clients, --nodes and --keys must be positive and --duration longer than the 1 s warm-up");
     }
     crate::netns::check_prerequisites()?;
-    let db = build_db(args)?;
+    let db = crate::systems::build(&args.system, Duration::from_millis(args.op_timeout_ms))?;
     install_signal_thread()?;
     let run_id = make_run_id();
     let (run_dir, remove_after) = match &args.dir {

@@ -1,10 +1,11 @@
 //! `faultline check`: offline linearizability checking of our own and foreign histories.
 
 use anyhow::{bail, Context, Result};
+
+use crate::exit::Exit;
 use clap::Args;
-use faultline_checker::{
-    check_records, html, read_path, CheckOptions, CheckResult, Format, ModelKind, NilReads, Verdict,
-};
+use faultline_checker::run::{write_artifact, RunManifest, RunResults};
+use faultline_checker::{check_records, read_path, CheckOptions, Format, ModelKind, NilReads, Verdict};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -62,11 +63,6 @@ pub struct CheckArgs {
     pub consistency: Option<String>,
 }
 
-pub const EXIT_VALID: i32 = 0;
-pub const EXIT_INVALID: i32 = 1;
-pub const EXIT_UNKNOWN: i32 = 2;
-pub const EXIT_ERROR: i32 = 3;
-
 fn parse_bytes(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
@@ -95,10 +91,10 @@ pub(crate) fn parse_format(name: Option<&str>) -> Result<Option<Format>, String>
 /// What checking one path produced.
 struct FileOutcome {
     path: PathBuf,
-    result: Result<(CheckResult, Option<PathBuf>)>,
+    result: Result<RunResults>,
 }
 
-pub fn run(args: CheckArgs) -> i32 {
+pub fn run(args: CheckArgs) -> Exit {
     if crate::check_txn::wants(&args) {
         return crate::check_txn::run(args);
     }
@@ -106,26 +102,26 @@ pub fn run(args: CheckArgs) -> i32 {
         Ok(v) => v,
         Err(e) => {
             eprintln!("faultline check: --initial-value is not JSON: {e}");
-            return EXIT_ERROR;
+            return Exit::BadInput;
         }
     };
     let format = match parse_format(args.format.as_deref()) {
         Ok(format) => format,
         Err(message) => {
             eprintln!("faultline check: {message}");
-            return EXIT_ERROR;
+            return Exit::BadInput;
         }
     };
     if let Some(name) = &args.nil_reads {
         if NilReads::from_name(name).is_none() {
             eprintln!("faultline check: unknown --nil-reads {name}; one of {}", NilReads::NAMES.join(", "));
-            return EXIT_ERROR;
+            return Exit::BadInput;
         }
     }
     if let Some(name) = &args.model {
         if ModelKind::from_name(name).is_none() {
             eprintln!("faultline check: unknown --model {name}; one of {}", ModelKind::NAMES.join(", "));
-            return EXIT_ERROR;
+            return Exit::BadInput;
         }
     }
     let several = args.paths.len() > 1;
@@ -138,19 +134,15 @@ pub fn run(args: CheckArgs) -> i32 {
     exit_code(&outcomes)
 }
 
-fn exit_code(outcomes: &[FileOutcome]) -> i32 {
-    let mut code = EXIT_VALID;
+fn exit_code(outcomes: &[FileOutcome]) -> Exit {
+    let mut exit = Exit::Valid;
     for outcome in outcomes {
         match &outcome.result {
-            Err(_) => return EXIT_ERROR,
-            Ok((result, _)) => match result.verdict {
-                Verdict::Invalid => code = EXIT_INVALID,
-                Verdict::Unknown if code != EXIT_INVALID => code = EXIT_UNKNOWN,
-                _ => {}
-            },
+            Err(_) => return Exit::BadInput,
+            Ok(results) => exit = exit.worse(Exit::of_verdict(results.verdict)),
         }
     }
-    code
+    exit
 }
 
 /// The model for a path: --model, else the run's own, else the format's usual one.
@@ -158,17 +150,10 @@ fn choose_model(args: &CheckArgs, path: &Path, format: Format) -> Result<ModelKi
     if let Some(name) = &args.model {
         return ModelKind::from_name(name).context("unknown model");
     }
-    if path.is_dir() {
-        let test_json = path.join("test.json");
-        if let Ok(text) = std::fs::read_to_string(&test_json) {
-            let test: Value = serde_json::from_str(&text).with_context(|| format!("{}", test_json.display()))?;
-            let name = test
-                .get("model")
-                .and_then(Value::as_str)
-                .or_else(|| test.pointer("/options/model").and_then(Value::as_str));
-            if let Some(model) = name.and_then(ModelKind::from_name) {
-                return Ok(model);
-            }
+    if path.is_dir() && path.join("test.json").exists() {
+        let manifest = RunManifest::read(path)?;
+        if let Some(model) = ModelKind::from_name(&manifest.model) {
+            return Ok(model);
         }
     }
     match format {
@@ -184,7 +169,7 @@ fn check_one(
     format: Option<Format>,
     initial_value: &Value,
     several: bool,
-) -> Result<(CheckResult, Option<PathBuf>)> {
+) -> Result<RunResults> {
     let imported = read_path(path, format, args.lenient)?;
     let model = match choose_model(args, path, imported.format) {
         Ok(model) => model,
@@ -210,39 +195,38 @@ fn check_one(
     };
     let mut result = check_records(&imported.records, &options)?;
     result.skipped_lines += imported.skipped.len();
-    // A run directory is re-checked as the harness checked it: with its workload's direct
-    // checkers too (set-full, append), whose verdicts combine with the model's.
-    let workload_checks = match run_workload(path) {
-        Some(workload) => {
-            let records: Vec<_> = imported.records.iter().map(|r| r.record.clone()).collect();
-            workload.check_extra(&records)
-        }
-        None => Vec::new(),
-    };
-    for check in &workload_checks {
-        result.verdict = result.verdict.combine(check.verdict);
-    }
+    // A run directory is re-checked as the harness checked it, through the one check path: with
+    // its workload's direct checkers too (set-full, append), whose verdicts combine with the model's.
+    let records: Vec<_> = imported.records.iter().map(|r| r.record.clone()).collect();
+    let evidence = crate::judge::Evidence { workload: run_workload(path)?, ..crate::judge::Evidence::default() };
+    let mut results = crate::judge::judge(&records, Ok(result), evidence);
+    results.history = Some(path.display().to_string());
+    results.skipped = imported.skipped.iter().map(|e| e.to_string()).collect();
+    results.warnings = imported.warnings.iter().map(|e| e.to_string()).collect();
     let out_dir = output_dir(path, args, several);
-    let html_path = write_outputs(&result, &workload_checks, &out_dir, path, &imported.skipped, &imported.warnings)?;
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    crate::judge::write_check_html(&mut results, &out_dir, &path.display().to_string())?;
+    let results_path = out_dir.join("results.json");
+    write_artifact(&results_path, &results).with_context(|| format!("writing {}", results_path.display()))?;
     if !args.json {
         for warning in &imported.warnings {
             eprintln!("warning: {warning}");
         }
-        for check in &workload_checks {
+        for check in &results.workload_checks {
             println!("  {} ({}): {}", check.checker, check.verdict.as_str(), check.summary);
         }
     }
-    Ok((result, html_path))
+    Ok(results)
 }
 
-/// The workload a run directory's test.json names, if any.
-fn run_workload(path: &Path) -> Option<faultline_workloads::WorkloadKind> {
-    if !path.is_dir() {
-        return None;
+/// The workload a run directory's test.json names, if any. A test.json that is there but cannot
+/// be read is an error, not a run without a workload.
+fn run_workload(path: &Path) -> Result<Option<faultline_workloads::WorkloadKind>> {
+    if !path.is_dir() || !path.join("test.json").exists() {
+        return Ok(None);
     }
-    let test: Value = serde_json::from_str(&std::fs::read_to_string(path.join("test.json")).ok()?).ok()?;
-    let name = test.pointer("/options/workload").or_else(|| test.get("workload")).and_then(Value::as_str)?;
-    faultline_workloads::WorkloadKind::from_name(name)
+    let manifest = RunManifest::read(path)?;
+    Ok(manifest.workload().and_then(faultline_workloads::WorkloadKind::from_name))
 }
 
 pub(crate) fn output_dir(path: &Path, args: &CheckArgs, several: bool) -> PathBuf {
@@ -257,44 +241,16 @@ pub(crate) fn output_dir(path: &Path, args: &CheckArgs, several: bool) -> PathBu
     }
 }
 
-/// Writes results.json, and check.html when the history is invalid. Returns the HTML's path.
-fn write_outputs(
-    result: &CheckResult,
-    workload_checks: &[faultline_workloads::CheckerReport],
-    out_dir: &Path,
-    path: &Path,
-    skipped: &[faultline_checker::InputError],
-    warnings: &[faultline_checker::InputError],
-) -> Result<Option<PathBuf>> {
-    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    let mut document = serde_json::to_value(result)?;
-    document["history"] = json!(path.display().to_string());
-    document["skipped"] = json!(skipped.iter().map(|e| e.to_string()).collect::<Vec<_>>());
-    document["warnings"] = json!(warnings.iter().map(|e| e.to_string()).collect::<Vec<_>>());
-    if !workload_checks.is_empty() {
-        document["workload_checks"] = serde_json::to_value(workload_checks)?;
-    }
-    let results_path = out_dir.join("results.json");
-    std::fs::write(&results_path, serde_json::to_string_pretty(&document)? + "\n")
-        .with_context(|| format!("writing {}", results_path.display()))?;
-    if result.verdict == Verdict::Invalid {
-        let html_path = out_dir.join("check.html");
-        std::fs::write(&html_path, html::render(result, &path.display().to_string()))
-            .with_context(|| format!("writing {}", html_path.display()))?;
-        return Ok(Some(html_path));
-    }
-    Ok(None)
-}
-
 fn report(outcomes: &[FileOutcome], args: &CheckArgs) {
     if args.json {
         let files: Vec<Value> = outcomes
             .iter()
             .map(|o| match &o.result {
-                Ok((result, html)) => {
-                    let mut v = serde_json::to_value(result).unwrap_or(Value::Null);
+                Ok(results) => {
+                    let mut v = serde_json::to_value(results.checker.result()).unwrap_or(Value::Null);
+                    v["verdict"] = json!(results.verdict);
                     v["path"] = json!(o.path.display().to_string());
-                    v["html"] = json!(html.as_ref().map(|h| h.display().to_string()));
+                    v["html"] = json!(results.checker.html().map(|h| h.display().to_string()));
                     v
                 }
                 Err(e) => json!({"path": o.path.display().to_string(), "verdict": "error", "error": format!("{e:#}")}),
@@ -308,10 +264,12 @@ fn report(outcomes: &[FileOutcome], args: &CheckArgs) {
     for outcome in outcomes {
         match &outcome.result {
             Err(e) => println!("error    {}  {e:#}", outcome.path.display()),
-            Ok((result, html)) => {
+            Ok(results) => {
+                let Some(result) = results.checker.result() else { continue };
+                let html = results.checker.html();
                 println!(
                     "{:<8} {}  {} events  {:.1} ms{}",
-                    result.verdict.as_str(),
+                    results.verdict.as_str(),
                     outcome.path.display(),
                     result.events,
                     result.check_ms,
@@ -360,9 +318,9 @@ fn summary_counts(outcomes: &[FileOutcome]) -> Value {
     for o in outcomes {
         match &o.result {
             Err(_) => error += 1,
-            Ok((r, _)) => {
-                check_ms += r.check_ms;
-                match r.verdict {
+            Ok(results) => {
+                check_ms += results.checker.result().map_or(0.0, |r| r.check_ms);
+                match results.verdict {
                     Verdict::Valid => valid += 1,
                     Verdict::Invalid => invalid += 1,
                     Verdict::Unknown => unknown += 1,

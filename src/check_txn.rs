@@ -10,14 +10,15 @@ use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use crate::check_cmd::{output_dir, CheckArgs, EXIT_ERROR, EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID};
+use crate::check_cmd::{output_dir, CheckArgs};
+use crate::exit::Exit;
 
 /// Whether `faultline check` should be handled here.
 pub fn wants(args: &CheckArgs) -> bool {
     args.consistency.is_some() || args.model.as_deref().is_some_and(|m| TxnModel::from_name(m).is_some())
 }
 
-pub fn run(args: CheckArgs) -> i32 {
+pub fn run(args: CheckArgs) -> Exit {
     let model = match args.model.as_deref().map(|m| (m, TxnModel::from_name(m))) {
         Some((_, Some(model))) => model,
         other => {
@@ -26,7 +27,7 @@ pub fn run(args: CheckArgs) -> i32 {
                 "faultline check: --consistency needs a transactional --model: {}{named}",
                 TxnModel::NAMES.join(", ")
             );
-            return EXIT_ERROR;
+            return Exit::BadInput;
         }
     };
     let consistency = match args.consistency.as_deref() {
@@ -35,7 +36,7 @@ pub fn run(args: CheckArgs) -> i32 {
             Some(c) => c,
             None => {
                 eprintln!("faultline check: unknown --consistency {name}; one of {}", Consistency::NAMES.join(", "));
-                return EXIT_ERROR;
+                return Exit::BadInput;
             }
         },
     };
@@ -43,15 +44,15 @@ pub fn run(args: CheckArgs) -> i32 {
         Ok(format) => format,
         Err(message) => {
             eprintln!("faultline check: {message}");
-            return EXIT_ERROR;
+            return Exit::BadInput;
         }
     };
     if args.lenient || args.no_partition || args.all_partitions {
         eprintln!("faultline check: --lenient, --no-partition and --all-partitions are for single-object models");
-        return EXIT_ERROR;
+        return Exit::BadInput;
     }
     let several = args.paths.len() > 1;
-    let mut code = EXIT_VALID;
+    let mut code = Exit::Valid;
     let mut files = Vec::new();
     for path in &args.paths {
         let options = TxnOptions {
@@ -64,7 +65,7 @@ pub fn run(args: CheckArgs) -> i32 {
         };
         match check_one(path, format, &options, &output_dir(path, &args, several)) {
             Err(e) => {
-                code = EXIT_ERROR;
+                code = Exit::BadInput;
                 if args.json {
                     files.push(
                         json!({"path": path.display().to_string(), "verdict": "error", "error": format!("{e:#}")}),
@@ -75,10 +76,10 @@ pub fn run(args: CheckArgs) -> i32 {
             }
             Ok((result, html)) => {
                 code = match (code, result.verdict) {
-                    (EXIT_ERROR, _) => EXIT_ERROR,
-                    (_, Verdict::Invalid) | (EXIT_INVALID, _) => EXIT_INVALID,
-                    (_, Verdict::Unknown) | (EXIT_UNKNOWN, _) => EXIT_UNKNOWN,
-                    _ => EXIT_VALID,
+                    (Exit::BadInput, _) => Exit::BadInput,
+                    (_, Verdict::Invalid) | (Exit::Invalid, _) => Exit::Invalid,
+                    (_, Verdict::Unknown) | (Exit::Unknown, _) => Exit::Unknown,
+                    _ => Exit::Valid,
                 };
                 if args.json {
                     let mut value = serde_json::to_value(&result).unwrap_or(Value::Null);

@@ -2,6 +2,7 @@
 //! namespaces, the namespaces (and so their veths, bridges and iptables rules), state files.
 //! Runs whose harness is still alive are left alone unless `--all` is given.
 
+use crate::exit::Exit;
 use std::collections::BTreeSet;
 
 use crate::cluster::state::{self, NAMESPACE_PREFIX};
@@ -20,10 +21,10 @@ fn run_id_of(namespace: &str) -> Option<&str> {
     rest.rsplit_once('-').map(|(run, _)| run)
 }
 
-pub fn run(args: CleanupArgs) -> i32 {
+pub fn run(args: CleanupArgs) -> Exit {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("faultline cleanup needs root (it deletes network namespaces)");
-        return 4;
+        return Exit::HarnessFailure;
     }
     let mut live_runs = BTreeSet::new();
     let mut errors = Vec::new();
@@ -71,12 +72,12 @@ pub fn run(args: CleanupArgs) -> i32 {
         println!("nothing to clean up");
     }
     if errors.is_empty() {
-        0
+        Exit::Valid
     } else {
         for error in errors {
             eprintln!("faultline cleanup: {error}");
         }
-        4
+        Exit::HarnessFailure
     }
 }
 

@@ -19,7 +19,7 @@ use faultline_workloads::CheckerReport;
 use serde_json::json;
 
 use crate::cluster::{node_name, Cluster, NodeId};
-use crate::db::Db;
+use crate::systems::Db;
 
 /// What one node says about what it applied.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -104,6 +104,7 @@ const POLL_PERIOD: Duration = Duration::from_millis(200);
 /// Asks every node for its digest until they agree, diverge, or `timeout` passes. Must run on a
 /// thread inside the client namespace. None when the db cannot give digests.
 pub fn check_convergence(db: &dyn Db, cluster: &Cluster, timeout: Duration) -> Option<CheckerReport> {
+    let digests = db.digests()?;
     let nodes = cluster.node_ids();
     let deadline = Instant::now() + timeout;
     let started = Instant::now();
@@ -112,14 +113,14 @@ pub fn check_convergence(db: &dyn Db, cluster: &Cluster, timeout: Duration) -> O
         rounds += 1;
         let mut readings = BTreeMap::new();
         for node in &nodes {
-            let reading = db.state_digest(cluster, *node)?.map_err(|e| format!("{e:#}"));
+            let reading = digests.state_digest(cluster, *node).map_err(|e| format!("{e:#}"));
             readings.insert(*node, reading);
         }
         let waited_ms = started.elapsed().as_millis() as u64;
         match judge(&readings) {
             Judgement::Converged { applied_index, digest } => {
                 return Some(CheckerReport {
-                    checker: "convergence",
+                    checker: "convergence".to_string(),
                     verdict: Verdict::Valid,
                     summary: format!(
                         "all {} replicas hold the same data at applied index {applied_index}",
@@ -133,7 +134,7 @@ pub fn check_convergence(db: &dyn Db, cluster: &Cluster, timeout: Duration) -> O
                 let named: BTreeMap<String, String> = digests.into_iter().map(|(n, d)| (node_name(n), d)).collect();
                 let shown: Vec<String> = named.iter().map(|(n, d)| format!("{n} {d}")).collect();
                 return Some(CheckerReport {
-                    checker: "convergence",
+                    checker: "convergence".to_string(),
                     verdict: Verdict::Invalid,
                     summary: format!(
                         "replicas diverged: different data or a different entry at applied index {applied_index} ({})",
@@ -152,7 +153,7 @@ pub fn check_convergence(db: &dyn Db, cluster: &Cluster, timeout: Duration) -> O
                     })
                     .collect();
                 return Some(CheckerReport {
-                    checker: "convergence",
+                    checker: "convergence".to_string(),
                     verdict: Verdict::Unknown,
                     summary: format!(
                         "the replicas did not reach one applied index within {} s: {}",
@@ -174,7 +175,7 @@ pub fn check_convergence(db: &dyn Db, cluster: &Cluster, timeout: Duration) -> O
 pub fn crash_report(unexpected_exits: &[String], panics: &[(NodeId, String)]) -> CheckerReport {
     if unexpected_exits.is_empty() {
         return CheckerReport {
-            checker: "node-crashes",
+            checker: "node-crashes".to_string(),
             verdict: Verdict::Valid,
             summary: "no node exited on its own".to_string(),
             details: json!({"exits": []}),
@@ -186,7 +187,7 @@ pub fn crash_report(unexpected_exits: &[String], panics: &[(NodeId, String)]) ->
         summary.push_str(&format!("; {first}"));
     }
     CheckerReport {
-        checker: "node-crashes",
+        checker: "node-crashes".to_string(),
         verdict: Verdict::Invalid,
         summary,
         details: json!({"exits": unexpected_exits, "panics": panic_lines}),

@@ -7,7 +7,7 @@ use faultline_workloads::{OpGenerator, WorkloadOp};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::db::Invocation;
+use crate::systems::Invocation;
 
 /// What a generator sees when asked for its next operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,9 +15,9 @@ use faultline_checker::history::OpType;
 use faultline_workloads::WorkloadKind;
 
 use crate::cluster::{Cluster, NodeId};
-use crate::db::{Client, Completion, Db, Invocation};
 use crate::generator::{Context, Generator, Step};
 use crate::run_store::HistoryLog;
+use crate::systems::{Client, Completion, Db, Invocation};
 
 /// How long to wait for workers to enter the namespace and connect.
 const WORKER_START_TIMEOUT: Duration = Duration::from_secs(10);

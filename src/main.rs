@@ -4,18 +4,18 @@
 mod check_cmd;
 mod check_txn;
 // Harness (issue 4): `faultline test` and `faultline cleanup`.
-mod checking;
 mod cleanup_cmd;
 mod cluster;
 mod convergence;
-mod db;
+mod exit;
 mod generator;
 mod interpreter;
+mod judge;
 mod nemesis;
 mod netns;
-mod node_client;
 mod online;
 mod run_store;
+mod systems;
 mod test_cmd;
 mod workload_glue;
 // Report (issue 5): `faultline report`, `faultline serve`, `faultline workloads`.
@@ -23,9 +23,7 @@ mod report;
 mod serve_cmd;
 // etcd and the side-by-side benchmark (issue 6): `--db etcd`, `faultline bench`.
 mod bench_cmd;
-mod etcd;
-// Systems described by files, client adapters (issue 14): `--system PATH`, `faultline systems`.
-mod file_system;
+// `faultline systems`: the system folders described by files (issue 14).
 mod systems_cmd;
 // Torture matrices, replays and scenarios (issue 7): `faultline torture`; shards and merge (issue 18).
 mod torture;
@@ -63,9 +61,17 @@ enum Command {
     Torture(Box<torture_cmd::TortureArgs>),
 }
 
+/// A clap `Args` struct with every option at its default (what an empty command line gives):
+/// the `Default` of the option types, so a stored run's options missing a newer field read back.
+pub fn clap_defaults<T: clap::Args + clap::FromArgMatches>() -> T {
+    let command = T::augment_args(clap::Command::new("defaults").no_binary_name(true));
+    let matches = command.try_get_matches_from(Vec::<String>::new()).expect("the defaults of an option struct parse");
+    T::from_arg_matches(&matches).expect("the defaults of an option struct are valid")
+}
+
 fn main() {
     let cli = Cli::parse();
-    let exit_code = match cli.command {
+    let exit = match cli.command {
         Command::Check(args) => check_cmd::run(args),
         Command::Test(args) => test_cmd::run(*args),
         Command::Cleanup(args) => cleanup_cmd::run(args),
@@ -76,8 +82,9 @@ fn main() {
         Command::Systems(args) => systems_cmd::run(args),
         Command::Workloads => {
             print!("{}", faultline_workloads::describe_all());
-            0
+            exit::Exit::Valid
         }
     };
-    std::process::exit(exit_code);
+    // The one place an outcome becomes a process exit code (src/exit.rs).
+    std::process::exit(exit.code());
 }

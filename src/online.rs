@@ -3,7 +3,6 @@
 //! linearizable is a certain finding; with `--stop-on-invalid` it ends the load at once, and the
 //! run then heals, recovers, reads and checks everything as usual.
 
-use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -17,23 +16,7 @@ pub const ONLINE_CHECK_PERIOD: Duration = Duration::from_secs(1);
 /// The time budget of one check of the history so far; past it that check says nothing.
 pub const ONLINE_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What online checking found, stored in results.json as `online`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct OnlineReport {
-    /// Checks of the history so far that were run.
-    pub checks: u64,
-    /// Seconds into the load at which a prefix was first found not linearizable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub invalid_at_s: Option<f64>,
-    /// The key of that finding, if the history has keys.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub invalid_key: Option<serde_json::Value>,
-    /// Records in the prefix that was found not linearizable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub invalid_prefix_records: Option<usize>,
-    /// Whether the load was ended early because of the finding (`--stop-on-invalid`).
-    pub stopped_early: bool,
-}
+pub use faultline_checker::run::OnlineReport;
 
 /// Checks the growing history until `done` is set or a prefix is found invalid; then, if
 /// `stop_on_invalid`, sets `stop_load`. Bounded: each check has [`ONLINE_CHECK_TIMEOUT`], and

@@ -37,12 +37,12 @@ pub struct ServeArgs {
     pub port: u16,
 }
 
-pub fn run(args: ServeArgs) -> i32 {
+pub fn run(args: ServeArgs) -> crate::exit::Exit {
     match serve(&args) {
-        Ok(()) => 0,
+        Ok(()) => crate::exit::Exit::Valid,
         Err(e) => {
             eprintln!("faultline serve: {e:#}");
-            4
+            crate::exit::Exit::HarnessFailure
         }
     }
 }

@@ -1,11 +1,12 @@
 //! `faultline systems`: the system folders faultline knows (under `systems/`, see
-//! `file_system::system_search_dirs`), each with its workloads, client, options and whether the
+//! `systems::file::system_search_dirs`), each with its workloads, client, options and whether the
 //! Debian packages it needs are installed.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::file_system::{missing_binaries, system_search_dirs};
+use crate::exit::Exit;
+use crate::systems::file::{missing_binaries, system_search_dirs};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct SystemsArgs {
@@ -14,7 +15,7 @@ pub struct SystemsArgs {
     pub dir: Option<PathBuf>,
 }
 
-pub fn run(args: SystemsArgs) -> i32 {
+pub fn run(args: SystemsArgs) -> Exit {
     let dirs = match args.dir {
         Some(dir) => vec![dir],
         None => system_search_dirs(),
@@ -33,7 +34,7 @@ pub fn run(args: SystemsArgs) -> i32 {
     }
     if found.is_empty() {
         eprintln!("faultline systems: no system folder found in {dirs:?}");
-        return 2;
+        return Exit::BadInput;
     }
     let mut broken = false;
     for (name, path) in &found {
@@ -69,8 +70,8 @@ pub fn run(args: SystemsArgs) -> i32 {
         }
     }
     if broken {
-        1
+        Exit::BadInput
     } else {
-        0
+        Exit::Valid
     }
 }

@@ -1,8 +1,8 @@
 //! `faultline test`: build a cluster in network namespaces, run client workers and a nemesis
 //! against it, store the history as it goes, heal, recover, read every key, check, clean up.
 //!
-//! Exit codes: 0 valid, 1 invalid, 2 unknown, 3 vacuous (nothing was really tested), 4 harness
-//! failure or interrupted. A harness failure is never reported as a finding about the system.
+//! Outcomes (`crate::exit::Exit`): valid, invalid, unknown, vacuous (nothing was really tested),
+//! harness failure or interrupted. A harness failure is never reported as a finding about the system.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -10,55 +10,40 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use faultline_checker::history::{OpType, Record};
+use faultline_checker::run::{write_artifact, RunManifest, Versions, RUN_FORMAT_VERSION};
+use faultline_checker::Verdict;
 use faultline_workloads::CheckerReport;
 use nix::sys::signal::{SigSet, Signal};
 use serde::Serialize;
-use serde_json::json;
 
 use crate::cluster::{fnv1a, Cluster, NodeId};
-use crate::db::{self, Db, FaultlineNodeDb, ToyDb};
+use crate::exit::Exit;
 use crate::generator::{Rate, TimeLimit, UntilSet};
 use crate::interpreter::Interpreter;
 use crate::nemesis::grudge::Shape;
 use crate::nemesis::{self, Family, Nemesis, NemesisOptions, TargetSpec};
 use crate::online::OnlineReport;
 use crate::run_store::{self, HistoryLog, RunLog};
-
-pub const EXIT_VALID: i32 = 0;
-pub const EXIT_INVALID: i32 = 1;
-pub const EXIT_UNKNOWN: i32 = 2;
-pub const EXIT_VACUOUS: i32 = 3;
-pub const EXIT_HARNESS_FAILURE: i32 = 4;
+use crate::systems::Db;
 
 /// Set by SIGINT/SIGTERM/SIGHUP: stop issuing ops, heal, clean up, exit.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-#[derive(clap::Args, Debug, Clone, Serialize)]
+#[derive(clap::Args, Debug, Clone, Serialize, serde::Deserialize)]
 // A later option overrides an earlier one, so scripts can pass defaults and callers extras.
 #[command(args_override_self = true)]
+// Options a stored run does not name (an older faultline's test.json) take today's defaults.
+#[serde(default)]
 pub struct TestArgs {
     /// Name of the test; the run is stored under <store>/<name>/<timestamp>/. Default: the
     /// workload's name.
     #[arg(long)]
     pub name: Option<String>,
-    /// The system under test: faultline-node, or toy (a single-copy Python register, for testing
-    /// the harness itself).
-    #[arg(long, default_value = "faultline-node")]
-    pub db: String,
-    /// A system described in a file (docs/systems.md): a system.toml, a folder holding one, or the
-    /// name of a folder under systems/ (e.g. redis-sentinel). Replaces --db.
-    #[arg(long, value_name = "PATH")]
-    pub system: Option<PathBuf>,
-    /// Options of the --system file, NAME=VALUE,NAME=VALUE (`faultline systems` lists them).
-    #[arg(long, value_name = "NAME=VALUE,...")]
-    pub system_options: Option<String>,
-    /// Path of the faultline-node binary (default: next to this faultline binary, then PATH).
-    #[arg(long)]
-    pub node_bin: Option<PathBuf>,
-    /// Start every node with this planted bug (e.g. stale-read, ack-before-commit).
-    #[arg(long)]
-    pub bug: Option<String>,
+    /// The system under test and how to find it (`--db`, `--node-bin`, `--bug`, `--etcd-*`;
+    /// src/systems/).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub system: crate::systems::SystemArgs,
     /// Number of nodes.
     #[arg(long, default_value_t = 5)]
     pub nodes: usize,
@@ -111,10 +96,6 @@ pub struct TestArgs {
     /// second while the run goes on), then heal, recover, read and check as usual.
     #[arg(long)]
     pub stop_on_invalid: bool,
-    /// Options of `--db etcd` (src/etcd/, docs/etcd.md).
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub etcd: crate::etcd::EtcdArgs,
     /// Re-run a stored run with its options, seed and fault schedule (from <run-dir>/test.json);
     /// every other option given here is ignored. Real processes are not deterministic, so the
     /// replay may not reproduce the outcome.
@@ -123,28 +104,10 @@ pub struct TestArgs {
     pub replay: Option<PathBuf>,
 }
 
-/// Wraps `TestArgs` so a stored run's options can be parsed back with clap's own rules.
-#[derive(clap::Parser)]
-struct StoredOptions {
-    #[command(flatten)]
-    args: TestArgs,
-}
-
-/// The command-line arguments that give back `options` (test.json's serialised `TestArgs`).
-pub fn options_to_argv(options: &serde_json::Value) -> Result<Vec<String>> {
-    let object = options.as_object().context("test.json: `options` is not an object")?;
-    let mut argv = Vec::new();
-    for (key, value) in object {
-        let flag = format!("--{}", key.replace('_', "-"));
-        match value {
-            serde_json::Value::Null | serde_json::Value::Bool(false) => {}
-            serde_json::Value::Bool(true) => argv.push(flag),
-            serde_json::Value::String(text) => argv.extend([flag, text.clone()]),
-            serde_json::Value::Number(number) => argv.extend([flag, number.to_string()]),
-            other => bail!("test.json: option {key} has an unexpected value {other}"),
-        }
+impl Default for TestArgs {
+    fn default() -> Self {
+        crate::clap_defaults()
     }
-    Ok(argv)
 }
 
 /// What a replay takes from a stored run: its options (with its seed) and its fault schedule.
@@ -154,37 +117,21 @@ struct Replay {
 }
 
 fn load_replay(run_dir: &std::path::Path) -> Result<Replay> {
-    let path = run_dir.join("test.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let test_json: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let seed = test_json.get("seed").and_then(|s| s.as_u64()).context("test.json has no seed")?;
-    let mut argv = vec!["faultline-test".to_string()];
-    argv.extend(options_to_argv(test_json.get("options").context("test.json has no options")?)?);
-    let mut args = <StoredOptions as clap::Parser>::try_parse_from(&argv)
-        .with_context(|| format!("test.json's options no longer parse: {}", argv.join(" ")))?
-        .args;
-    args.seed = Some(seed);
+    let manifest = RunManifest::read(run_dir)?;
+    let mut args: TestArgs = serde_json::from_value(serde_json::Value::Object(manifest.options.clone()))
+        .with_context(|| format!("{}: the stored options do not read as this version's", run_dir.display()))?;
+    args.seed = Some(manifest.seed);
     args.replay = None;
-    let events = test_json.get("planned_schedule").and_then(nemesis::schedule_from_json);
+    let events = nemesis::schedule_from_json(&manifest.planned_schedule);
     Ok(Replay { args, events })
 }
 
-/// What a finished run found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    Valid,
-    Invalid,
-    Unknown,
-}
-
-pub fn run(args: TestArgs) -> i32 {
+pub fn run(args: TestArgs) -> Exit {
     match run_test(args) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("faultline test: harness failure: {e:#}");
-            EXIT_HARNESS_FAILURE
+            Exit::HarnessFailure
         }
     }
 }
@@ -220,52 +167,6 @@ fn make_run_id() -> String {
         hash /= 36;
     }
     id
-}
-
-fn build_db(args: &TestArgs) -> Result<Box<dyn Db>> {
-    let op_timeout = Duration::from_millis(args.op_timeout_ms);
-    if let Some(path) = &args.system {
-        let options = args.system_options.as_deref().unwrap_or("");
-        let db = crate::file_system::FileDb::open(path, options, op_timeout)?;
-        let workload = args.workload.workload.name();
-        if !db.file().supports(workload) {
-            let supported: Vec<&str> = db.file().workloads.iter().map(|w| w.get_ref().as_str()).collect();
-            bail!("system `{}` supports the workloads {}, not {workload}", db.file().name, supported.join(", "));
-        }
-        return Ok(Box::new(db));
-    }
-    match args.db.as_str() {
-        "faultline-node" => {
-            let binary = args.node_bin.clone().unwrap_or_else(|| db::sibling_binary("faultline-node"));
-            let resolved = if binary.components().count() > 1 {
-                binary.clone()
-            } else {
-                std::env::var_os("PATH")
-                    .and_then(|paths| {
-                        std::env::split_paths(&paths).map(|dir| dir.join(&binary)).find(|p| db::is_executable(p))
-                    })
-                    .unwrap_or(binary.clone())
-            };
-            if !db::is_executable(&resolved) {
-                bail!(
-                    "faultline-node binary not found at {}: build it with `cargo build -p faultline-node` \
-                     or pass --node-bin",
-                    resolved.display()
-                );
-            }
-            let binary = resolved.canonicalize().unwrap_or(resolved);
-            Ok(Box::new(FaultlineNodeDb { binary, bug: args.bug.clone(), op_timeout }))
-        }
-        "toy" => {
-            let python = PathBuf::from("python3");
-            if !crate::netns::program_exists("python3") {
-                bail!("--db toy needs python3");
-            }
-            Ok(Box::new(ToyDb { python, bug: args.bug.clone(), op_timeout }))
-        }
-        "etcd" => Ok(Box::new(crate::etcd::EtcdDb::new(&args.etcd, op_timeout)?)),
-        other => bail!("unknown --db `{other}`; known: faultline-node, etcd, toy"),
-    }
 }
 
 struct Parsed {
@@ -316,7 +217,7 @@ fn parse_options(args: &TestArgs) -> Result<Parsed> {
     if args.rate <= 0.0 || args.nemesis_interval <= 0.0 {
         bail!("--rate and --nemesis-interval must be positive");
     }
-    args.workload.validate(&args.db)?;
+    args.workload.validate()?;
     Ok(Parsed { families, targets, shapes })
 }
 
@@ -338,7 +239,7 @@ fn rerun_command(seed: u64) -> String {
     argv.join(" ")
 }
 
-fn run_test(args: TestArgs) -> Result<i32> {
+fn run_test(args: TestArgs) -> Result<Exit> {
     crate::netns::check_prerequisites()?;
     let replay_of = args.replay.clone();
     let (args, stored_events) = match &replay_of {
@@ -356,10 +257,13 @@ fn run_test(args: TestArgs) -> Result<i32> {
         None => (args, None),
     };
     let mut parsed = parse_options(&args)?;
-    let db = build_db(&args)?;
+    let db = crate::systems::build(&args.system, Duration::from_millis(args.op_timeout_ms))?;
+    if !db.supports(args.workload.workload) {
+        bail!("--db {} does not run the {} workload", args.system.db, args.workload.workload.name());
+    }
     let rotating = args.nemesis.trim() == "default";
     if rotating {
-        parsed.families = nemesis::default_families(db.has_raft_status());
+        parsed.families = nemesis::default_families(db.raft().is_some());
     }
     let seed = args.seed.unwrap_or_else(rand::random);
     let concurrency = args.concurrency.unwrap_or(2 * args.nodes).max(1);
@@ -390,23 +294,27 @@ fn run_test(args: TestArgs) -> Result<i32> {
     let interactive = std::io::stderr().is_terminal();
     let log = RunLog::create(&run_dir.join("faultline.log"), start, false)?;
     let run_id = make_run_id();
-    let test_json = json!({
-        "name": name,
-        "run_id": run_id,
-        "seed": seed,
+    let serde_json::Value::Object(options) = serde_json::to_value(&args)? else {
+        bail!("the test options did not serialise to an object");
+    };
+    let manifest = RunManifest {
+        format_version: RUN_FORMAT_VERSION,
+        name: name.clone(),
+        run_id: run_id.clone(),
+        seed,
         // The checker model for this workload; `faultline check <run-dir>` reads it.
-        "model": args.workload.workload.model().name(),
-        "options": args,
-        "concurrency": concurrency,
-        "argv": std::env::args().collect::<Vec<_>>(),
-        "git_revision": run_store::git_revision(),
-        "versions": {"faultline": env!("CARGO_PKG_VERSION"), "db": db.describe()},
-        "started_at": run_store::utc_timestamp(SystemTime::now()),
-        "planned_faults": nemesis::plan_summary(&events),
-        "planned_schedule": nemesis::schedule_to_json(&events),
-        "replay_of": replay_of.as_ref().map(|p| p.display().to_string()),
-    });
-    std::fs::write(run_dir.join("test.json"), serde_json::to_string_pretty(&test_json)?)?;
+        model: args.workload.workload.model().name().to_string(),
+        options,
+        concurrency,
+        argv: std::env::args().collect(),
+        git_revision: run_store::git_revision(),
+        versions: Versions { faultline: env!("CARGO_PKG_VERSION").to_string(), db: db.describe() },
+        started_at: Some(run_store::utc_timestamp(SystemTime::now())),
+        planned_faults: serde_json::to_value(nemesis::plan_summary(&events))?,
+        planned_schedule: nemesis::schedule_to_json(&events),
+        replay_of: replay_of.as_ref().map(|p| p.display().to_string()),
+    };
+    write_artifact(&run_dir.join("test.json"), &manifest).context("writing test.json")?;
     eprintln!(
         "faultline test {name}: run {run_id}, seed {seed}, {} nodes, {concurrency} workers, {}s; store {}",
         args.nodes,
@@ -443,50 +351,40 @@ fn run_test(args: TestArgs) -> Result<i32> {
         eprintln!("faultline test: interrupted; the partial history is in {}", run_dir.display());
         // No results.json: the report says NO VERDICT.
         render_report(&run_dir, &log);
-        return Ok(EXIT_HARNESS_FAILURE);
+        return Ok(Exit::HarnessFailure);
     }
 
     let records = history.records();
     let workload = args.workload.workload;
-    let mut checked = crate::checking::check_workload(&records, &run_dir, workload);
     // The cluster's own checks (src/convergence.rs) count like the workload's direct checkers.
     let panics = crate::convergence::panics_in_logs(&cluster_logs);
-    checked.add_check(crate::convergence::crash_report(&unexpected_exits, &panics));
-    if let Some(report) = convergence {
-        checked.add_check(report);
-    }
-    let (mut verdict, checker_report) = (checked.verdict, checked.checker);
-    if online.invalid_at_s.is_some() && verdict != Verdict::Invalid {
-        // A prefix that is not linearizable makes the whole history so (monotonicity), so the
-        // end-of-run check can only have run out of budget; the finding stands.
-        log.log(format!("online check found the history invalid; the end-of-run check said {verdict:?}"));
-        verdict = Verdict::Invalid;
-    }
-    let counts = count_ops(&records);
+    let mut cluster_checks = vec![crate::convergence::crash_report(&unexpected_exits, &panics)];
+    cluster_checks.extend(convergence);
     let faults_started = history.counters.faults_started.load(Ordering::Relaxed);
-    let mut vacuous_reasons = Vec::new();
-    if faults_started == 0 {
-        vacuous_reasons.push("no fault fired".to_string());
+    let options = crate::judge::run_check_options(workload, Some(crate::judge::CHECK_TIMEOUT), "history.jsonl");
+    let evidence = crate::judge::Evidence {
+        workload: Some(workload),
+        cluster_checks,
+        online: Some(online.clone()),
+        faults_started: Some(faults_started),
+    };
+    let mut results = crate::judge::judge_records(&records, &options, evidence);
+    if results.checker.verdict() != Verdict::Invalid && online.invalid_at_s.is_some() {
+        log.log(format!(
+            "online check found the history invalid; the end-of-run check said {:?}",
+            results.checker.verdict()
+        ));
     }
-    if counts.ok < 20 || counts.ok * 20 < counts.invoked {
-        vacuous_reasons.push(format!("only {} of {} ops succeeded", counts.ok, counts.invoked));
+    results.unexpected_node_exits = unexpected_exits.clone();
+    results.setup_ms = Some(setup_ms);
+    results.duration_s = Some(start.elapsed().as_secs_f64());
+    if let Err(e) =
+        crate::judge::write_check_html(&mut results, &run_dir, &run_dir.join("history.jsonl").display().to_string())
+    {
+        log.log(format!("check.html: {e:#}"));
     }
-    let vacuous = !vacuous_reasons.is_empty();
-    let results = json!({
-        "verdict": verdict,
-        "vacuous": vacuous,
-        "vacuous_reasons": vacuous_reasons,
-        "ops": {"invoked": counts.invoked, "ok": counts.ok, "fail": counts.fail, "info": counts.info},
-        "faults_started": faults_started,
-        "unexpected_node_exits": unexpected_exits,
-        "setup_ms": setup_ms,
-        "duration_s": start.elapsed().as_secs_f64(),
-        "checker": checker_report,
-        "workload": workload.name(),
-        "workload_checks": checked.workload_checks,
-        "online": online,
-    });
-    std::fs::write(run_dir.join("results.json"), serde_json::to_string_pretty(&results)?)?;
+    write_artifact(&run_dir.join("results.json"), &results).context("writing results.json")?;
+    let (verdict, vacuous, counts) = (results.verdict, results.vacuous, results.ops.unwrap_or_default());
     let shown = match (verdict, vacuous) {
         (Verdict::Valid, true) => "VACUOUS (valid, but nothing was really tested)".to_string(),
         (Verdict::Valid, false) => "VALID".to_string(),
@@ -504,22 +402,20 @@ fn run_test(args: TestArgs) -> Result<i32> {
         "   ops: {} invoked, {} ok, {} fail, {} info; faults fired: {faults_started}",
         counts.invoked, counts.ok, counts.fail, counts.info
     );
-    for check in &checked.workload_checks {
+    for check in &results.workload_checks {
         eprintln!("   {} ({}): {}", check.checker, check.verdict.as_str(), check.summary);
     }
     if vacuous {
-        eprintln!("   vacuous: {}", vacuous_reasons.join("; "));
+        eprintln!("   vacuous: {}", results.vacuous_reasons.join("; "));
     }
     if !unexpected_exits.is_empty() {
         eprintln!("   nodes that exited on their own (see their logs): {}", unexpected_exits.join(", "));
     }
     eprintln!("   results: {}", run_dir.join("results.json").display());
-    if let Some(html) = checker_report.get("html").and_then(|h| h.as_str()) {
-        eprintln!("   timeline of the anomaly: {html}");
+    if let Some(html) = results.checker.html() {
+        eprintln!("   timeline of the anomaly: {}", html.display());
     }
-    if let Some(text) =
-        checker_report.get("anomalies").and_then(|a| a.get(0)).and_then(|a| a.get("text")).and_then(|t| t.as_str())
-    {
+    if let Some(text) = results.checker.result().and_then(|r| r.anomalies.first()).map(|a| a.text.as_str()) {
         let first_lines: Vec<&str> = text.lines().take(3).collect();
         eprintln!("   {}", first_lines.join("\n   "));
     }
@@ -535,10 +431,8 @@ fn run_test(args: TestArgs) -> Result<i32> {
     // After results.json, so the report shows the verdict; a failure here changes neither.
     render_report(&run_dir, &log);
     Ok(match (verdict, vacuous) {
-        (Verdict::Invalid, _) => EXIT_INVALID,
-        (Verdict::Unknown, _) => EXIT_UNKNOWN,
-        (Verdict::Valid, true) => EXIT_VACUOUS,
-        (Verdict::Valid, false) => EXIT_VALID,
+        (Verdict::Valid, true) => Exit::Vacuous,
+        _ => Exit::of_verdict(verdict),
     })
 }
 
@@ -757,23 +651,26 @@ fn progress(history: &HistoryLog, nemesis: &Nemesis, start: Instant, stop: &Atom
     }
 }
 
-#[derive(Debug, Default)]
-struct OpCounts {
-    invoked: u64,
-    ok: u64,
-    fail: u64,
-    info: u64,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn count_ops(records: &[Record]) -> OpCounts {
-    let mut counts = OpCounts::default();
-    for op in records.iter().filter_map(Record::as_op) {
-        match op.op_type {
-            OpType::Invoke => counts.invoked += 1,
-            OpType::Ok => counts.ok += 1,
-            OpType::Fail => counts.fail += 1,
-            OpType::Info => counts.info += 1,
-        }
+    #[test]
+    fn replay_reads_the_stored_options_of_an_older_run_as_data() {
+        let run_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("checker/tests/data/run-v0");
+        let replay = load_replay(&run_dir).unwrap();
+        assert_eq!(replay.args.seed, Some(1));
+        assert_eq!(replay.args.system.bug.as_deref(), Some("no-fsync"));
+        assert_eq!(replay.args.workload.workload, faultline_workloads::WorkloadKind::CasRegister);
+        assert_eq!(replay.args.time_limit, 20);
+        assert!(replay.events.is_some(), "the stored fault schedule is read back");
     }
-    counts
+
+    #[test]
+    fn options_a_stored_run_does_not_name_take_todays_defaults() {
+        let args: TestArgs = serde_json::from_value(serde_json::json!({"nodes": 3})).unwrap();
+        assert_eq!(args.nodes, 3);
+        assert_eq!(args.time_limit, TestArgs::default().time_limit);
+        assert_eq!(args.system.db, "faultline-node");
+    }
 }

@@ -20,8 +20,8 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::exit::Exit;
 use crate::run_store;
-use crate::test_cmd::EXIT_HARNESS_FAILURE;
 use crate::torture::merge::{self, MergeArgs};
 use crate::torture::shard::{self, Shard};
 use crate::torture::summary::{self, Build, CellResult, Outcome, PlannedCell, TortureSummary, FORMAT_VERSION};
@@ -111,17 +111,17 @@ struct Cell {
     args: Vec<String>,
 }
 
-pub fn run(args: TortureArgs) -> i32 {
+pub fn run(args: TortureArgs) -> Exit {
     let result = match (&args.command, &args.save_scenario, &args.from) {
         (Some(TortureCommand::Merge(merge_args)), _, _) => merge::run(merge_args),
-        (None, Some(name), Some(from)) => save_scenario(&args.scenarios, name, from).map(|_| 0),
+        (None, Some(name), Some(from)) => save_scenario(&args.scenarios, name, from).map(|_| Exit::Valid),
         _ => run_matrix(&args),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("faultline torture: {e:#}");
-            EXIT_HARNESS_FAILURE
+            Exit::HarnessFailure
         }
     }
 }
@@ -192,11 +192,9 @@ fn save_scenario(scenarios: &Path, name: &str, from: &Path) -> Result<()> {
     if name.is_empty() || slug(name) != name {
         bail!("a scenario name is letters, digits and dashes: `{name}`");
     }
-    let path = from.join("test.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let test_json: Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let seed = test_json.get("seed").and_then(Value::as_u64).context("test.json has no seed")?;
-    let Some(Value::Object(options)) = test_json.get("options") else { bail!("test.json has no options") };
+    let manifest = faultline_checker::run::RunManifest::read(from)?;
+    let seed = manifest.seed;
+    let options = &manifest.options;
     // TOML has no null, and its integers are i64: unset options are left out, the seed is a string.
     let mut table = toml::Table::new();
     for (key, value) in options {
@@ -206,11 +204,9 @@ fn save_scenario(scenarios: &Path, name: &str, from: &Path) -> Result<()> {
         let value = toml::Value::try_from(value).with_context(|| format!("option {key} in TOML"))?;
         table.insert(key.clone(), value);
     }
-    let verdict = std::fs::read_to_string(from.join("results.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .and_then(|r| r.get("verdict").and_then(Value::as_str).map(String::from))
-        .unwrap_or_else(|| "no verdict".to_string());
+    let verdict = faultline_checker::run::RunResults::read(from)
+        .map(|r| r.verdict.as_str().to_string())
+        .unwrap_or_else(|_| "no verdict".to_string());
     let mut document = toml::Table::new();
     document.insert("seed".into(), toml::Value::String(seed.to_string()));
     document.insert("from".into(), toml::Value::String(from.display().to_string()));
@@ -227,6 +223,23 @@ fn save_scenario(scenarios: &Path, name: &str, from: &Path) -> Result<()> {
         .with_context(|| format!("writing {}", out.display()))?;
     eprintln!("faultline torture: saved {}", out.display());
     Ok(())
+}
+
+/// The command-line arguments that give back `options` (a scenario's stored options).
+fn options_to_argv(options: &Value) -> Result<Vec<String>> {
+    let object = options.as_object().context("`options` is not a table")?;
+    let mut argv = Vec::new();
+    for (key, value) in object {
+        let flag = format!("--{}", key.replace('_', "-"));
+        match value {
+            Value::Null | Value::Bool(false) => {}
+            Value::Bool(true) => argv.push(flag),
+            Value::String(text) => argv.extend([flag, text.clone()]),
+            Value::Number(number) => argv.extend([flag, number.to_string()]),
+            other => bail!("option {key} has an unexpected value {other}"),
+        }
+    }
+    Ok(argv)
 }
 
 /// Every scenarios/*.toml as a cell, in name order.
@@ -255,7 +268,10 @@ fn scenario_cells(scenarios: &Path) -> Result<Vec<Cell>> {
         let workload = options.get("workload").and_then(Value::as_str).unwrap_or("register").to_string();
         let time_limit = options.get("time_limit").and_then(Value::as_u64).unwrap_or(60);
         let mut args = vec!["--name".to_string(), name.clone()];
-        args.extend(crate::test_cmd::options_to_argv(&options).with_context(|| format!("{}", path.display()))?);
+        // The options must read as `faultline test`'s own before they become a child's argv.
+        serde_json::from_value::<crate::test_cmd::TestArgs>(options.clone())
+            .with_context(|| format!("{}: options `faultline test` does not know", path.display()))?;
+        args.extend(options_to_argv(&options).with_context(|| format!("{}", path.display()))?);
         args.extend(["--seed".to_string(), seed.to_string()]);
         cells.push(Cell { name, workload, time_limit, args });
     }
@@ -331,7 +347,7 @@ fn plan(args: &TortureArgs) -> Result<(shard::MatrixIdentity, Vec<(usize, Cell)>
     Ok((matrix, planned))
 }
 
-fn run_matrix(args: &TortureArgs) -> Result<i32> {
+fn run_matrix(args: &TortureArgs) -> Result<Exit> {
     let (matrix, cells) = plan(args)?;
     let shard_text = args.shard.map(|k| format!("shard {k} of ")).unwrap_or_default();
     if args.plan {
@@ -339,7 +355,7 @@ fn run_matrix(args: &TortureArgs) -> Result<i32> {
         for (i, cell) in &cells {
             println!("{i}\t{}", cell.name);
         }
-        return Ok(0);
+        return Ok(Exit::Valid);
     }
     let budget = match &args.matrix {
         Some(path) => {

@@ -35,7 +35,7 @@ fn a_valid_history_exits_0_and_writes_results_json() {
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(results["verdict"], "valid");
-    assert_eq!(results["model"], "cas-register");
+    assert_eq!(results["checker"]["model"], "cas-register");
     assert!(!out.join("check.html").exists(), "the page is only written for invalid histories");
 }
 
@@ -51,8 +51,11 @@ fn an_invalid_history_exits_1_with_an_explanation_and_a_self_contained_page() {
     assert!(!html.contains("src=\"http") && !html.contains("href=\"http"), "no external assets");
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
-    assert_eq!(results["anomalies"].as_array().unwrap().len(), 1);
-    assert!(results["anomalies"][0]["window"].as_array().unwrap().len() >= 2);
+    // One layout for `check` and `test`: the checker's own result is under `checker`.
+    assert_eq!(results["checker"]["anomalies"].as_array().unwrap().len(), 1);
+    assert!(results["checker"]["anomalies"][0]["window"].as_array().unwrap().len() >= 2);
+    assert_eq!(results["verdict"], "invalid");
+    assert_eq!(results["format_version"], 1);
 }
 
 #[test]
@@ -98,7 +101,7 @@ fn bad_input_names_file_and_line_and_exits_3_unless_lenient() {
     .unwrap();
     let path = history.to_str().unwrap();
     let (code, text) = check(&[path, "--model", "register"], &out);
-    assert_eq!(code, 3, "{text}");
+    assert_eq!(code, 5, "{text}");
     assert!(text.contains("bad.jsonl:3:") && text.contains("without an invocation"), "{text}");
 
     let (code, text) = check(&[path, "--model", "register", "--lenient"], &out);
@@ -110,14 +113,18 @@ fn bad_input_names_file_and_line_and_exits_3_unless_lenient() {
     let first_two: Vec<&str> = text.lines().take(2).collect();
     std::fs::write(&clean, first_two.join("\n") + "\n").unwrap();
     let (code, text) = check(&[clean.to_str().unwrap(), "--model", "set"], &out);
-    assert_eq!(code, 3, "{text}");
+    assert_eq!(code, 5, "{text}");
     assert!(text.contains("unknown op :write for set"), "{text}");
 }
 
 #[test]
 fn a_run_directory_is_checked_with_its_own_model() {
     let run = scratch("rundir");
-    std::fs::write(run.join("test.json"), r#"{"model": "cas-register"}"#).unwrap();
+    std::fs::write(
+        run.join("test.json"),
+        r#"{"name": "r", "run_id": "abc123", "seed": 1, "concurrency": 2, "model": "cas-register", "options": {}}"#,
+    )
+    .unwrap();
     std::fs::copy(corpus("jepsen/etcd_000.log"), run.join("history.jsonl")).unwrap();
     // The run's history here is a Jepsen log: detection does not care about the file name.
     let output = Command::new(env!("CARGO_BIN_EXE_faultline")).arg("check").arg(&run).output().unwrap();
@@ -128,9 +135,24 @@ fn a_run_directory_is_checked_with_its_own_model() {
 }
 
 #[test]
+fn a_run_directory_whose_test_json_cannot_be_read_is_an_error_not_a_guess() {
+    let run = scratch("bad-manifest");
+    std::fs::write(run.join("test.json"), r#"{"model": "cas-register"}"#).unwrap();
+    std::fs::copy(corpus("jepsen/etcd_000.log"), run.join("history.jsonl")).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_faultline")).arg("check").arg(&run).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(5), "{text}");
+    assert!(text.contains("test.json"), "{text}");
+}
+
+#[test]
 fn a_run_directory_is_rechecked_with_its_workloads_direct_checkers_too() {
     let run = scratch("setrun");
-    std::fs::write(run.join("test.json"), r#"{"model": "set", "options": {"workload": "set"}}"#).unwrap();
+    std::fs::write(
+        run.join("test.json"),
+        r#"{"name": "set", "run_id": "abc123", "seed": 7, "concurrency": 2, "model": "set", "options": {"workload": "set"}}"#,
+    )
+    .unwrap();
     // Adds 1 and 2 are acknowledged; the final read has lost 2.
     let lines = [
         r#"{"index":0,"time":1,"process":0,"type":"invoke","f":"add","key":"s","value":1}"#,
@@ -164,13 +186,13 @@ fn jepsen_reads_of_nil_constrain_nothing_unless_asked_and_the_output_says_so() {
     assert!(text.contains("1 ok reads of nil constrain nothing"), "{text}");
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
-    assert_eq!(results["nil_reads"], "unknown");
-    assert_eq!(results["nil_reads_unconstrained"], 1);
+    assert_eq!(results["checker"]["nil_reads"], "unknown");
+    assert_eq!(results["checker"]["nil_reads_unconstrained"], 1);
 
     let (code, text) = check(&[&file, "--model", "register", "--nil-reads", "strict"], &out);
     assert_eq!(code, 1, "{text}");
     let (code, text) = check(&[&file, "--model", "register", "--nil-reads", "sometimes"], &out);
-    assert_eq!(code, 3, "{text}");
+    assert_eq!(code, 5, "{text}");
 }
 
 #[test]
@@ -182,8 +204,8 @@ fn a_history_that_is_not_linearizable_says_how_far_from_it() {
     assert!(text.contains("1 of 1 reads stale, up to 1.5 s / 1 version behind"), "{text}");
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
-    assert_eq!(results["ladder"]["sequential"]["verdict"], "valid");
-    assert_eq!(results["ladder"]["staleness"]["stale_reads"], 1);
+    assert_eq!(results["checker"]["ladder"]["sequential"]["verdict"], "valid");
+    assert_eq!(results["checker"]["ladder"]["staleness"]["stale_reads"], 1);
     let html = std::fs::read_to_string(out.join("check.html")).unwrap();
     assert!(html.contains("How far from linearizable"), "the page shows the ladder");
 
@@ -201,7 +223,7 @@ fn a_huge_line_is_refused_with_its_number_without_reading_it_all() {
     file.set_len(1 << 30).unwrap();
     let started = std::time::Instant::now();
     let (code, text) = check(&[path.to_str().unwrap(), "--model", "register"], &out.join("out"));
-    assert_eq!(code, 3, "{text}");
+    assert_eq!(code, 5, "{text}");
     assert!(text.contains("huge.jsonl:1: line longer than 16 MiB"), "{text}");
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
     std::fs::remove_file(&path).unwrap();
@@ -218,7 +240,7 @@ fn time_going_backwards_is_an_error_or_with_lenient_a_warning() {
     )
     .unwrap();
     let (code, text) = check(&[path.to_str().unwrap(), "--model", "register"], &out.join("strict"));
-    assert_eq!(code, 3, "{text}");
+    assert_eq!(code, 5, "{text}");
     assert!(text.contains("back.jsonl:2: time goes backwards"), "{text}");
     let (code, text) = check(&[path.to_str().unwrap(), "--model", "register", "--lenient"], &out.join("lenient"));
     assert_eq!(code, 0, "{text}");

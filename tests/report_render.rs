@@ -216,7 +216,7 @@ fn workloads_lists_every_workload_with_its_model_and_nemeses() {
 #[test]
 fn the_results_of_faultline_check_are_read_too() {
     // The synthetic reads return random values: the real checker finds the history invalid and
-    // writes its result at the top level of results.json (the harness nests it under `checker`).
+    // writes results.json in the harness's own layout, which the report reads.
     let dir = fresh_dir("report-check-cmd");
     write_run(&dir, 300, false);
     std::fs::remove_file(dir.join("results.json")).unwrap();

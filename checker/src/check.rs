@@ -1,7 +1,7 @@
 //! Checking a whole history: convert ops for the model, split by key (P-compositionality), search
 //! partitions in parallel, and explain the invalid ones.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -17,7 +17,7 @@ use crate::pairing::{pair, Paired, PairedOp};
 use crate::search::{search, Budget, Observe, SearchOp, SearchVerdict, CONFIGURATION_BUDGET};
 
 /// The verdict of a check: three outcomes, all the way through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Valid,
@@ -45,7 +45,7 @@ impl Verdict {
 }
 
 /// The models, as named on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ModelKind {
     /// One read/write register per key.
@@ -149,7 +149,7 @@ impl Default for CheckOptions {
 }
 
 /// An operation, summarised for reports.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OpSummary {
     /// Index of the op among the paired client ops (also its row in the HTML page).
     pub id: usize,
@@ -167,7 +167,7 @@ pub struct OpSummary {
 }
 
 /// Why a partition is not linearizable, for a person.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Explanation {
     pub key: Option<Value>,
     /// The first op (by completion) that cannot be linearised: the history up to its completion is
@@ -185,7 +185,7 @@ pub struct Explanation {
     pub text: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PartitionResult {
     pub key: Option<Value>,
     pub ops: usize,
@@ -196,7 +196,7 @@ pub struct PartitionResult {
     pub elapsed_ms: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckResult {
     pub verdict: Verdict,
     pub model: ModelKind,
@@ -217,8 +217,10 @@ pub struct CheckResult {
     pub partitions: Vec<PartitionResult>,
     pub anomalies: Vec<Explanation>,
     /// What an `ok` read of `null` was taken to mean.
+    #[serde(default)]
     pub nil_reads: NilReads,
     /// `ok` reads of `null` that constrained nothing (with `nil_reads: unknown`).
+    #[serde(default)]
     pub nil_reads_unconstrained: usize,
     /// When not linearizable: how far from it (sequential consistency, stale reads).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -77,11 +77,12 @@ pub fn detect_format(text: &str) -> Option<Format> {
 }
 
 /// What an `:ok` read whose value is nil (JSON `null`) means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NilReads {
     /// The key was never written: the read observed the initial (null) value. faultline's own
     /// histories mean this, and so do porcupine's etcd logs.
+    #[default]
     Strict,
     /// Nothing is known of what the read returned, so it constrains nothing: Jepsen's and
     /// knossos' meaning (`Register` and `CASRegister` accept a read of nil in any state).

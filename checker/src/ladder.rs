@@ -16,7 +16,7 @@
 //!   such writes it missed (versions, a lower bound). [`staleness`] is pure and linear in the
 //!   reads times the writes of one key.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -395,7 +395,7 @@ pub fn staleness(initial: u32, ops: &[TimedOp]) -> (usize, Vec<StaleRead>) {
 }
 
 /// The rungs below linearizability, as reported.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ladder {
     /// The ladder in one line, for people ([`Ladder::text`]).
     pub summary: String,
@@ -406,7 +406,7 @@ pub struct Ladder {
     pub staleness: Option<Staleness>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Rung {
     pub verdict: Verdict,
     /// "each key alone" or "the whole history" (`--no-partition`).
@@ -418,7 +418,7 @@ pub struct Rung {
     pub elapsed_ms: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Staleness {
     /// Acknowledged reads looked at.
     pub reads: usize,

@@ -15,6 +15,7 @@ pub mod ladder;
 pub mod model;
 pub mod online;
 pub mod pairing;
+pub mod run;
 pub mod search;
 pub mod txn;
 

@@ -23,8 +23,8 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
 use crate::cluster::{node_name, Cluster, NodeId};
-use crate::db::Db;
 use crate::run_store::{HistoryLog, RunLog};
+use crate::systems::Db;
 use grudge::{Grudge, Loss, Shape};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

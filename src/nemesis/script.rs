@@ -10,7 +10,7 @@ use anyhow::Result;
 
 use super::grudge::Grudge;
 use crate::cluster::{Cluster, NodeId};
-use crate::db::{Db, NodeView};
+use crate::systems::{Db, NodeView};
 
 /// What a script needs from the nemesis.
 pub trait Stage {
@@ -32,14 +32,13 @@ pub const WATCH_PERIOD: Duration = Duration::from_millis(3);
 /// The view of every node of `nodes` that answers (a frozen or dead node does not, after a
 /// timeout: ask only the nodes a step needs, or the watch slows down to that timeout).
 pub fn watch(stage: &dyn Stage, nodes: &[NodeId]) -> Result<BTreeMap<NodeId, NodeView>> {
+    let Some(raft) = stage.db().raft() else {
+        anyhow::bail!("scripted nemeses need a db that reports terms and roles");
+    };
     let mut views = BTreeMap::new();
     for &node in nodes {
-        match stage.db().raft_status(stage.cluster(), node) {
-            None => anyhow::bail!("scripted nemeses need a db that reports terms and roles"),
-            Some(Ok(view)) => {
-                views.insert(node, view);
-            }
-            Some(Err(_)) => {}
+        if let Ok(view) = raft.raft_status(stage.cluster(), node) {
+            views.insert(node, view);
         }
     }
     Ok(views)

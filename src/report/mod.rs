@@ -78,7 +78,7 @@ pub struct ReportArgs {
     pub run_dir: PathBuf,
 }
 
-pub fn run(args: ReportArgs) -> i32 {
+pub fn run(args: ReportArgs) -> crate::exit::Exit {
     match render_run(&args.run_dir) {
         Ok(rendered) => {
             println!(
@@ -88,11 +88,11 @@ pub fn run(args: ReportArgs) -> i32 {
                 rendered.timeline_ops,
                 rendered.elapsed_ms
             );
-            0
+            crate::exit::Exit::Valid
         }
         Err(e) => {
             eprintln!("faultline report: {e:#}");
-            4
+            crate::exit::Exit::HarnessFailure
         }
     }
 }

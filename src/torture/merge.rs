@@ -251,7 +251,7 @@ fn find_summary_dir(dir: &Path) -> Result<PathBuf> {
     }
 }
 
-pub fn run(args: &MergeArgs) -> Result<i32> {
+pub fn run(args: &MergeArgs) -> Result<crate::exit::Exit> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let out = args.out.canonicalize()?;
     let mut shards = Vec::new();
@@ -323,7 +323,7 @@ mod tests {
         assert_eq!(merged.shard, None);
         assert_eq!(merged.merged_from.iter().map(|m| m.shard.index).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(merged.first_invalid_s, Some(3.0));
-        assert_eq!(merged.exit_code(), crate::test_cmd::EXIT_INVALID);
+        assert_eq!(merged.exit_code(), crate::exit::Exit::Invalid);
     }
 
     #[test]

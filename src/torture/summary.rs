@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::shard::{MatrixIdentity, Shard};
-use crate::test_cmd::{EXIT_HARNESS_FAILURE, EXIT_INVALID, EXIT_UNKNOWN, EXIT_VACUOUS, EXIT_VALID};
+use crate::exit::Exit;
 
 /// torture.json's format. 1 was the untyped summary before sharding (no version field).
 pub const FORMAT_VERSION: u32 = 2;
@@ -89,11 +89,11 @@ pub enum Outcome {
 
 impl Outcome {
     pub fn from_exit_code(code: Option<i32>) -> Outcome {
-        match code {
-            Some(EXIT_VALID) => Outcome::Valid,
-            Some(EXIT_INVALID) => Outcome::Invalid,
-            Some(EXIT_UNKNOWN) => Outcome::Unknown,
-            Some(EXIT_VACUOUS) => Outcome::Vacuous,
+        match code.and_then(Exit::from_code) {
+            Some(Exit::Valid) => Outcome::Valid,
+            Some(Exit::Invalid) => Outcome::Invalid,
+            Some(Exit::Unknown) => Outcome::Unknown,
+            Some(Exit::Vacuous) => Outcome::Vacuous,
             _ => Outcome::HarnessFailure,
         }
     }
@@ -138,15 +138,15 @@ impl TortureSummary {
 
     /// The matrix's exit code: 1 if any run was invalid; else 2 if any was unknown; else 4 if any
     /// was a harness failure or nothing ran; else 0.
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit_code(&self) -> Exit {
         if self.count(Outcome::Invalid) > 0 {
-            EXIT_INVALID
+            Exit::Invalid
         } else if self.count(Outcome::Unknown) > 0 {
-            EXIT_UNKNOWN
+            Exit::Unknown
         } else if self.count(Outcome::HarnessFailure) > 0 || self.runs.is_empty() {
-            EXIT_HARNESS_FAILURE
+            Exit::HarnessFailure
         } else {
-            EXIT_VALID
+            Exit::Valid
         }
     }
 }
@@ -337,7 +337,7 @@ pub(crate) mod tests {
         let html = index_html(&merged);
         assert!(html.contains("href=\"../../a/2026/index.html\""), "{html}");
         assert!(html.contains("href=\"../shards/shard-2/b/2026/index.html\""), "{html}");
-        assert_eq!(merged.exit_code(), EXIT_INVALID);
+        assert_eq!(merged.exit_code(), Exit::Invalid);
     }
 
     #[test]

@@ -13,10 +13,11 @@ pub mod generators;
 pub mod set_full;
 
 use faultline_checker::history::Record;
-use faultline_checker::{ModelKind, Verdict};
+use faultline_checker::ModelKind;
 use serde::Serialize;
 use serde_json::Value;
 
+pub use faultline_checker::run::CheckerReport;
 pub use generators::{AppendGenerator, CasRegisterGenerator, RegisterGenerator, SetGenerator};
 
 /// One client operation as the history records its invocation (`f`, `key`, `value`; see
@@ -47,7 +48,7 @@ pub trait OpGenerator: Send {
 pub const MAX_FINAL_READS: usize = 1000;
 
 /// The workloads, as named on the command line (`--workload`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum WorkloadKind {
     Register,
@@ -175,18 +176,6 @@ impl WorkloadKind {
             WorkloadKind::Set => vec![set_full::check(records).report()],
         }
     }
-}
-
-/// One direct checker's result, uniform for results.json and the report.
-#[derive(Debug, Clone, Serialize)]
-pub struct CheckerReport {
-    /// The checker's name (`set-full`, `append`).
-    pub checker: &'static str,
-    pub verdict: Verdict,
-    /// One line for a person.
-    pub summary: String,
-    /// The checker's typed result, serialised.
-    pub details: Value,
 }
 
 /// What `faultline workloads` prints: one block per workload.

@@ -91,7 +91,7 @@ impl SetFullResult {
 
     pub fn report(&self) -> CheckerReport {
         CheckerReport {
-            checker: NAME,
+            checker: NAME.to_string(),
             verdict: self.verdict,
             summary: self.summary(),
             details: serde_json::to_value(self).unwrap_or(Value::Null),

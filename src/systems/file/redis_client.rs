@@ -22,7 +22,7 @@ use redis::{Connection, RedisError, Value as RespValue};
 use serde_json::Value;
 
 use crate::cluster::{Cluster, NodeId};
-use crate::db::{Client, Completion, Invocation};
+use crate::systems::{Client, Completion, Invocation};
 
 /// How long a primary learnt from a sentinel is trusted before asking again.
 pub const PRIMARY_REFRESH: Duration = Duration::from_millis(500);

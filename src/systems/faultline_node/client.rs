@@ -21,8 +21,10 @@ use anyhow::{bail, Context, Result};
 use faultline_workloads::WorkloadKind;
 use serde_json::{json, Value};
 
+use super::NODE_PORT;
 use crate::cluster::{Cluster, NodeId};
-use crate::db::{connect, Client, Completion, Invocation, NODE_PORT};
+use crate::systems::net::connect;
+use crate::systems::{Client, Completion, Invocation};
 
 /// Frames larger than this from a node are a protocol error (the node's own limit is 1 MiB).
 const MAX_FRAME_BYTES: u32 = 4 << 20;
@@ -351,7 +353,7 @@ pub fn node_digest(address: SocketAddr, timeout: Duration) -> Result<crate::conv
 fn one_request(local: Option<std::net::IpAddr>, address: SocketAddr, op: &str, timeout: Duration) -> Result<Value> {
     let deadline = Instant::now() + timeout;
     let connected = match local {
-        Some(local) => crate::db::connect_from(local, address, timeout),
+        Some(local) => crate::systems::net::connect_from(local, address, timeout),
         None => connect(address, timeout),
     };
     let mut stream = connected.with_context(|| format!("connecting to {address}"))?;

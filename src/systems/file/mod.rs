@@ -23,10 +23,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use faultline_sysfile::{ClientKind, Facts, System, SystemFile, When};
+use faultline_workloads::WorkloadKind;
 use serde_json::{json, Value};
 
 use crate::cluster::{node_name, Cluster, Launch, NodeId};
-use crate::db::{self, node_dir, Client, Db};
+use crate::systems::{self as db, node_dir, Client, Db, StateDigests};
 pub use redis_client::RedisClient;
 pub use stdio::StdioClient;
 
@@ -96,7 +97,7 @@ pub struct FileDb {
     /// Nodes started at least once (a later start is a restart).
     started: Mutex<HashSet<NodeId>>,
     /// The built-in etcd adapter, for its client and leader discovery.
-    etcd: Option<crate::etcd::EtcdDb>,
+    etcd: Option<crate::systems::etcd::EtcdDb>,
     clients_made: AtomicUsize,
 }
 
@@ -131,10 +132,6 @@ impl FileDb {
             etcd,
             clients_made: AtomicUsize::new(0),
         })
-    }
-
-    pub fn file(&self) -> &SystemFile {
-        &self.system.file
     }
 
     fn facts(&self, cluster: &Cluster) -> Facts {
@@ -203,13 +200,14 @@ impl FileDb {
                     loop {
                         let remaining = deadline.saturating_duration_since(Instant::now());
                         let probe = remaining.min(Duration::from_millis(500)).max(Duration::from_millis(10));
-                        let tcp_ok = addresses.iter().all(|address| match db::connect(*address, probe) {
-                            Ok(_) => true,
-                            Err(e) => {
-                                last_error = format!("{address}: {e}");
-                                false
-                            }
-                        });
+                        let tcp_ok =
+                            addresses.iter().all(|address| match crate::systems::net::connect(*address, probe) {
+                                Ok(_) => true,
+                                Err(e) => {
+                                    last_error = format!("{address}: {e}");
+                                    false
+                                }
+                            });
                         let command_ok = tcp_ok
                             && match &command {
                                 None => true,
@@ -268,9 +266,9 @@ fn etcd_adapter(
     file: &SystemFile,
     options: &BTreeMap<String, String>,
     op_timeout: Duration,
-) -> Result<crate::etcd::EtcdDb> {
-    if file.client.port != Some(crate::etcd::CLIENT_PORT) {
-        bail!("the built-in etcd client speaks to port {}: set client.port to it", crate::etcd::CLIENT_PORT);
+) -> Result<crate::systems::etcd::EtcdDb> {
+    if file.client.port != Some(crate::systems::etcd::CLIENT_PORT) {
+        bail!("the built-in etcd client speaks to port {}: set client.port to it", crate::systems::etcd::CLIENT_PORT);
     }
     let reads = match &file.client.reads {
         Some(template) => {
@@ -287,18 +285,13 @@ fn etcd_adapter(
         None => "linearizable".to_string(),
     };
     let read_consistency = match reads.as_str() {
-        "linearizable" => crate::etcd::ReadConsistency::Linearizable,
-        "serializable" => crate::etcd::ReadConsistency::Serializable,
+        "linearizable" => crate::systems::etcd::ReadConsistency::Linearizable,
+        "serializable" => crate::systems::etcd::ReadConsistency::Serializable,
         other => bail!("client.reads of an etcd client is linearizable or serializable, not `{other}`"),
     };
-    let args = crate::etcd::EtcdArgs {
-        etcd_bin: PathBuf::from("etcd"),
-        etcd_no_pre_vote: false,
-        etcd_heartbeat_ms: 100,
-        etcd_election_timeout_ms: 1000,
-        read_consistency,
-    };
-    crate::etcd::EtcdDb::new(&args, op_timeout)
+    // Only the client and leader discovery are used; the file starts the members itself.
+    let args = crate::systems::etcd::EtcdArgs { read_consistency, ..Default::default() };
+    crate::systems::etcd::EtcdDb::new(&args, op_timeout)
 }
 
 /// A node named by a command: `n3`, its address, or `address:port`.
@@ -422,21 +415,29 @@ impl Db for FileDb {
         }
     }
 
-    fn state_digest(&self, cluster: &Cluster, node: NodeId) -> Option<Result<crate::convergence::ReplicaState>> {
-        let spec = self.system.file.digest.as_ref()?;
-        Some((|| {
-            let context = self.node_context(cluster, node, false)?;
-            let argv = SystemFile::render_command(&spec.command, &context)?;
-            let output = run_command(&cluster.bridge_namespace(), &argv, Duration::from_secs_f64(spec.timeout_s))?;
-            let mut words = output.split_whitespace();
-            let applied_index = words.next().context("the digest command printed nothing")?.parse::<u64>()?;
-            let digest = words.next().unwrap_or("").to_string();
-            Ok(crate::convergence::ReplicaState {
-                applied_index,
-                digest,
-                applied_hashes_first: 0,
-                applied_hashes: Vec::new(),
-            })
-        })())
+    fn supports(&self, workload: WorkloadKind) -> bool {
+        self.system.file.supports(workload.name())
+    }
+
+    fn digests(&self) -> Option<&dyn StateDigests> {
+        self.system.file.digest.is_some().then_some(self as &dyn StateDigests)
+    }
+}
+
+impl StateDigests for FileDb {
+    fn state_digest(&self, cluster: &Cluster, node: NodeId) -> Result<crate::convergence::ReplicaState> {
+        let spec = self.system.file.digest.as_ref().context("the system file has no [digest]")?;
+        let context = self.node_context(cluster, node, false)?;
+        let argv = SystemFile::render_command(&spec.command, &context)?;
+        let output = run_command(&cluster.bridge_namespace(), &argv, Duration::from_secs_f64(spec.timeout_s))?;
+        let mut words = output.split_whitespace();
+        let applied_index = words.next().context("the digest command printed nothing")?.parse::<u64>()?;
+        let digest = words.next().unwrap_or("").to_string();
+        Ok(crate::convergence::ReplicaState {
+            applied_index,
+            digest,
+            applied_hashes_first: 0,
+            applied_hashes: Vec::new(),
+        })
     }
 }

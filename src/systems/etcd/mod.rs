@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::cluster::{node_name, Cluster, NodeId};
-use crate::db::{self, node_dir, node_log_path, Client, Db};
+use crate::systems::{self, node_dir, node_log_path, Client, Db};
 pub use client::EtcdClient;
 use http::HttpConnection;
 
@@ -29,7 +29,7 @@ pub const PEER_PORT: u16 = 2380;
 
 /// etcd's own read option: linearizable reads go through a ReadIndex round with a quorum,
 /// serializable reads answer from the member's local state.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReadConsistency {
     Linearizable,
@@ -37,7 +37,8 @@ pub enum ReadConsistency {
 }
 
 /// The options of `--db etcd`, shared by `faultline test` and `faultline bench`.
-#[derive(clap::Args, Debug, Clone, Serialize)]
+#[derive(clap::Args, Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct EtcdArgs {
     /// The etcd binary for `--db etcd` (Debian: `apt-get install etcd-server`).
     #[arg(long, default_value = "etcd")]
@@ -56,6 +57,12 @@ pub struct EtcdArgs {
     pub read_consistency: ReadConsistency,
 }
 
+impl Default for EtcdArgs {
+    fn default() -> Self {
+        crate::clap_defaults()
+    }
+}
+
 pub struct EtcdDb {
     pub binary: PathBuf,
     pub pre_vote: bool,
@@ -72,7 +79,7 @@ impl EtcdDb {
     /// Resolves the binary (a bare name through PATH) and checks that it runs.
     pub fn new(args: &EtcdArgs, op_timeout: Duration) -> Result<EtcdDb> {
         let binary = resolve_binary(&args.etcd_bin);
-        if !db::is_executable(&binary) {
+        if !systems::is_executable(&binary) {
             bail!(
                 "etcd binary not found at {}: install it with `apt-get install -y etcd-server` or pass --etcd-bin",
                 binary.display()
@@ -108,7 +115,7 @@ fn resolve_binary(binary: &std::path::Path) -> PathBuf {
         return binary.to_path_buf();
     }
     std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join(binary)).find(|p| db::is_executable(p)))
+        .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join(binary)).find(|p| systems::is_executable(p)))
         .unwrap_or_else(|| binary.to_path_buf())
 }
 
@@ -158,7 +165,7 @@ impl Db for EtcdDb {
             "--logger=zap".to_string(),
             "--log-outputs=stderr".to_string(),
         ];
-        crate::db::spawn_in_node_dir(cluster, node, &self.binary, &args)
+        systems::spawn_in_node_dir(cluster, node, &self.binary, &args)
     }
 
     fn log_paths(&self, cluster: &Cluster, node: NodeId) -> Vec<PathBuf> {

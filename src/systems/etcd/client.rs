@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::http::{base64_decode, base64_encode, HttpConnection, HttpError};
 use super::ReadConsistency;
 use crate::cluster::NodeId;
-use crate::db::{Client, Completion, Invocation};
+use crate::systems::{Client, Completion, Invocation};
 
 pub struct EtcdClient {
     /// One connection per member, index = node id - 1.

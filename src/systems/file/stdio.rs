@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::cluster::{node_name, Cluster, NodeId};
-use crate::db::{Client, Completion, Invocation};
+use crate::systems::{Client, Completion, Invocation};
 
 /// Deaths and garbage answers in a row before the run is stopped as a harness failure.
 pub const MAX_CONSECUTIVE_FAILURES: u32 = 5;
