@@ -52,8 +52,9 @@ for cell in "${matrix[@]}"; do
     # shellcheck disable=SC2086
     "$FAULTLINE_BIN" test --system "$system" --name "seed-$seed" --seed "$seed" --time-limit "$seconds" \
       --recovery 5 --store "$test_store" $extra >"$test_store.seed-$seed.log" 2>&1 || true
-    run_dir="$(readlink -f "$test_store/seed-$seed/latest" 2>/dev/null || readlink -f "$test_store/latest")"
-    results="$run_dir/results.json"
+    # The newest run of this cell and seed.
+    run_dir="$(ls -d "$test_store/seed-$seed"/*/ 2>/dev/null | tail -1)"
+    results="${run_dir}results.json"
     if [ ! -f "$results" ]; then
       echo "| $name | $seed | harness failure | | | see $test_store.seed-$seed.log |"
       continue

@@ -111,7 +111,7 @@ fn the_toy_register_that_loses_writes_is_found_invalid_through_its_stdio_client(
     let args = [
         &SHORT[..],
         &["--system-options", "bug=lose-writes", "--nemesis", "kill", "--nemesis-targets", "leader"],
-        &["--nemesis-interval", "1", "--time-limit", "6", "--seed", "7"],
+        &["--nemesis-interval", "2", "--time-limit", "10", "--seed", "7"],
     ]
     .concat();
     let Some(run) = run_system("toy-file-bug", &checkout().join("systems/toy"), &args) else { return };
@@ -129,7 +129,8 @@ fn a_stdio_client_that_dies_mid_op_makes_it_info_and_is_started_again() {
     let deaths = history.lines().filter(|l| l.contains("stdio client exited before answering")).count();
     assert!(deaths >= 5, "{deaths} deaths recorded");
     assert!(history.lines().filter(|l| l.contains("\"type\":\"info\"")).count() >= deaths);
-    assert!(run.results()["ops"]["ok"].as_u64().unwrap() >= 100, "{}", run.results());
+    // Restarting a Python client costs; what matters is that ops go on succeeding between deaths.
+    assert!(run.results()["ops"]["ok"].as_u64().unwrap() >= 40, "{}", run.results());
 }
 
 #[test]
@@ -272,4 +273,25 @@ fn zookeeper_runs_a_few_seconds_of_cas_register_load_under_partitions_with_sync_
     let results = run.results();
     assert!(results["ops"]["ok"].as_u64().unwrap() >= 100, "{results}");
     assert!(results["faults_started"].as_u64().unwrap() >= 1, "{results}");
+}
+
+#[test]
+fn faultline_systems_lists_every_shipped_folder_and_names_a_broken_one() {
+    let output = faultline().args(["systems", "--dir", checkout().join("systems").to_str().unwrap()]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    for name in ["etcd", "redis-sentinel", "toy", "zookeeper"] {
+        assert!(stdout.lines().any(|l| l.starts_with(&format!("{name}  ("))), "{name} missing:\n{stdout}");
+    }
+    assert!(stdout.contains("workloads: set, register, cas-register; client: redis"), "{stdout}");
+    assert!(stdout.contains("option reads=plain (plain|sync)"), "{stdout}");
+
+    let dir = temp_store("systems-broken");
+    std::fs::create_dir_all(dir.join("bad")).unwrap();
+    std::fs::write(dir.join("bad/system.toml"), "name = \"bad\"\nworkloads = [\"register\"]\nnodes = 3\n").unwrap();
+    let output = faultline().args(["systems", "--dir", dir.to_str().unwrap()]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(5), "{stdout}");
+    assert!(stdout.contains("BROKEN") && stdout.contains("system.toml:3: nodes: unknown field `nodes`"), "{stdout}");
+    let _ = std::fs::remove_dir_all(dir);
 }
