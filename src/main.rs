@@ -70,6 +70,15 @@ pub fn clap_defaults<T: clap::Args + clap::FromArgMatches>() -> T {
 }
 
 fn main() {
+    // Harness events outside a run's own faultline.log (see `run_store::RunLog`) go to stderr,
+    // filtered by RUST_LOG (default: warnings and errors).
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
     let cli = Cli::parse();
     let exit = match cli.command {
         Command::Check(args) => check_cmd::run(args),

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -167,30 +167,37 @@ impl HistoryLog {
     }
 }
 
-/// faultline.log: timestamped lines about what the harness did, for post-mortems.
+/// faultline.log: timestamped lines about what the harness did, for post-mortems, written by
+/// `tracing-subscriber`. Each run has its own subscriber (a `Dispatch` whose fmt layer writes the
+/// run's file, times counted from the run's start), and `log` emits a `tracing` event into it, so
+/// the events of two runs in one process (tests) never mix, whatever threads emit them.
 pub struct RunLog {
-    start: Instant,
-    file: Mutex<File>,
-    echo_to_stderr: bool,
+    dispatch: tracing::Dispatch,
 }
 
 impl RunLog {
     pub fn create(path: &Path, start: Instant, echo_to_stderr: bool) -> Result<RunLog> {
+        use tracing_subscriber::fmt::{self, time::Uptime};
+        use tracing_subscriber::layer::SubscriberExt;
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .with_context(|| format!("creating {}", path.display()))?;
-        Ok(RunLog { start, file: Mutex::new(file), echo_to_stderr })
+        let to_file = fmt::layer()
+            .with_writer(Mutex::new(file))
+            .with_ansi(false)
+            .with_target(false)
+            .with_timer(Uptime::from(start));
+        let to_stderr = echo_to_stderr
+            .then(|| fmt::layer().with_writer(std::io::stderr).with_target(false).with_timer(Uptime::from(start)));
+        let subscriber = tracing_subscriber::registry().with(to_file).with(to_stderr);
+        Ok(RunLog { dispatch: tracing::Dispatch::new(subscriber) })
     }
 
+    /// One line of faultline.log, as an `info` event.
     pub fn log(&self, message: impl AsRef<str>) {
-        let line = format!("[{:9.3}s] {}\n", self.start.elapsed().as_secs_f64(), message.as_ref());
-        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = file.write_all(line.as_bytes());
-        if self.echo_to_stderr {
-            eprint!("{line}");
-        }
+        tracing::dispatcher::with_default(&self.dispatch, || tracing::info!("{}", message.as_ref()));
     }
 }
 
@@ -209,6 +216,30 @@ pub fn git_revision() -> Option<String> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn the_run_log_is_written_by_tracing_with_times_from_the_run_start() {
+        let dir = std::env::temp_dir().join(format!("faultline-runlog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("faultline.log");
+        let _ = std::fs::remove_file(&path);
+        let start = Instant::now() - Duration::from_secs(5);
+        let log = RunLog::create(&path, start, false).unwrap();
+        log.log("nemesis: partition [n1] | [n2 n3]");
+        // Another thread logs into the same run's file.
+        std::thread::scope(|scope| {
+            scope.spawn(|| log.log("worker 2: done"));
+        });
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines[0].ends_with("INFO nemesis: partition [n1] | [n2 n3]"), "{text}");
+        assert!(lines[1].ends_with("INFO worker 2: done"), "{text}");
+        // Uptime: seconds since the run's start, at least the five seconds before it was created.
+        let seconds: f64 = lines[0].trim_start().split('s').next().unwrap().parse().unwrap();
+        assert!((5.0..60.0).contains(&seconds), "{text}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn timestamps_are_utc_and_sortable() {

@@ -1,16 +1,23 @@
 //! `faultline serve [store]`: a small local web page listing the runs in a store (test, time,
 //! verdict, duration, seed), newest first, each linking to its report. Loopback only unless
-//! `--bind` says otherwise. Plain std: one thread per connection, a bounded number of them,
-//! bounded request sizes and timeouts.
+//! `--bind` says otherwise. HTTP/1.1 is hyper's (on a one-thread tokio runtime); what a request
+//! gets is `reply`, a plain function of the method, the path and the store. Bounded: at most
+//! `MAX_CONNECTIONS` connections at once (more get a 503), a request head of at most
+//! `MAX_REQUEST_HEAD_BYTES` read within `IO_TIMEOUT`, each connection closed after one request
+//! and `CONNECTION_TIMEOUT`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::Value;
 
 use crate::report;
@@ -18,9 +25,12 @@ use crate::report::html::escape;
 
 /// Connections served at once; more get a 503.
 const MAX_CONNECTIONS: usize = 32;
-/// The longest request head we read.
-const MAX_REQUEST_HEAD_BYTES: u64 = 16 * 1024;
+/// The longest request head we read (hyper's smallest read buffer is 8 KiB).
+const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
+/// The longest wait for a request head.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a connection is kept, rendering its report included.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Runs listed on the page, newest first.
 const MAX_LISTED_RUNS: usize = 1000;
 
@@ -49,99 +59,110 @@ pub fn run(args: ServeArgs) -> crate::exit::Exit {
 
 fn serve(args: &ServeArgs) -> Result<()> {
     let store = args.store.canonicalize().with_context(|| format!("opening the store {}", args.store.display()))?;
-    let listener = TcpListener::bind(SocketAddr::new(args.bind, args.port))
+    let listener = std::net::TcpListener::bind(SocketAddr::new(args.bind, args.port))
         .with_context(|| format!("listening on {}:{}", args.bind, args.port))?;
     let address = listener.local_addr()?;
+    listener.set_nonblocking(true)?;
     println!("faultline serve: http://{address}/ (store {})", store.display());
     let _ = std::io::stdout().flush();
-    let active = Arc::new(AtomicUsize::new(0));
-    for stream in listener.incoming() {
-        let Ok(mut stream) = stream else {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting tokio")?;
+    runtime.block_on(accept_loop(listener, Arc::new(store)))
+}
+
+async fn accept_loop(listener: std::net::TcpListener, store: Arc<PathBuf>) -> Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-            active.fetch_sub(1, Ordering::SeqCst);
-            let _ = respond(&mut stream, 503, "text/plain", b"busy\n");
-            continue;
-        }
+        let permit = permits.clone().try_acquire_owned().ok();
         let store = store.clone();
-        let active = active.clone();
-        std::thread::spawn(move || {
-            let _ = handle(&mut stream, &store);
-            active.fetch_sub(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let store = store.clone();
+                let busy = permit.is_none();
+                async move {
+                    let reply = if busy {
+                        Reply::text(503, "busy\n")
+                    } else {
+                        let (method, path) = (request.method().to_string(), request.uri().path().to_string());
+                        tokio::task::spawn_blocking(move || reply(&method, &path, &store))
+                            .await
+                            .unwrap_or_else(|_| Reply::text(500, "the handler panicked\n"))
+                    };
+                    Ok::<_, std::convert::Infallible>(reply.into_response())
+                }
+            });
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(IO_TIMEOUT)
+                .max_buf_size(MAX_REQUEST_HEAD_BYTES)
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
         });
     }
-    Ok(())
 }
 
-fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &[u8]) -> std::io::Result<()> {
-    let reason = match status {
-        200 => "OK",
-        302 => "Found",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        500 => "Internal Server Error",
-        _ => "Service Unavailable",
-    };
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\
-         Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    stream.flush()
+/// What a request gets: status, content type and body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
 }
 
-fn handle(stream: &mut TcpStream, store: &Path) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let mut reader = BufReader::new(Read::by_ref(stream).take(MAX_REQUEST_HEAD_BYTES));
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    // Drain the headers (bounded by the take above).
-    let mut line = String::new();
-    while reader.read_line(&mut line)? > 2 {
-        line.clear();
+impl Reply {
+    fn text(status: u16, text: &str) -> Reply {
+        Reply { status, content_type: "text/plain", body: text.as_bytes().to_vec() }
     }
-    drop(reader);
-    let mut parts = request_line.split_whitespace();
-    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
-        return respond(stream, 400, "text/plain", b"bad request\n");
-    };
+
+    fn into_response(self) -> hyper::Response<Full<Bytes>> {
+        hyper::Response::builder()
+            .status(self.status)
+            .header("Content-Type", self.content_type)
+            .header("Cache-Control", "no-cache")
+            .header("X-Content-Type-Options", "nosniff")
+            .body(Full::new(Bytes::from(self.body)))
+            .expect("a status and plain headers make a response")
+    }
+}
+
+/// The reply to `method path` (the request target's path, without query or fragment): the runs
+/// page, or a file of a run directory, whose report is rendered first when it is stale.
+pub fn reply(method: &str, path: &str, store: &Path) -> Reply {
     if method != "GET" && method != "HEAD" {
-        return respond(stream, 405, "text/plain", b"only GET\n");
+        return Reply::text(405, "only GET\n");
     }
-    let path = target.split(['?', '#']).next().unwrap_or("/");
     if path == "/" || path == "/index.html" {
-        return respond(stream, 200, "text/html; charset=utf-8", runs_page(store).as_bytes());
+        return Reply { status: 200, content_type: "text/html; charset=utf-8", body: runs_page(store).into_bytes() };
     }
     let Some(relative) = path.strip_prefix("/runs/") else {
-        return respond(stream, 404, "text/plain", b"not found\n");
+        return Reply::text(404, "not found\n");
     };
     // Run directories and report files have plain names; anything else is refused outright.
     let plain = relative.split('/').all(|part| {
         part != ".." && part != "." && part.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     });
     if !plain {
-        return respond(stream, 400, "text/plain", b"bad path\n");
+        return Reply::text(400, "bad path\n");
     }
     let mut file = store.join(relative.trim_end_matches('/'));
     if file.is_dir() {
         if report_is_stale(&file) {
             if let Err(e) = report::render_run(&file) {
-                return respond(stream, 500, "text/plain", format!("rendering the report: {e:#}\n").as_bytes());
+                return Reply::text(500, &format!("rendering the report: {e:#}\n"));
             }
         }
         file = file.join("index.html");
     }
     match file.canonicalize() {
         Ok(real) if real.starts_with(store) => match std::fs::read(&real) {
-            Ok(body) => respond(stream, 200, content_type(&real), &body),
-            Err(_) => respond(stream, 404, "text/plain", b"not found\n"),
+            Ok(body) => Reply { status: 200, content_type: content_type(&real), body },
+            Err(_) => Reply::text(404, "not found\n"),
         },
-        _ => respond(stream, 404, "text/plain", b"not found\n"),
+        _ => Reply::text(404, "not found\n"),
     }
 }
 
@@ -277,4 +298,28 @@ pub fn runs_page(store: &Path) -> String {
     }
     page.push_str("</table></body></html>\n");
     page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_gets_of_plain_paths_inside_the_store_are_served() {
+        let store = std::env::temp_dir().join(format!("faultline-serve-{}", std::process::id()));
+        std::fs::create_dir_all(store.join("register/20261123T010000.000Z")).unwrap();
+        std::fs::write(store.join("register/20261123T010000.000Z/latency.svg"), "<svg/>").unwrap();
+        let store = store.canonicalize().unwrap();
+        assert_eq!(reply("POST", "/", &store).status, 405);
+        assert_eq!(reply("GET", "/elsewhere", &store).status, 404);
+        assert_eq!(reply("GET", "/runs/../../etc/passwd", &store).status, 400);
+        assert_eq!(reply("GET", "/runs/register/nothing-here.svg", &store).status, 404);
+        let svg = reply("GET", "/runs/register/20261123T010000.000Z/latency.svg", &store);
+        assert_eq!((svg.status, svg.content_type, svg.body.as_slice()), (200, "image/svg+xml", &b"<svg/>"[..]));
+        let page = reply("HEAD", "/", &store);
+        assert_eq!((page.status, page.content_type), (200, "text/html; charset=utf-8"));
+        // A directory without test.json or history.jsonl is no run.
+        assert!(String::from_utf8(page.body).unwrap().contains("<p>0 runs in"));
+        std::fs::remove_dir_all(&store).unwrap();
+    }
 }

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::process::Command;
 
-use report_support::{fresh_dir, write_run};
+use report_support::{fresh_dir, write_run, write_run_with_faults};
 
 /// A decoded screenshot: width, height and RGB pixels.
 struct Image {
@@ -106,5 +106,49 @@ fn chromium_draws_the_report_without_script_errors() {
         assert!(image.distinct_colours() > 20, "{plot}.png looks blank");
         assert!(image.pixels_near(OK_GREEN, 12) > 50, "{plot}: the ok series is drawn");
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Fault windows that start a few milliseconds apart get their labels in rows of their own under
+/// the time axis, laid out by the timeline's script at the zoom the page opens with.
+#[test]
+fn labels_of_close_fault_windows_do_not_overlap_in_chromium() {
+    if chromium().is_none() {
+        assert!(
+            std::env::var("FAULTLINE_REQUIRE_CHROMIUM").as_deref() != Ok("1"),
+            "FAULTLINE_REQUIRE_CHROMIUM=1 but chromium is not installed"
+        );
+        eprintln!("SKIPPED: chromium is not installed (apt-get install -y chromium); the report was not opened");
+        return;
+    }
+    let dir = fresh_dir("report-close-faults");
+    let run_dir = dir.join("run");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    // The partition starts at 250 of 1000; these three start within 1.5% of it.
+    let close = [("pause", 255, 400, "n3"), ("clock-skew", 260, 270, "n1"), ("kill", 265, 300, "n4")];
+    write_run_with_faults(&run_dir, 400, false, &close);
+    let render = Command::new(env!("CARGO_BIN_EXE_faultline")).arg("report").arg(&run_dir).output().unwrap();
+    assert!(render.status.success(), "{}", String::from_utf8_lossy(&render.stderr));
+    let shots = dir.join("shots");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/screenshot-report.sh");
+    let output = Command::new("bash").arg(&script).arg(&run_dir).arg(&shots).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let dom = std::fs::read_to_string(shots.join("timeline.dom.html")).unwrap();
+    // Each label's row, by its text.
+    let row_of = |text: &str| -> u32 {
+        let at = dom.find(&format!(">{text}</span>")).unwrap_or_else(|| panic!("no label {text:?}"));
+        let tag_start = dom[..at].rfind("<span").unwrap();
+        let tag = &dom[tag_start..at];
+        let row = tag.split("data-row=\"").nth(1).unwrap_or_else(|| panic!("{text:?} has no row: {tag}"));
+        row.split('"').next().unwrap().parse().unwrap()
+    };
+    let rows: Vec<u32> =
+        ["partition n1,n2,n3,n4,n5 (halves)", "pause n3", "clock-skew n1", "kill n4"].map(row_of).to_vec();
+    let mut distinct = rows.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 4, "four labels of close windows share rows: {rows:?}");
+    // The kill of n2 starts long after the partition's label ends: it goes back to the first row.
+    assert_eq!(row_of("kill n2"), 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }

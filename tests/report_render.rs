@@ -48,6 +48,8 @@ fn an_invalid_run_gets_every_page_with_the_failing_op_highlighted() {
     }
     assert!(index.contains("partition") && index.contains("kill"), "faults fired are listed");
     assert!(index.contains("set-full"), "direct checkers are listed");
+    // Measured numbers are printed for people (results.json has check_ms 4.981071999999999).
+    assert!(index.contains("checked in 5.0 ms") && !index.contains("4.98107"), "check time as people read it");
     assert!(index.contains(&format!("timeline.html#op-{}", run.failing_call_index.unwrap())));
 
     let timeline = read(&dir, "timeline.html");

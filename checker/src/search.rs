@@ -242,7 +242,7 @@ impl<'m, M: Model> States<'m, M> {
 /// A configuration is also covered by a visited one that has the same state and the same required
 /// ops linearised but used only a subset of its optional ops: every completion of the first is a
 /// completion of the second, since the optional ops the second has not used yet have no return,
-/// so they block no call (subsumption; see `search` for why pruning by it stays complete). So the
+/// so they block no call (subsumption; see the module doc for why pruning by it stays complete). So the
 /// hash covers the required ops and the state only, and a lookup looks for a stored subset.
 struct Visited {
     words: usize,
@@ -492,12 +492,568 @@ struct Frame {
     /// The visited id of the configuration the choice led to.
     visited_id: u32,
     state: u32,
-    /// The scan phase the choice was made in (see `optional_phase` in `search`).
+    /// The scan phase the choice was made in (see `Search::optional_phase`).
     optional_phase: bool,
-    /// Taken because it could not hurt (see the forced steps in `search`): no alternatives to try.
+    /// Taken because it could not hurt (see `Search::arrive`): no alternatives to try.
     forced: bool,
     /// The footprint whose ops the configuration the choice was made in branches on.
     branch_footprint: u32,
+}
+
+/// What the search knows of its ops before it starts: fixed for the whole search, computed once
+/// from the ops and the model.
+struct OpFacts<'o, M: Model> {
+    ops: &'o [SearchOp<M::Op>],
+    /// Per op, its Zobrist key. Optional ops do not enter the hash (0): configurations that
+    /// differ only in them must meet in the visited set's lookup (see `Visited`).
+    zobrist: Vec<u64>,
+    /// Per op: required and read-only (a read, an observed compare failure).
+    read_only: Vec<bool>,
+    /// Per op: it may replace the state rather than only grow it (growth pruning).
+    overwriter: Vec<bool>,
+    /// Per op: `Model::overwrites` (not tried right after an optional op of its footprint).
+    overwrites: Vec<bool>,
+    /// Per op: `Model::footprint`.
+    footprint: Vec<u32>,
+    n_footprints: usize,
+    /// Identical optional ops (same model op, both open forever) are interchangeable once both
+    /// are callable: linearise them in invocation order only. Per optional op, its previous twin.
+    same_optional_before: Vec<Option<usize>>,
+    /// Whether some op only grows the state, so that growth pruning can apply.
+    growth_pruning: bool,
+    /// How far growth pruning looks ahead, in entries and in reads past the callable ones.
+    lookahead_entries: usize,
+    lookahead_reads: usize,
+}
+
+impl<'o, M: Model> OpFacts<'o, M> {
+    fn new(model: &M, ops: &'o [SearchOp<M::Op>]) -> Self {
+        let n = ops.len();
+        let zobrist =
+            (0..n).map(|i| if ops[i].required { splitmix64(i as u64 ^ 0x5EED_0000_0000) } else { 0 }).collect();
+        let mut same_optional_before: Vec<Option<usize>> = vec![None; n];
+        let mut last: HashMap<&M::Op, usize> = HashMap::new();
+        let mut by_call: Vec<usize> = (0..n).filter(|&i| !ops[i].required).collect();
+        by_call.sort_by_key(|&i| (ops[i].call, i));
+        for i in by_call {
+            same_optional_before[i] = last.insert(&ops[i].op, i);
+        }
+        let footprint: Vec<u32> = ops.iter().map(|o| model.footprint(&o.op)).collect();
+        let n_footprints = footprint.iter().max().map_or(0, |&f| f as usize + 1);
+        // With several independent footprints (keys) interleaved, look further to reach each
+        // one's reads.
+        let footprints_scale = n_footprints.clamp(1, 16);
+        OpFacts {
+            ops,
+            zobrist,
+            read_only: ops.iter().map(|o| o.required && model.is_read_only(&o.op)).collect(),
+            overwriter: ops.iter().map(|o| !model.is_read_only(&o.op) && !model.only_grows(&o.op)).collect(),
+            overwrites: ops.iter().map(|o| model.overwrites(&o.op)).collect(),
+            footprint,
+            n_footprints,
+            same_optional_before,
+            growth_pruning: ops.iter().any(|o| model.only_grows(&o.op)),
+            lookahead_entries: GROWTH_LOOKAHEAD_ENTRIES * footprints_scale,
+            lookahead_reads: GROWTH_LOOKAHEAD_READS * footprints_scale,
+        }
+    }
+
+    /// The bits of the required ops, per word of a linearised-ops bit set.
+    fn required_mask(&self) -> Vec<u64> {
+        let mut mask = vec![0u64; self.ops.len().div_ceil(64)];
+        for i in (0..self.ops.len()).filter(|&i| self.ops[i].required) {
+            mask[i / 64] |= 1u64 << (i % 64);
+        }
+        mask
+    }
+}
+
+/// Calls and returns in real-time order, as a doubly linked list from which an op's two entries
+/// are lifted when it is linearised and put back when that is undone (dancing links). Entry 2i is
+/// op i's call, 2i+1 its return; `head` and `tail` are sentinels.
+struct Entries {
+    next: Vec<u32>,
+    prev: Vec<u32>,
+    head: usize,
+    tail: usize,
+}
+
+impl Entries {
+    fn new<O>(ops: &[SearchOp<O>]) -> Self {
+        let n = ops.len();
+        let (head, tail) = (2 * n, 2 * n + 1);
+        let mut order: Vec<u32> = (0..2 * n as u32).collect();
+        let position = |e: u32| -> (u64, u32) {
+            let op = &ops[(e / 2) as usize];
+            if e.is_multiple_of(2) {
+                (op.call, e)
+            } else {
+                debug_assert!(op.required || op.ret.is_none(), "optional ops are open forever");
+                (op.ret.unwrap_or(u64::MAX), e)
+            }
+        };
+        order.sort_unstable_by_key(|&e| position(e));
+        let mut next = vec![0u32; 2 * n + 2];
+        let mut prev = vec![0u32; 2 * n + 2];
+        let mut last = head as u32;
+        for &e in &order {
+            next[last as usize] = e;
+            prev[e as usize] = last;
+            last = e;
+        }
+        next[last as usize] = tail as u32;
+        prev[tail] = last;
+        Entries { next, prev, head, tail }
+    }
+
+    fn first(&self) -> usize {
+        self.next[self.head] as usize
+    }
+
+    fn after(&self, e: usize) -> usize {
+        self.next[e] as usize
+    }
+
+    /// Takes call entry `e` and its return out of the list.
+    fn lift(&mut self, e: usize) {
+        let (next, prev) = (&mut self.next, &mut self.prev);
+        let r = e + 1;
+        let (p, nx) = (prev[e] as usize, next[e] as usize);
+        next[p] = nx as u32;
+        prev[nx] = p as u32;
+        let (p, nx) = (prev[r] as usize, next[r] as usize);
+        next[p] = nx as u32;
+        prev[nx] = p as u32;
+    }
+
+    /// Puts call entry `e` and its return back where `lift` took them from.
+    fn unlift(&mut self, e: usize) {
+        let (next, prev) = (&mut self.next, &mut self.prev);
+        let r = e + 1;
+        let (p, nx) = (prev[r] as usize, next[r] as usize);
+        next[p] = r as u32;
+        prev[nx] = r as u32;
+        let (p, nx) = (prev[e] as usize, next[e] as usize);
+        next[p] = e as u32;
+        prev[nx] = e as u32;
+    }
+}
+
+/// How a configuration turned out dead.
+struct DeadEnd {
+    /// The op that could not go, when one is to blame.
+    stuck: Option<usize>,
+    /// Why it failed (see `Conflicts`).
+    conflict: u32,
+}
+
+/// What arriving at a new configuration led to (see `Search::arrive`).
+enum Arrival {
+    /// A forced read was linearised: the walk is at a new configuration again.
+    Forced,
+    Dead(DeadEnd),
+    /// Nothing forced: walk the callable ops, branching on `Search::branch_footprint`'s.
+    Branch,
+}
+
+/// What the look ahead from a new configuration found (see `Search::scan_ahead`).
+struct Scan {
+    /// A read that no extension of the current state satisfies, with no overwrite before it.
+    doomed: Option<usize>,
+    /// The call entry of a callable required read-only op that is legal now.
+    forced_entry: Option<usize>,
+    /// The footprint of the first pending return, when the scan reached it.
+    first_return_footprint: Option<u32>,
+}
+
+/// The search in progress: the current configuration (linearised ops, state, the path of choices
+/// that led to it) and the walk's position among its callable ops.
+struct Search<'o, 'm, M: Model> {
+    model: &'m M,
+    facts: OpFacts<'o, M>,
+    entries: Entries,
+    states: States<'m, M>,
+    visited: Visited,
+    conflicts: Conflicts,
+    /// The linearised ops, and the Zobrist hash of the required ones.
+    bits: Vec<u64>,
+    hash: u64,
+    state: u32,
+    stack: Vec<Frame>,
+    root_id: u32,
+    /// Per footprint: the calls of its unlinearised overwriters, for growth pruning (is there
+    /// an op that could overwrite the state before a read?).
+    overwriter_calls: Vec<BTreeSet<(u64, usize)>>,
+    required_left: usize,
+    optional_left: usize,
+    /// The entry the walk is at.
+    entry: usize,
+    /// True when the walk has just arrived at a configuration it has not seen before.
+    fresh: bool,
+    /// Each configuration's callable ops are tried required ones first, then (in a second pass,
+    /// this phase) optional ones, so that an indefinite op is only linearised when no required
+    /// op can go, which is when something may need it. The order does not change what is
+    /// explored.
+    optional_phase: bool,
+    /// The footprint of the current configuration's first pending return, whose ops it branches on.
+    branch_footprint: u32,
+}
+
+impl<'o, 'm, M: Model> Search<'o, 'm, M> {
+    fn new(model: &'m M, init: M::State, ops: &'o [SearchOp<M::Op>]) -> Self {
+        let facts = OpFacts::new(model, ops);
+        let n = ops.len();
+        let mut states = States::new(model, n);
+        let state = states.intern(init, None);
+        let bits = vec![0u64; n.div_ceil(64)];
+        let mut visited = Visited::new(facts.required_mask());
+        let root_id = visited.insert(0, state, &bits).expect("the first configuration is new");
+        let mut overwriter_calls: Vec<BTreeSet<(u64, usize)>> = vec![BTreeSet::new(); facts.n_footprints];
+        for i in (0..n).filter(|&i| facts.growth_pruning && facts.overwriter[i]) {
+            overwriter_calls[facts.footprint[i] as usize].insert((ops[i].call, i));
+        }
+        let mut conflicts = Conflicts::new(ops, &facts.footprint, facts.n_footprints);
+        conflicts.enter();
+        let entries = Entries::new(ops);
+        Search {
+            model,
+            entry: entries.first(),
+            entries,
+            states,
+            visited,
+            conflicts,
+            bits,
+            hash: 0,
+            state,
+            stack: Vec::with_capacity(n),
+            root_id,
+            overwriter_calls,
+            required_left: ops.iter().filter(|o| o.required).count(),
+            optional_left: ops.iter().filter(|o| !o.required).count(),
+            fresh: true,
+            optional_phase: false,
+            branch_footprint: 0,
+            facts,
+        }
+    }
+
+    /// Without backjumping (one footprint), every failure is the whole configuration's.
+    fn conflict_of_footprint(&self, i: usize) -> u32 {
+        if self.conflicts.enabled {
+            self.facts.footprint[i]
+        } else {
+            WHOLE
+        }
+    }
+
+    /// Adds op `i` to the linearised ops (bits, hash, its footprint's part).
+    fn mark(&mut self, i: usize) {
+        self.bits[i / 64] |= 1u64 << (i % 64);
+        self.hash ^= self.facts.zobrist[i];
+        self.conflicts.linearised(i, self.facts.footprint[i], self.facts.zobrist[i]);
+    }
+
+    /// Undoes `mark(i)`.
+    fn unmark(&mut self, i: usize) {
+        self.bits[i / 64] &= !(1u64 << (i % 64));
+        self.hash ^= self.facts.zobrist[i];
+        self.conflicts.undone(i, self.facts.footprint[i], self.facts.zobrist[i]);
+    }
+
+    /// With op `i` marked and `next_state` its state: the visited id of that new configuration,
+    /// or, when a dead part or a visited configuration covers it, the conflict it fails with.
+    fn visit(&mut self, i: usize, next_state: u32) -> Result<u32, u32> {
+        if self.conflicts.dead_part(&mut self.states, next_state, self.facts.footprint[i]) {
+            Err(self.conflict_of_footprint(i))
+        } else {
+            let (visited, conflicts) = (&mut self.visited, &self.conflicts);
+            visited.insert(self.hash, next_state, &self.bits).map_err(|cover| conflicts.of(cover))
+        }
+    }
+
+    /// Linearises op `i` (marked, visited as `visited_id`), leading to `next_state`.
+    fn take(&mut self, i: usize, visited_id: u32, next_state: u32, forced: bool) {
+        let call_entry = 2 * i;
+        self.stack.push(Frame {
+            call_entry: call_entry as u32,
+            visited_id,
+            state: self.state,
+            optional_phase: if forced { false } else { self.optional_phase },
+            forced,
+            branch_footprint: self.branch_footprint,
+        });
+        self.conflicts.enter();
+        self.state = next_state;
+        self.entries.lift(call_entry);
+        if self.facts.growth_pruning && self.facts.overwriter[i] {
+            self.overwriter_calls[self.facts.footprint[i] as usize].remove(&(self.facts.ops[i].call, i));
+        }
+        if self.facts.ops[i].required {
+            self.required_left -= 1;
+        } else {
+            self.optional_left -= 1;
+        }
+        self.fresh = true;
+    }
+
+    /// One move of the walk: arriving at a new configuration, or one entry of the current one.
+    /// `Some` when the configuration is dead.
+    fn walk_one(&mut self) -> Option<DeadEnd> {
+        if self.fresh {
+            self.fresh = false;
+            match self.arrive() {
+                Arrival::Forced => return None,
+                Arrival::Dead(dead_end) => return Some(dead_end),
+                Arrival::Branch => {}
+            }
+        }
+        self.advance()
+    }
+
+    /// At a configuration not seen before: a required read-only op (a read, an observed compare
+    /// failure) that is legal now goes now, with no alternatives: any linearisation from here
+    /// that puts it later can put it here instead, since it is callable (no unlinearised op
+    /// returned before its call) and it changes nothing for the ops it would jump over. If that
+    /// configuration was seen already it failed (it cannot be on the current path, which has
+    /// fewer ops), so this one fails too.
+    ///
+    /// Growth pruning: a required read not linearised yet will be, later, in a state that
+    /// extends the current one if no op that overwrites the state (a put, a write) can come
+    /// before it (none still unlinearised was invoked before the read returned): every op in
+    /// between only grows the state. If no extension of the current state satisfies the read,
+    /// this configuration is dead. That holds for reads further down the list too, not only
+    /// callable ones, so the walk looks ahead a bounded number of entries.
+    fn arrive(&mut self) -> Arrival {
+        let scan = self.scan_ahead();
+        if let Some(i) = scan.doomed {
+            return Arrival::Dead(DeadEnd { stuck: Some(i), conflict: self.conflict_of_footprint(i) });
+        }
+        if let Some(e) = scan.forced_entry {
+            let i = e / 2;
+            self.mark(i);
+            return match self.visit(i, self.state) {
+                Ok(visited_id) => {
+                    self.take(i, visited_id, self.state, true);
+                    Arrival::Forced
+                }
+                Err(conflict) => {
+                    self.unmark(i);
+                    Arrival::Dead(DeadEnd { stuck: None, conflict })
+                }
+            };
+        }
+        self.entry = self.entries.first();
+        self.optional_phase = false;
+        // Branch on the ops of the first pending return's footprint only (see "One footprint at
+        // a time" above).
+        self.branch_footprint = match scan.first_return_footprint {
+            _ if self.facts.n_footprints < 2 => 0,
+            Some(f) => f,
+            None => {
+                let mut e = self.entry;
+                while e.is_multiple_of(2) {
+                    e = self.entries.after(e);
+                }
+                self.facts.footprint[e / 2]
+            }
+        };
+        Arrival::Branch
+    }
+
+    /// The look ahead of `arrive`: through the callable ops for a forced read, and (with growth
+    /// pruning) a bounded way further for a doomed one.
+    fn scan_ahead(&mut self) -> Scan {
+        let facts = &self.facts;
+        let mut scan = Scan { doomed: None, forced_entry: None, first_return_footprint: None };
+        let mut e = self.entries.first();
+        let mut in_callable_region = true;
+        let (mut walked, mut reads_ahead) = (0, 0);
+        while e != self.entries.tail
+            && walked < facts.lookahead_entries
+            && reads_ahead < facts.lookahead_reads
+            && (in_callable_region || facts.growth_pruning)
+        {
+            walked += 1;
+            let i = e / 2;
+            if e % 2 == 1 {
+                if in_callable_region {
+                    scan.first_return_footprint = Some(facts.footprint[i]);
+                }
+                in_callable_region = false;
+            } else if facts.read_only[i] {
+                if !in_callable_region {
+                    reads_ahead += 1;
+                }
+                if facts.growth_pruning {
+                    let first_overwriter_call =
+                        self.overwriter_calls[facts.footprint[i] as usize].first().map_or(u64::MAX, |&(call, _)| call);
+                    let no_overwrite_before = facts.ops[i].ret.is_some_and(|r| r < first_overwriter_call);
+                    if no_overwrite_before
+                        && !self.model.may_grow_into(&self.states.states[self.state as usize], &facts.ops[i].op)
+                    {
+                        scan.doomed = Some(i);
+                        break;
+                    }
+                }
+                if in_callable_region
+                    && scan.forced_entry.is_none()
+                    && self.states.step(self.state, i, &facts.ops[i].op) == Some(self.state)
+                {
+                    scan.forced_entry = Some(e);
+                    if !facts.growth_pruning {
+                        break;
+                    }
+                }
+            }
+            e = self.entries.after(e);
+        }
+        scan
+    }
+
+    /// Handles the entry the walk is at: a call is tried (or skipped by a rule), the return of an
+    /// op not linearised yet ends this phase's callable ops. `Some` when the configuration is
+    /// dead.
+    fn advance(&mut self) -> Option<DeadEnd> {
+        let entry = self.entry;
+        debug_assert!(entry != self.entries.tail, "the list ends in a return, so the walk backtracks before the tail");
+        let op_index = entry / 2;
+        if entry.is_multiple_of(2) {
+            self.try_call(op_index);
+            self.entry = self.entries.after(entry);
+            return None;
+        }
+        // The return of an op not linearised yet: the end of the callable ops.
+        debug_assert!(self.facts.ops[op_index].required, "only required ops have returns before the end");
+        if !self.optional_phase && self.optional_left > 0 {
+            self.optional_phase = true;
+            self.entry = self.entries.first();
+            return None;
+        }
+        // Nothing callable can go: this path is dead.
+        Some(DeadEnd { stuck: Some(op_index), conflict: self.conflicts.stuck(self.facts.footprint[op_index]) })
+    }
+
+    /// At the call of op `i`: skipped if a rule says it need not be tried here, else linearised
+    /// if the model allows it and the configuration it leads to is new.
+    fn try_call(&mut self, i: usize) {
+        let facts = &self.facts;
+        if facts.ops[i].required == self.optional_phase {
+            // Not this phase's kind of op.
+            return;
+        }
+        if facts.footprint[i] != self.branch_footprint {
+            // Another footprint's op: tried once this footprint's first return is linearised.
+            return;
+        }
+        if facts.same_optional_before[i].is_some_and(|j| self.bits[j / 64] & (1u64 << (j % 64)) == 0) {
+            // An identical optional op invoked earlier is callable too and still unused: the two
+            // are interchangeable, so only the earlier one is tried first.
+            return;
+        }
+        if facts.overwrites[i]
+            && self.stack.last().is_some_and(|f| {
+                let before = f.call_entry as usize / 2;
+                !facts.ops[before].required && facts.footprint[before] == facts.footprint[i]
+            })
+        {
+            // The last step was an optional op of this footprint: this overwrite would erase it,
+            // and linearising it one step earlier, without that optional op, reaches the same
+            // state having used less. That configuration was tried from the step before.
+            let conflict = if self.conflicts.enabled { self.skipped_overwrite_conflict(i) } else { WHOLE };
+            self.conflicts.child_failed(self.facts.footprint[i], conflict);
+            return;
+        }
+        let step = self.states.step(self.state, i, &self.facts.ops[i].op);
+        // An optional op that leaves the state as it is gains nothing: the configuration without
+        // it (the current one) has every future this one would have.
+        let Some(next_state) = step.filter(|&s| self.facts.ops[i].required || s != self.state) else { return };
+        self.mark(i);
+        match self.visit(i, next_state) {
+            Ok(visited_id) => self.take(i, visited_id, next_state, false),
+            Err(conflict) => {
+                self.unmark(i);
+                self.conflicts.child_failed(self.facts.footprint[i], conflict);
+            }
+        }
+    }
+
+    /// The conflict of an overwrite `i` skipped right after an optional op (see `Conflicts`):
+    /// when a failed configuration or dead part covers the child it would have made (usually the
+    /// one the parent reached with the overwrite alone, tried before when the overwrite is
+    /// required), the child fails for that one's reason, if it is the overwrite's footprint;
+    /// else the whole configuration's.
+    fn skipped_overwrite_conflict(&mut self, i: usize) -> u32 {
+        let Some(next_state) = self.states.step(self.state, i, &self.facts.ops[i].op) else { return WHOLE };
+        let footprint = self.facts.footprint[i];
+        self.mark(i);
+        let conflict = if self.conflicts.dead_part(&mut self.states, next_state, footprint) {
+            footprint
+        } else {
+            self.visited.find_cover(self.hash, next_state, &self.bits).map_or(WHOLE, |cover| self.conflicts.of(cover))
+        };
+        self.unmark(i);
+        if conflict == footprint {
+            conflict
+        } else {
+            WHOLE
+        }
+    }
+
+    /// Keeps what explanations want of a dead end at `stuck_op`: the deepest one, and the states
+    /// stuck at the watched op.
+    fn observe_stuck(&self, stuck_op: usize, observe: Observe, report: &mut SearchReport<M::State>) {
+        if report.deepest.as_ref().is_none_or(|d| self.stack.len() > d.order.len()) {
+            report.deepest = Some(Deepest {
+                order: self.stack.iter().map(|f| f.call_entry as usize / 2).collect(),
+                state: self.states.states[self.state as usize].clone(),
+                stuck_op,
+            });
+        }
+        if observe.watch == Some(stuck_op) && report.stuck_states.len() < MAX_STUCK_STATES {
+            let s = &self.states.states[self.state as usize];
+            if !report.stuck_states.contains(s) {
+                report.stuck_states.push(s.clone());
+            }
+        }
+    }
+
+    /// Backtracks from a configuration that failed with `conflict`: undoes the last choice; undoes
+    /// forced steps too, since their configurations fail exactly when the one before them does,
+    /// and steps of footprints outside the conflict (backjumping, see `Conflicts`). `Err` with
+    /// the root's conflict when nothing is left to try.
+    fn backtrack(&mut self, conflict: u32) -> Result<(), u32> {
+        loop {
+            let current_id = self.stack.last().map_or(self.root_id, |f| f.visited_id);
+            self.conflicts.failed(current_id, conflict, &mut self.states, self.state);
+            let Some(frame) = self.stack.pop() else { return Err(conflict) };
+            let call_entry = frame.call_entry as usize;
+            let undone = call_entry / 2;
+            self.unmark(undone);
+            self.state = frame.state;
+            self.entries.unlift(call_entry);
+            let facts = &self.facts;
+            if facts.growth_pruning && facts.overwriter[undone] {
+                self.overwriter_calls[facts.footprint[undone] as usize].insert((facts.ops[undone].call, undone));
+            }
+            if facts.ops[undone].required {
+                self.required_left += 1;
+            } else {
+                self.optional_left += 1;
+            }
+            if !frame.forced && (conflict == WHOLE || conflict == facts.footprint[undone]) {
+                self.conflicts.child_failed(facts.footprint[undone], conflict);
+                self.entry = self.entries.after(call_entry);
+                self.optional_phase = frame.optional_phase;
+                self.branch_footprint = frame.branch_footprint;
+                return Ok(());
+            }
+        }
+    }
+
+    /// What the search holds, for the memory budget.
+    fn approx_bytes(&self) -> u64 {
+        self.states.approx_bytes() + self.visited.approx_bytes() + self.conflicts.approx_bytes()
+    }
 }
 
 /// Checks one partition: can `ops` be linearised against `model` starting in `init`?
@@ -508,7 +1064,6 @@ pub fn search<M: Model>(
     budget: &Budget<'_>,
     observe: Observe,
 ) -> SearchReport<M::State> {
-    let n = ops.len();
     let mut report = SearchReport {
         verdict: SearchVerdict::Valid,
         configurations: 0,
@@ -518,448 +1073,46 @@ pub fn search<M: Model>(
         linearization: None,
         dead_footprint: None,
     };
-    let mut required_left = ops.iter().filter(|o| o.required).count();
-    if required_left == 0 {
+    if ops.iter().all(|o| !o.required) {
         report.linearization = observe.linearization.then(Vec::new);
         return report;
     }
-    assert!(n < (u32::MAX as usize) / 2 - 2, "partition too large");
-
-    // Entries: 2i is op i's call, 2i+1 its return; HEAD and TAIL are sentinels.
-    let head = 2 * n;
-    let tail = 2 * n + 1;
-    let mut order: Vec<u32> = (0..2 * n as u32).collect();
-    let position = |e: u32| -> (u64, u32) {
-        let op = &ops[(e / 2) as usize];
-        if e.is_multiple_of(2) {
-            (op.call, e)
-        } else {
-            debug_assert!(op.required || op.ret.is_none(), "optional ops are open forever");
-            (op.ret.unwrap_or(u64::MAX), e)
-        }
-    };
-    order.sort_unstable_by_key(|&e| position(e));
-    let mut next = vec![0u32; 2 * n + 2];
-    let mut prev = vec![0u32; 2 * n + 2];
-    let mut last = head as u32;
-    for &e in &order {
-        next[last as usize] = e;
-        prev[e as usize] = last;
-        last = e;
-    }
-    next[last as usize] = tail as u32;
-    prev[tail] = last;
-
-    let words = n.div_ceil(64);
-    // Optional ops do not enter the hash: configurations that differ only in them must meet in
-    // the visited set's lookup (see `Visited`).
-    let zobrist: Vec<u64> =
-        (0..n).map(|i| if ops[i].required { splitmix64(i as u64 ^ 0x5EED_0000_0000) } else { 0 }).collect();
-    let mut required_mask = vec![0u64; words];
-    for i in (0..n).filter(|&i| ops[i].required) {
-        required_mask[i / 64] |= 1u64 << (i % 64);
-    }
-    let mut bits = vec![0u64; words];
-    // Zobrist hash of the ops linearised so far.
-    let mut hash = 0u64;
-    let mut states = States::new(model, n);
-    let mut state = states.intern(init, None);
-    let mut visited = Visited::new(required_mask);
-    let root_id = visited.insert(hash, state, &bits).expect("the first configuration is new");
-    let mut stack: Vec<Frame> = Vec::with_capacity(n);
-    // Identical optional ops (same model op, both open forever) are interchangeable once both are
-    // callable: linearise them in invocation order only. Each optional op's previous twin:
-    let mut same_optional_before: Vec<Option<usize>> = vec![None; n];
-    {
-        let mut last: HashMap<&M::Op, usize> = HashMap::new();
-        let mut by_call: Vec<usize> = (0..n).filter(|&i| !ops[i].required).collect();
-        by_call.sort_by_key(|&i| (ops[i].call, i));
-        for i in by_call {
-            same_optional_before[i] = last.insert(&ops[i].op, i);
-        }
-    }
-    let read_only: Vec<bool> = ops.iter().map(|o| o.required && model.is_read_only(&o.op)).collect();
-    // Growth pruning (see the forced steps below) needs to know, for a read, whether an op that
-    // overwrites the state could still come before it: the calls of unlinearised overwriters.
-    let growth_pruning = ops.iter().any(|o| model.only_grows(&o.op));
-    let overwriter: Vec<bool> = ops.iter().map(|o| !model.is_read_only(&o.op) && !model.only_grows(&o.op)).collect();
-    let footprint: Vec<u32> = ops.iter().map(|o| model.footprint(&o.op)).collect();
-    let overwrites: Vec<bool> = ops.iter().map(|o| model.overwrites(&o.op)).collect();
-    let n_footprints = footprint.iter().max().map_or(0, |&f| f as usize + 1);
-    // Per footprint: the calls of its unlinearised overwriters.
-    let mut overwriter_calls: Vec<BTreeSet<(u64, usize)>> = vec![BTreeSet::new(); n_footprints];
-    // With several independent footprints (keys) interleaved, look further to reach each one's reads.
-    let footprints_scale = n_footprints.clamp(1, 16);
-    let (lookahead_entries, lookahead_reads) =
-        (GROWTH_LOOKAHEAD_ENTRIES * footprints_scale, GROWTH_LOOKAHEAD_READS * footprints_scale);
-    for i in (0..n).filter(|&i| growth_pruning && overwriter[i]) {
-        overwriter_calls[footprint[i] as usize].insert((ops[i].call, i));
-    }
-    let mut conflicts = Conflicts::new(ops, &footprint, n_footprints);
-    // Without backjumping, every failure is the whole configuration's.
-    let backjumping = conflicts.enabled;
-    let conflict_of_footprint = |i: usize| if backjumping { footprint[i] } else { WHOLE };
-    // The conflict of an overwrite skipped right after an optional op (see `Conflicts`): when a
-    // failed configuration or dead part covers the child it would have made (usually the one the
-    // parent reached with the overwrite alone, tried before when the overwrite is required), the
-    // child fails for that one's reason, if it is the overwrite's footprint; else the whole
-    // configuration's.
-    let skipped_overwrite_conflict = |i: usize,
-                                      state: u32,
-                                      bits: &mut [u64],
-                                      hash: &mut u64,
-                                      states: &mut States<'_, M>,
-                                      conflicts: &mut Conflicts,
-                                      visited: &Visited| {
-        let Some(next_state) = states.step(state, i, &ops[i].op) else { return WHOLE };
-        bits[i / 64] |= 1u64 << (i % 64);
-        *hash ^= zobrist[i];
-        conflicts.linearised(i, footprint[i], zobrist[i]);
-        let conflict = if conflicts.dead_part(states, next_state, footprint[i]) {
-            footprint[i]
-        } else {
-            visited.find_cover(*hash, next_state, bits).map_or(WHOLE, |cover| conflicts.of(cover))
-        };
-        bits[i / 64] &= !(1u64 << (i % 64));
-        *hash ^= zobrist[i];
-        conflicts.undone(i, footprint[i], zobrist[i]);
-        if conflict == footprint[i] {
-            conflict
-        } else {
-            WHOLE
-        }
-    };
-    conflicts.enter();
-    let mut entry = next[head] as usize;
+    assert!(ops.len() < (u32::MAX as usize) / 2 - 2, "partition too large");
+    let mut search = Search::new(model, init, ops);
     let mut iterations: u64 = 0;
-    // The footprint of the current configuration's first pending return, whose ops it branches on.
-    let mut branch_footprint: u32 = 0;
-
-    let lift = |next: &mut Vec<u32>, prev: &mut Vec<u32>, e: usize| {
-        let r = e + 1;
-        let (p, nx) = (prev[e] as usize, next[e] as usize);
-        next[p] = nx as u32;
-        prev[nx] = p as u32;
-        let (p, nx) = (prev[r] as usize, next[r] as usize);
-        next[p] = nx as u32;
-        prev[nx] = p as u32;
-    };
-    let unlift = |next: &mut Vec<u32>, prev: &mut Vec<u32>, e: usize| {
-        let r = e + 1;
-        let (p, nx) = (prev[r] as usize, next[r] as usize);
-        next[p] = r as u32;
-        prev[nx] = r as u32;
-        let (p, nx) = (prev[e] as usize, next[e] as usize);
-        next[p] = e as u32;
-        prev[nx] = e as u32;
-    };
-
-    // True when the walk has just arrived at a configuration it has not seen before.
-    let mut fresh = true;
-    // Each configuration's callable ops are tried required ones first, then (in a second pass,
-    // this phase) optional ones, so that an indefinite op is only linearised when no required op
-    // can go, which is when something may need it. The order does not change what is explored.
-    let mut optional_phase = false;
-    let mut optional_left = ops.iter().filter(|o| !o.required).count();
     loop {
-        if required_left == 0 {
+        if search.required_left == 0 {
             report.verdict = SearchVerdict::Valid;
             if observe.linearization {
-                report.linearization = Some(stack.iter().map(|f| f.call_entry as usize / 2).collect());
+                report.linearization = Some(search.stack.iter().map(|f| f.call_entry as usize / 2).collect());
             }
             break;
         }
         iterations += 1;
         if iterations & 0xFFF == 0 {
-            if budget.max_configurations.is_some_and(|max| visited.len() as u64 > max) {
+            if budget.max_configurations.is_some_and(|max| search.visited.len() as u64 > max) {
                 report.verdict = SearchVerdict::Unknown(CONFIGURATION_BUDGET.into());
                 break;
             }
-            let bytes = states.approx_bytes() + visited.approx_bytes() + conflicts.approx_bytes();
-            if let Some(reason) = over_budget(budget, bytes) {
+            if let Some(reason) = over_budget(budget, search.approx_bytes()) {
                 report.verdict = SearchVerdict::Unknown(reason);
                 break;
             }
         }
-        let mut dead_end = false;
-        // The op that could not go, when this configuration turns out dead because of one.
-        let mut stuck: Option<usize> = None;
-        // Why this configuration failed, when it does (see `Conflicts`).
-        let mut conflict = WHOLE;
-        if fresh {
-            fresh = false;
-            // A required read-only op (a read, an observed compare failure) that is legal now goes
-            // now, with no alternatives: any linearisation from here that puts it later can put it
-            // here instead, since it is callable (no unlinearised op returned before its call) and
-            // it changes nothing for the ops it would jump over. If that configuration was seen
-            // already it failed (it cannot be on the current path, which has fewer ops), so this
-            // one fails too.
-            //
-            // Growth pruning: a required read not linearised yet will be, later, in a state that
-            // extends the current one if no op that overwrites the state (a put, a write) can come
-            // before it (none still unlinearised was invoked before the read returned): every op
-            // in between only grows the state. If no extension of the current state satisfies the
-            // read, this configuration is dead. That holds for reads further down the list too, not
-            // only callable ones, so the walk looks ahead a bounded number of entries.
-            let mut e = next[head] as usize;
-            let mut doomed = None;
-            let mut forced_entry = None;
-            let mut in_callable_region = true;
-            let mut first_return_footprint = None;
-            let (mut walked, mut reads_ahead) = (0, 0);
-            while e != tail
-                && walked < lookahead_entries
-                && reads_ahead < lookahead_reads
-                && (in_callable_region || growth_pruning)
-            {
-                walked += 1;
-                let i = e / 2;
-                if e % 2 == 1 {
-                    if in_callable_region {
-                        first_return_footprint = Some(footprint[i]);
-                    }
-                    in_callable_region = false;
-                } else if read_only[i] {
-                    if !in_callable_region {
-                        reads_ahead += 1;
-                    }
-                    if growth_pruning {
-                        let first_overwriter_call =
-                            overwriter_calls[footprint[i] as usize].first().map_or(u64::MAX, |&(call, _)| call);
-                        let no_overwrite_before = ops[i].ret.is_some_and(|r| r < first_overwriter_call);
-                        if no_overwrite_before && !model.may_grow_into(&states.states[state as usize], &ops[i].op) {
-                            doomed = Some(i);
-                            break;
-                        }
-                    }
-                    if in_callable_region && forced_entry.is_none() && states.step(state, i, &ops[i].op) == Some(state)
-                    {
-                        forced_entry = Some(e);
-                        if !growth_pruning {
-                            break;
-                        }
-                    }
-                }
-                e = next[e] as usize;
-            }
-            if let Some(i) = doomed {
-                dead_end = true;
-                stuck = doomed;
-                conflict = conflict_of_footprint(i);
-            } else if let Some(e) = forced_entry {
-                let i = e / 2;
-                bits[i / 64] |= 1u64 << (i % 64);
-                hash ^= zobrist[i];
-                conflicts.linearised(i, footprint[i], zobrist[i]);
-                let seen = if conflicts.dead_part(&mut states, state, footprint[i]) {
-                    Err(conflict_of_footprint(i))
-                } else {
-                    visited.insert(hash, state, &bits).map_err(|cover| conflicts.of(cover))
-                };
-                match seen {
-                    Ok(visited_id) => {
-                        stack.push(Frame {
-                            call_entry: e as u32,
-                            visited_id,
-                            state,
-                            optional_phase: false,
-                            forced: true,
-                            branch_footprint,
-                        });
-                        conflicts.enter();
-                        lift(&mut next, &mut prev, e);
-                        required_left -= 1;
-                        fresh = true;
-                        continue;
-                    }
-                    Err(cover_conflict) => {
-                        bits[i / 64] &= !(1u64 << (i % 64));
-                        hash ^= zobrist[i];
-                        conflicts.undone(i, footprint[i], zobrist[i]);
-                        dead_end = true;
-                        conflict = cover_conflict;
-                    }
-                }
-            } else {
-                entry = next[head] as usize;
-                optional_phase = false;
-                // Branch on the ops of the first pending return's footprint only (see "One
-                // footprint at a time" above).
-                branch_footprint = match first_return_footprint {
-                    _ if n_footprints < 2 => 0,
-                    Some(f) => f,
-                    None => {
-                        let mut e = entry;
-                        while e.is_multiple_of(2) {
-                            e = next[e] as usize;
-                        }
-                        footprint[e / 2]
-                    }
-                };
-            }
+        let Some(dead_end) = search.walk_one() else { continue };
+        if let Some(stuck_op) = dead_end.stuck {
+            search.observe_stuck(stuck_op, observe, &mut report);
         }
-        if !dead_end {
-            debug_assert!(entry != tail, "the list ends in a return, so the walk backtracks before the tail");
-            let op_index = entry / 2;
-            if entry.is_multiple_of(2) && ops[op_index].required == optional_phase {
-                // Not this phase's kind of op.
-                entry = next[entry] as usize;
-                continue;
-            }
-            if entry.is_multiple_of(2) && footprint[op_index] != branch_footprint {
-                // Another footprint's op: tried once this footprint's first return is linearised.
-                entry = next[entry] as usize;
-                continue;
-            }
-            if entry.is_multiple_of(2)
-                && same_optional_before[op_index].is_some_and(|j| bits[j / 64] & (1u64 << (j % 64)) == 0)
-            {
-                // An identical optional op invoked earlier is callable too and still unused:
-                // the two are interchangeable, so only the earlier one is tried first.
-                entry = next[entry] as usize;
-                continue;
-            }
-            if entry.is_multiple_of(2)
-                && overwrites[op_index]
-                && stack.last().is_some_and(|f| {
-                    let before = f.call_entry as usize / 2;
-                    !ops[before].required && footprint[before] == footprint[op_index]
-                })
-            {
-                // The last step was an optional op of this footprint: this overwrite would erase it,
-                // and linearising it one step earlier, without that optional op, reaches the same
-                // state having used less. That configuration was tried from the step before.
-                let conflict = if backjumping {
-                    skipped_overwrite_conflict(
-                        op_index,
-                        state,
-                        &mut bits,
-                        &mut hash,
-                        &mut states,
-                        &mut conflicts,
-                        &visited,
-                    )
-                } else {
-                    WHOLE
-                };
-                conflicts.child_failed(footprint[op_index], conflict);
-                entry = next[entry] as usize;
-                continue;
-            }
-            if entry.is_multiple_of(2) {
-                // A call: try to linearise the op here.
-                let step = states.step(state, op_index, &ops[op_index].op);
-                // An optional op that leaves the state as it is gains nothing: the configuration
-                // without it (the current one) has every future this one would have.
-                if let Some(next_state) = step.filter(|&s| ops[op_index].required || s != state) {
-                    let (word, bit) = (op_index / 64, 1u64 << (op_index % 64));
-                    bits[word] |= bit;
-                    hash ^= zobrist[op_index];
-                    conflicts.linearised(op_index, footprint[op_index], zobrist[op_index]);
-                    let seen = if conflicts.dead_part(&mut states, next_state, footprint[op_index]) {
-                        Err(conflict_of_footprint(op_index))
-                    } else {
-                        visited.insert(hash, next_state, &bits).map_err(|cover| conflicts.of(cover))
-                    };
-                    if let Ok(visited_id) = seen {
-                        stack.push(Frame {
-                            call_entry: entry as u32,
-                            visited_id,
-                            state,
-                            optional_phase,
-                            forced: false,
-                            branch_footprint,
-                        });
-                        conflicts.enter();
-                        state = next_state;
-                        lift(&mut next, &mut prev, entry);
-                        if growth_pruning && overwriter[op_index] {
-                            overwriter_calls[footprint[op_index] as usize].remove(&(ops[op_index].call, op_index));
-                        }
-                        if ops[op_index].required {
-                            required_left -= 1;
-                        } else {
-                            optional_left -= 1;
-                        }
-                        fresh = true;
-                        continue;
-                    }
-                    bits[word] &= !bit;
-                    hash ^= zobrist[op_index];
-                    conflicts.undone(op_index, footprint[op_index], zobrist[op_index]);
-                    conflicts.child_failed(footprint[op_index], seen.unwrap_err());
-                }
-                entry = next[entry] as usize;
-                continue;
-            }
-            // The return of an op not linearised yet: the end of the callable ops.
-            debug_assert!(ops[op_index].required, "only required ops have returns before the end");
-            if !optional_phase && optional_left > 0 {
-                optional_phase = true;
-                entry = next[head] as usize;
-                continue;
-            }
-            // Nothing callable can go: this path is dead.
-            stuck = Some(op_index);
-            conflict = conflicts.stuck(footprint[op_index]);
-        }
-        if let Some(stuck_op) = stuck {
-            if report.deepest.as_ref().is_none_or(|d| stack.len() > d.order.len()) {
-                report.deepest = Some(Deepest {
-                    order: stack.iter().map(|f| f.call_entry as usize / 2).collect(),
-                    state: states.states[state as usize].clone(),
-                    stuck_op,
-                });
-            }
-            if observe.watch == Some(stuck_op) && report.stuck_states.len() < MAX_STUCK_STATES {
-                let s = &states.states[state as usize];
-                if !report.stuck_states.contains(s) {
-                    report.stuck_states.push(s.clone());
-                }
-            }
-        }
-        // Backtrack: undo the last choice; undo forced steps too, since their configurations
-        // fail exactly when the one before them does, and steps of footprints outside the
-        // conflict (backjumping, see `Conflicts`).
-        let mut resumed = false;
-        loop {
-            let current_id = stack.last().map_or(root_id, |f| f.visited_id);
-            conflicts.failed(current_id, conflict, &mut states, state);
-            let Some(frame) = stack.pop() else { break };
-            let call_entry = frame.call_entry as usize;
-            let undone = call_entry / 2;
-            bits[undone / 64] &= !(1u64 << (undone % 64));
-            hash ^= zobrist[undone];
-            conflicts.undone(undone, footprint[undone], zobrist[undone]);
-            state = frame.state;
-            unlift(&mut next, &mut prev, call_entry);
-            if growth_pruning && overwriter[undone] {
-                overwriter_calls[footprint[undone] as usize].insert((ops[undone].call, undone));
-            }
-            if ops[undone].required {
-                required_left += 1;
-            } else {
-                optional_left += 1;
-            }
-            if !frame.forced && (conflict == WHOLE || conflict == footprint[undone]) {
-                conflicts.child_failed(footprint[undone], conflict);
-                entry = next[call_entry] as usize;
-                optional_phase = frame.optional_phase;
-                branch_footprint = frame.branch_footprint;
-                resumed = true;
-                break;
-            }
-        }
-        if !resumed {
+        if let Err(root_conflict) = search.backtrack(dead_end.conflict) {
             report.verdict = SearchVerdict::Invalid;
             // The root failed with this conflict: its f-subproblem, f's ops from the initial
             // state, has no completion.
-            report.dead_footprint = (conflict != WHOLE).then_some(conflict);
+            report.dead_footprint = (root_conflict != WHOLE).then_some(root_conflict);
             break;
         }
     }
-    report.configurations = visited.len() as u64;
-    report.states = states.states.len() as u64;
+    report.configurations = search.visited.len() as u64;
+    report.states = search.states.states.len() as u64;
     report
 }
 

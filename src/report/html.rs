@@ -63,7 +63,34 @@ fn test_field<'a>(data: &'a RunData, path: &[&str]) -> Option<&'a Value> {
 fn plain(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
+        Value::Number(n) if n.is_f64() => n.as_f64().map(number_for_people).unwrap_or_default(),
         other => short_json(other, 400),
+    }
+}
+
+/// A measured number as people read it: three significant digits at most (`4.98`, `52.5`, `0.123`),
+/// whole numbers as they are.
+pub fn number_for_people(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        return format!("{x:.0}");
+    }
+    let decimals = match x.abs() {
+        a if a >= 100.0 => 0,
+        a if a >= 10.0 => 1,
+        a if a >= 1.0 => 2,
+        _ => 3,
+    };
+    format!("{x:.decimals$}")
+}
+
+/// A duration given in milliseconds, as people read it: `0.42 ms`, `5.0 ms`, `1.93 s`.
+pub fn milliseconds_for_people(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{:.2} s", ms / 1000.0)
+    } else if ms >= 1.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.2} ms")
     }
 }
 
@@ -160,10 +187,15 @@ pub fn index_html(data: &RunData, files: &[String]) -> String {
     page.push_str("<h2>Checker</h2>");
     let checker = data.results.get("checker").unwrap_or(&data.results);
     let mut facts = Vec::new();
-    for field in ["model", "ops", "searched_ops", "check_ms", "reason", "error"] {
+    for (field, label) in
+        [("model", "model"), ("ops", "ops"), ("searched_ops", "ops searched"), ("reason", "reason"), ("error", "error")]
+    {
         if let Some(value) = checker.get(field).filter(|v| !v.is_null()) {
-            facts.push(format!("{field}: {}", plain(value)));
+            facts.push(format!("{label}: {}", plain(value)));
         }
+    }
+    if let Some(ms) = checker.get("check_ms").and_then(Value::as_f64) {
+        facts.push(format!("checked in {}", milliseconds_for_people(ms)));
     }
     if let Some(partitions) = checker.get("partitions").and_then(Value::as_array) {
         facts.push(format!("keys checked: {}", partitions.len()));
@@ -285,7 +317,8 @@ const TIMELINE_STYLE: &str = r#"
 .window { outline: 2px solid #fb8500; z-index: 2; }
 .failing { outline: 3px solid #000; box-shadow: 0 0 0 6px rgba(207,34,46,0.45); z-index: 4; }
 .fault { top: 0; bottom: 0; width: max(2px, calc(var(--d) * var(--z) * 1px)); }
-.fault span { font-size: 10px; position: sticky; top: 0; padding: 1px 3px; white-space: nowrap; }
+.fault span { font-size: 10px; position: sticky; top: 12px; padding: 0 3px; white-space: nowrap; background: rgba(255,255,255,0.7); z-index: 1; }
+.op, .lane { margin-top: var(--label-shift, 0px); }
 .tick { top: 0; bottom: 0; border-left: 1px solid #eaeef2; font-size: 10px; color: #656d76; padding-left: 2px; }
 .key { display: inline-block; width: 12px; height: 10px; margin: 0 4px 0 10px; border-radius: 2px; vertical-align: middle; }
 "#;
@@ -374,7 +407,7 @@ pub fn timeline_html(data: &RunData) -> String {
 
     let _ = write!(
         page,
-        r#"<div id="scroll"><div id="tl" style="--z:1;height:{height_px}px" data-span-ms="{:.3}">"#,
+        r#"<div id="scroll"><div id="tl" style="--z:1;height:calc({height_px}px + var(--label-shift, 0px))" data-top-px="{top_px}" data-span-ms="{:.3}">"#,
         ms(t1)
     );
     for window in &data.faults {
@@ -458,12 +491,38 @@ const TIMELINE_SCRIPT: &str = r#"
       tl.insertBefore(t, tl.firstChild);
     }
   }
+  // Fault labels in rows under the time axis, so that labels of close windows do not overlap:
+  // each goes in the first row where it clears the one before it at this zoom; past
+  // MAX_LABEL_ROWS rows a label is hidden (its window's tooltip still names it). The op rows
+  // move down below the label rows (--label-shift).
+  var MAX_LABEL_ROWS = 4, LABEL_ROW_PX = 12, LABEL_TOP_PX = 12;
+  function layoutLabels() {
+    var labels = [].slice.call(tl.querySelectorAll('.fault span'));
+    var start = function (label) { return parseFloat(label.parentNode.style.getPropertyValue('--a')); };
+    labels.sort(function (x, y) { return start(x) - start(y); });
+    var rowEnds = [];
+    for (var i = 0; i < labels.length; i++) {
+      var label = labels[i];
+      label.style.display = '';
+      var left = start(label) * z;
+      var row = 0;
+      while (row < rowEnds.length && rowEnds[row] > left) row++;
+      if (row >= MAX_LABEL_ROWS) { label.style.display = 'none'; continue; }
+      rowEnds[row] = left + label.offsetWidth + 4;
+      label.style.top = (LABEL_TOP_PX + row * LABEL_ROW_PX) + 'px';
+      label.dataset.row = row.toString();
+    }
+    var topPx = parseFloat(tl.dataset.topPx) || 0;
+    var shift = rowEnds.length ? Math.max(0, LABEL_TOP_PX + rowEnds.length * LABEL_ROW_PX + 2 - topPx) : 0;
+    tl.style.setProperty('--label-shift', shift + 'px');
+  }
   function setZoom(next) {
     z = Math.max(1e-4, Math.min(next, 1000));
     tl.style.setProperty('--z', z.toString());
     tl.style.width = (labelPx + spanMs * z + 40) + 'px';
     tl.style.paddingLeft = '0';
     ticks();
+    layoutLabels();
   }
   function fit() { setZoom((scroll.clientWidth - labelPx - 40) / spanMs); }
   function extent(els) {
@@ -507,3 +566,22 @@ const TIMELINE_SCRIPT: &str = r#"
   document.body.setAttribute('data-timeline-ready', 'yes');
 })();
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_printed_for_people() {
+        assert_eq!(number_for_people(4.981071999999999), "4.98");
+        assert_eq!(number_for_people(52.5), "52.5");
+        assert_eq!(number_for_people(6.0), "6");
+        assert_eq!(number_for_people(0.1234567), "0.123");
+        assert_eq!(number_for_people(1234.56), "1235");
+        assert_eq!(milliseconds_for_people(4.981071999999999), "5.0 ms");
+        assert_eq!(milliseconds_for_people(0.4213), "0.42 ms");
+        assert_eq!(milliseconds_for_people(1934.0), "1.93 s");
+        assert_eq!(plain(&serde_json::json!(100.0)), "100");
+        assert_eq!(plain(&serde_json::json!(7)), "7");
+    }
+}

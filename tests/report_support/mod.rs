@@ -48,6 +48,16 @@ const MS: u64 = 1_000_000;
 /// Writes a run of about `n_ops` register ops by 10 workers, with a partition and a kill, into
 /// `dir`; `invalid` adds an anomaly to results.json naming an op in the middle of the run.
 pub fn write_run(dir: &Path, n_ops: usize, invalid: bool) -> SyntheticRun {
+    write_run_with_faults(dir, n_ops, invalid, &[])
+}
+
+/// `write_run` with more fault windows: (f, start and stop in thousandths of the run, target).
+pub fn write_run_with_faults(
+    dir: &Path,
+    n_ops: usize,
+    invalid: bool,
+    extra_faults: &[(&str, u64, u64, &str)],
+) -> SyntheticRun {
     let mut rng = Rng::new(n_ops as u64 + 7);
     // Per worker: (process, the time it is free again).
     let mut workers: Vec<(u64, u64)> = (0..WORKERS).map(|w| (w, rng.below(50) * MS)).collect();
@@ -89,10 +99,14 @@ pub fn write_run(dir: &Path, n_ops: usize, invalid: bool) -> SyntheticRun {
         let next_process = if op_type == "info" { process + WORKERS } else { process };
         workers[worker] = (next_process, start + latency);
     }
-    for (f, (start, stop), targets, detail) in [
+    let mut faults = vec![
         ("partition", partition, json!(["n1", "n2", "n3", "n4", "n5"]), json!({"shape": "halves"})),
         ("kill", kill, json!(["n2"]), Value::Null),
-    ] {
+    ];
+    for &(f, start, stop, target) in extra_faults {
+        faults.push((f, (duration_ns * start / 1000, duration_ns * stop / 1000), json!([target]), Value::Null));
+    }
+    for (f, (start, stop), targets, detail) in faults {
         let mut record = json!({"type": "fault", "time": start, "f": f, "phase": "start", "targets": targets});
         if !detail.is_null() {
             record["detail"] = detail;
@@ -152,7 +166,7 @@ pub fn write_run(dir: &Path, n_ops: usize, invalid: bool) -> SyntheticRun {
         "ops": {"invoked": n_ops},
         "faults_started": 2,
         "duration_s": duration_ns as f64 / 1e9,
-        "checker": {"verdict": if invalid { "invalid" } else { "valid" }, "model": "kv", "ops": n_ops, "partitions": [], "anomalies": anomalies},
+        "checker": {"verdict": if invalid { "invalid" } else { "valid" }, "model": "kv", "ops": n_ops, "check_ms": 4.981071999999999, "partitions": [], "anomalies": anomalies},
         "workload_checks": [{"checker": "set-full", "verdict": "valid", "summary": "valid: synthetic", "details": {}}],
     });
     std::fs::write(dir.join("results.json"), serde_json::to_string_pretty(&results).unwrap()).unwrap();

@@ -1,20 +1,20 @@
-//! A minimal blocking HTTP/1.1 client for etcd's v3 JSON gateway: `POST` a JSON body on a
-//! keep-alive connection, read one response (Content-Length or chunked), everything bounded by a
-//! deadline. A few dozen lines instead of a dependency, so that the runner's worker threads stay
-//! plain threads and every error keeps the distinction the client needs: did anything leave this
-//! machine (`Sent`) or surely not (`NotSent`)?
+//! The HTTP/1.1 client for etcd's v3 JSON gateway, on `ureq`: `POST` a JSON body on a keep-alive
+//! connection, read one response, everything bounded by a deadline. Blocking, so the runner's
+//! worker threads stay plain threads, and every error keeps the distinction the client needs: did
+//! anything leave this machine (`Sent`) or surely not (`NotSent`)? That is decided where it is
+//! known: an error of the connector (no connection, so no byte of this request was written) is
+//! `NotSent`; any other error, including the deadline passing, is `Sent`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use serde_json::Value;
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{ConnectionDetails, Connector, TcpConnector};
 
 /// A response body larger than this is a protocol error (our values are small).
-const MAX_BODY_BYTES: usize = 16 << 20;
-/// Header lines longer than this, or more of them than `MAX_HEADER_LINES`, are a protocol error.
-const MAX_HEADER_LINE_BYTES: usize = 8 << 10;
-const MAX_HEADER_LINES: usize = 100;
+const MAX_BODY_BYTES: u64 = 16 << 20;
 
 /// Why a request has no response.
 #[derive(Debug)]
@@ -22,7 +22,7 @@ pub enum HttpError {
     /// Nothing of the request left this process (connect failed or timed out): it surely did not
     /// take effect.
     NotSent(String),
-    /// The request may have reached the server (send, timeout or read error after writing).
+    /// The request may have reached the server (send, timeout or read error after connecting).
     Sent(String),
 }
 
@@ -35,34 +35,83 @@ impl std::fmt::Display for HttpError {
     }
 }
 
+/// A failure to open a connection, marked so that it can be told apart from every later error.
+#[derive(Debug)]
+struct ConnectFailed(ureq::Error);
+
+impl std::fmt::Display for ConnectFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::error::Error for ConnectFailed {}
+
+/// Plain TCP, with every error of connecting wrapped in `ConnectFailed`. ureq only calls the
+/// connector for a new connection, before it writes anything, and passes its error through.
+#[derive(Debug, Default)]
+struct MarkedTcpConnector(TcpConnector);
+
+impl Connector<()> for MarkedTcpConnector {
+    type Out = <TcpConnector as Connector<()>>::Out;
+
+    fn connect(&self, details: &ConnectionDetails, chained: Option<()>) -> Result<Option<Self::Out>, ureq::Error> {
+        self.0.connect(details, chained).map_err(|e| ureq::Error::Other(Box::new(ConnectFailed(e))))
+    }
+}
+
+fn new_agent() -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
+        // A gateway's 4xx/5xx carries a JSON body the client reads (e.g. "etcdserver: request
+        // timed out"): a response, not an error.
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_idle_connections_per_host(1)
+        .build();
+    ureq::Agent::with_parts(config, MarkedTcpConnector::default(), DefaultResolver::default())
+}
+
+/// Sent or not sent, from where ureq's error came from.
+fn classify(error: ureq::Error) -> HttpError {
+    match error {
+        ureq::Error::Other(inner) => match inner.downcast::<ConnectFailed>() {
+            Ok(connect) => HttpError::NotSent(format!("connect: {}", describe(&connect.0))),
+            Err(other) => HttpError::Sent(other.to_string()),
+        },
+        other => HttpError::Sent(describe(&other)),
+    }
+}
+
+/// A short description for the history's `error` field.
+fn describe(error: &ureq::Error) -> String {
+    match error {
+        ureq::Error::Timeout(_) => "timeout".to_string(),
+        ureq::Error::Io(e) => match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => "timeout".to_string(),
+            std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+            std::io::ErrorKind::ConnectionReset => "connection reset".to_string(),
+            std::io::ErrorKind::UnexpectedEof => "connection closed".to_string(),
+            std::io::ErrorKind::BrokenPipe => "broken pipe".to_string(),
+            _ => format!("io error: {e}"),
+        },
+        other => other.to_string(),
+    }
+}
+
 /// One keep-alive connection to one member.
 pub struct HttpConnection {
     pub address: SocketAddr,
-    stream: Option<BufReader<TcpStream>>,
-}
-
-fn remaining(deadline: Instant) -> Duration {
-    deadline.saturating_duration_since(Instant::now())
-}
-
-fn io_kind(e: &std::io::Error) -> &'static str {
-    match e.kind() {
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => "timeout",
-        std::io::ErrorKind::ConnectionRefused => "connection refused",
-        std::io::ErrorKind::ConnectionReset => "connection reset",
-        std::io::ErrorKind::UnexpectedEof => "connection closed",
-        std::io::ErrorKind::BrokenPipe => "broken pipe",
-        _ => "io error",
-    }
+    agent: ureq::Agent,
 }
 
 impl HttpConnection {
     pub fn new(address: SocketAddr) -> HttpConnection {
-        HttpConnection { address, stream: None }
+        HttpConnection { address, agent: new_agent() }
     }
 
+    /// Drops the kept-alive connection (the next request connects anew).
     pub fn close(&mut self) {
-        self.stream = None;
+        self.agent = new_agent();
     }
 
     /// POSTs `body` to `path`; returns the HTTP status and the JSON body. Any error closes the
@@ -70,183 +119,52 @@ impl HttpConnection {
     pub fn post_json(&mut self, path: &str, body: &Value, deadline: Instant) -> Result<(u16, Value), HttpError> {
         let result = self.post_inner(path, body, deadline);
         if result.is_err() {
-            self.stream = None;
+            self.close();
         }
         result
     }
 
     fn post_inner(&mut self, path: &str, body: &Value, deadline: Instant) -> Result<(u16, Value), HttpError> {
-        if self.stream.is_none() {
-            let timeout = remaining(deadline);
-            if timeout.is_zero() {
-                return Err(HttpError::NotSent("deadline before connecting".to_string()));
-            }
-            let stream = TcpStream::connect_timeout(&self.address, timeout)
-                .map_err(|e| HttpError::NotSent(format!("connect {}: {}", self.address, io_kind(&e))))?;
-            stream.set_nodelay(true).map_err(|e| HttpError::NotSent(e.to_string()))?;
-            self.stream = Some(BufReader::new(stream));
-        }
-        let reader = self.stream.as_mut().expect("connected above");
-        let payload = serde_json::to_vec(body).expect("a JSON value serialises");
-        let mut request = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            self.address,
-            payload.len()
-        )
-        .into_bytes();
-        request.extend_from_slice(&payload);
-        let timeout = remaining(deadline).max(Duration::from_millis(1));
-        let stream = reader.get_mut();
-        stream.set_write_timeout(Some(timeout)).map_err(|e| HttpError::Sent(e.to_string()))?;
-        // From here on the request may have reached the server, even if the write reports an error.
-        stream.write_all(&request).map_err(|e| HttpError::Sent(format!("send: {}", io_kind(&e))))?;
-        read_response(reader, deadline).map_err(|e| HttpError::Sent(e.to_string()))
-    }
-}
-
-fn read_line_bounded(reader: &mut BufReader<TcpStream>, deadline: Instant) -> std::io::Result<String> {
-    let timeout = remaining(deadline);
-    if timeout.is_zero() {
-        return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "deadline"));
-    }
-    reader.get_mut().set_read_timeout(Some(timeout))?;
-    let mut line = String::new();
-    let n = reader.by_ref().take(MAX_HEADER_LINE_BYTES as u64).read_line(&mut line)?;
-    if n == 0 {
-        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
-    }
-    if !line.ends_with('\n') {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "header line too long"));
-    }
-    Ok(line.trim_end().to_string())
-}
-
-fn read_exact_bounded(reader: &mut BufReader<TcpStream>, buffer: &mut [u8], deadline: Instant) -> std::io::Result<()> {
-    let mut filled = 0;
-    while filled < buffer.len() {
-        let timeout = remaining(deadline);
+        let timeout = deadline.saturating_duration_since(Instant::now());
         if timeout.is_zero() {
-            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "deadline"));
+            return Err(HttpError::NotSent("deadline before connecting".to_string()));
         }
-        reader.get_mut().set_read_timeout(Some(timeout))?;
-        match reader.read(&mut buffer[filled..])? {
-            0 => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed")),
-            n => filled += n,
-        }
+        let payload = serde_json::to_vec(body).expect("a JSON value serialises");
+        let mut response = self
+            .agent
+            .post(format!("http://{}{path}", self.address))
+            .header("Content-Type", "application/json")
+            .config()
+            .timeout_global(Some(timeout.max(Duration::from_millis(1))))
+            .build()
+            .send(&payload[..])
+            .map_err(classify)?;
+        let status = response.status().as_u16();
+        let bytes = response.body_mut().with_config().limit(MAX_BODY_BYTES).read_to_vec().map_err(classify)?;
+        let json = serde_json::from_slice(&bytes).map_err(|e| HttpError::Sent(format!("bad JSON body: {e}")))?;
+        Ok((status, json))
     }
-    Ok(())
 }
-
-fn read_response(reader: &mut BufReader<TcpStream>, deadline: Instant) -> std::io::Result<(u16, Value)> {
-    let invalid = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
-    let status_line = read_line_bounded(reader, deadline).map_err(|e| std::io::Error::new(e.kind(), io_kind(&e)))?;
-    let status: u16 = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| invalid(format!("bad status line {status_line:?}")))?;
-    let mut content_length: Option<usize> = None;
-    let mut chunked = false;
-    let mut header_lines = 0;
-    loop {
-        let line = read_line_bounded(reader, deadline)?;
-        if line.is_empty() {
-            break;
-        }
-        header_lines += 1;
-        if header_lines > MAX_HEADER_LINES {
-            return Err(invalid("too many header lines".to_string()));
-        }
-        let Some((name, value)) = line.split_once(':') else { continue };
-        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
-        if name == "content-length" {
-            content_length = Some(value.parse().map_err(|_| invalid(format!("bad content-length {value}")))?);
-        } else if name == "transfer-encoding" && value.eq_ignore_ascii_case("chunked") {
-            chunked = true;
-        }
-    }
-    let mut body = Vec::new();
-    if chunked {
-        loop {
-            let size_line = read_line_bounded(reader, deadline)?;
-            let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
-                .map_err(|_| invalid(format!("bad chunk size {size_line:?}")))?;
-            if body.len() + size > MAX_BODY_BYTES {
-                return Err(invalid("response body too large".to_string()));
-            }
-            let start = body.len();
-            body.resize(start + size, 0);
-            if size == 0 {
-                // The gateway sends trailers (Grpc-Trailer-*) after the last chunk: skip them.
-                for _ in 0..MAX_HEADER_LINES {
-                    if read_line_bounded(reader, deadline)?.is_empty() {
-                        break;
-                    }
-                }
-                break;
-            }
-            read_exact_bounded(reader, &mut body[start..], deadline)?;
-            read_line_bounded(reader, deadline)?;
-        }
-    } else {
-        let length = content_length.ok_or_else(|| invalid("no content-length".to_string()))?;
-        if length > MAX_BODY_BYTES {
-            return Err(invalid("response body too large".to_string()));
-        }
-        body.resize(length, 0);
-        read_exact_bounded(reader, &mut body, deadline)?;
-    }
-    let json = serde_json::from_slice(&body).map_err(|e| invalid(format!("bad JSON body: {e}")))?;
-    Ok((status, json))
-}
-
-const BASE64_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// Standard base64 with padding, as protobuf's JSON mapping writes `bytes`.
 pub fn base64_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n =
-            (chunk[0] as u32) << 16 | (*chunk.get(1).unwrap_or(&0) as u32) << 8 | *chunk.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(BASE64_ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// Decodes standard or URL-safe base64, padded or not; None on any other character.
 pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut buffer: u32 = 0;
-    let mut bits = 0;
-    for c in text.bytes().filter(|c| *c != b'=') {
-        let value = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        } as u32;
-        buffer = buffer << 6 | value;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buffer >> bits) as u8);
-            buffer &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    let indifferent = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    GeneralPurpose::new(&base64::alphabet::STANDARD, indifferent)
+        .decode(text)
+        .or_else(|_| GeneralPurpose::new(&base64::alphabet::URL_SAFE, indifferent).decode(text))
+        .ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader, Read, Write};
     use std::net::TcpListener;
 
     #[test]
@@ -259,6 +177,9 @@ mod tests {
             assert_eq!(base64_decode(&base64_encode(&bytes)).unwrap(), bytes);
         }
         assert_eq!(base64_decode("a!"), None);
+        // etcd writes padded standard base64; unpadded and URL-safe text decode too.
+        assert_eq!(base64_decode("azE").unwrap(), b"k1");
+        assert_eq!(base64_decode("-_8=").unwrap(), base64_decode("+/8=").unwrap());
     }
 
     /// A fake server answering each request with `answer` (raw bytes), or staying silent when it
