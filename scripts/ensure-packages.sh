@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages whose commands are missing. Arguments are command:package pairs,
-# e.g. `scripts/ensure-packages.sh ip:iproute2 iptables:iptables`. Needs root when it installs.
+# e.g. `scripts/ensure-packages.sh ip:iproute2 iptables:iptables`; a command that is an absolute
+# path is a file that must exist (a jar, a Python module). Needs root when it installs.
 set -euo pipefail
 missing=()
 for pair in "$@"; do
-  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+  what="${pair%%:*}"
+  if [[ "$what" == /* ]]; then
+    [ -e "$what" ] || missing+=("${pair#*:}")
+  else
+    command -v "$what" >/dev/null 2>&1 || missing+=("${pair#*:}")
+  fi
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "$(basename "${0}"): installing ${missing[*]}"

@@ -270,7 +270,7 @@ fn measure(args: &BenchArgs, db: &dyn Db, cluster: &Cluster) -> Result<Value> {
                                 stats.fail += 1;
                                 stats.first_error.get_or_insert(e);
                             }
-                            Completion::Info(e) => {
+                            Completion::Info(e) | Completion::Abort(e) => {
                                 stats.info += 1;
                                 stats.first_error.get_or_insert(e);
                             }

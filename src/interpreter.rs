@@ -209,6 +209,19 @@ impl<'h> Interpreter<'h> {
             Completion::Ok(value) => (OpType::Ok, value, None),
             Completion::Fail(error) => (OpType::Fail, invocation.value.clone(), Some(error)),
             Completion::Info(error) => (OpType::Info, invocation.value.clone(), Some(error)),
+            Completion::Abort(error) => {
+                let value = invocation.value.clone();
+                self.history.op(
+                    finished.time_ns,
+                    process,
+                    OpType::Info,
+                    &invocation.f,
+                    invocation.key,
+                    value,
+                    Some(error.clone()),
+                )?;
+                bail!("a client cannot go on: {error}");
+            }
         };
         if op_type == OpType::Info {
             self.process_of[worker] += self.concurrency() as u64;
@@ -268,7 +281,7 @@ fn run_worker(
             Completion::Fail(format!("could not connect to n{node}"))
         };
         let time_ns = history_start.elapsed().as_nanos() as u64;
-        if let Completion::Info(_) = completion {
+        if let Completion::Info(_) | Completion::Abort(_) = completion {
             // The next op belongs to a new process: start it on a fresh connection.
             client.close();
             opened = client.open(node).is_ok();

@@ -28,6 +28,8 @@ mod report;
 mod serve_cmd;
 // etcd and the side-by-side benchmark (issue 6): `--db etcd`, `faultline bench`.
 mod bench_cmd;
+// `faultline systems`: the system folders described by files (issue 14).
+mod systems_cmd;
 // Torture matrices, replays and scenarios (issue 7): `faultline torture`; shards and merge (issue 18).
 mod torture;
 mod torture_cmd;
@@ -57,6 +59,8 @@ enum Command {
     Workloads,
     /// Closed-loop load against a healthy cluster (faultline-node or etcd): ops/s and latencies.
     Bench(Box<bench_cmd::BenchArgs>),
+    /// List the system folders (systems/): what each supports and whether its packages are installed.
+    Systems(systems_cmd::SystemsArgs),
     /// Run a matrix of tests (workloads x nemesis mixes x seeds, plus saved scenarios) within a time
     /// budget; summarise as torture.json, junit.xml and index.html. Also --save-scenario.
     Torture(Box<torture_cmd::TortureArgs>),
@@ -89,6 +93,7 @@ fn main() {
         Command::Serve(args) => serve_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(*args),
         Command::Torture(args) => torture_cmd::run(*args),
+        Command::Systems(args) => systems_cmd::run(args),
         Command::Workloads => {
             print!("{}", faultline_workloads::describe_all());
             exit::Exit::Valid

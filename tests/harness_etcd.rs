@@ -1,4 +1,5 @@
-//! End-to-end tests against real etcd (Debian's etcd-server 3.4), about 15 s of load each: etcd
+//! End-to-end tests against real etcd (Debian's etcd-server 3.4), about 15 s of load each, run
+//! from etcd's system file (`--system systems/etcd`, docs/systems.md) with the built-in client: etcd
 //! with linearizable reads is valid under partitions, kills and pauses; with serializable reads a
 //! partition that cuts members off lets them answer stale reads, and the checker must say invalid.
 //! After each run no etcd process, namespace or firewall rule may be left.
@@ -30,7 +31,7 @@ fn etcd_processes() -> Vec<String> {
     String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect()
 }
 
-/// Runs `faultline test --db etcd`; returns (exit code, stderr, run dir, store). Asserts that the
+/// Runs `faultline test --system systems/etcd`; returns (exit code, stderr, run dir, store). Asserts that the
 /// run left nothing behind: namespaces, state, etcd processes, root firewall rules.
 fn run_etcd_test(name: &str, load_seconds: u64, extra: &[&str]) -> Option<(i32, String, PathBuf, PathBuf)> {
     if !environment_ok() {
@@ -47,8 +48,8 @@ fn run_etcd_test(name: &str, load_seconds: u64, extra: &[&str]) -> Option<(i32, 
     let output = faultline()
         .args([
             "test",
-            "--db",
-            "etcd",
+            "--system",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/systems/etcd"),
             "--name",
             name,
             "--time-limit",
@@ -80,7 +81,8 @@ fn etcd_with_linearizable_reads_survives_partitions_kills_and_pauses() {
     };
     assert_eq!(code, 0, "{stderr}");
     let test_json = std::fs::read_to_string(run_dir.join("test.json")).unwrap();
-    assert!(test_json.contains("\"read_consistency\": \"linearizable\""), "{test_json}");
+    assert!(test_json.contains("\"reads\": \"linearizable\""), "{test_json}");
+    assert!(test_json.contains("systems/etcd/system.toml"), "{test_json}");
     assert!(std::fs::read_to_string(run_dir.join("n1.log")).unwrap().contains("etcd"), "no etcd log");
     let _ = std::fs::remove_dir_all(store);
 }
@@ -91,8 +93,8 @@ fn etcd_with_linearizable_reads_survives_partitions_kills_and_pauses() {
 #[test]
 fn etcd_with_serializable_reads_is_caught_serving_stale_reads_in_a_partition() {
     let extra = [
-        "--read-consistency",
-        "serializable",
+        "--system-options",
+        "reads=serializable",
         "--nemesis",
         "partition",
         "--partition-shapes",

@@ -44,6 +44,25 @@ pub const FAULT_CHAIN: &str = "FAULTLINE";
 /// How long a SIGKILLed node may take to be reaped.
 const REAP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// One process of a node.
+struct NodeProcess {
+    /// Its name among the node's processes (None for a node's only process).
+    label: Option<String>,
+    child: Child,
+}
+
+/// What to start in a node's namespace.
+pub struct Launch<'a> {
+    /// Its name among the node's processes, recorded in the run's state file as `nN.LABEL`.
+    pub label: Option<&'a str>,
+    pub program: &'a Path,
+    pub args: &'a [String],
+    pub env: &'a [(String, String)],
+    pub working_dir: &'a Path,
+    /// Where stdout and stderr are appended.
+    pub log_path: &'a Path,
+}
+
 pub fn node_name(node: NodeId) -> String {
     format!("n{node}")
 }
@@ -54,7 +73,9 @@ pub struct Cluster {
     pub subnet_octet: u8,
     pub run_dir: PathBuf,
     state: Mutex<RunState>,
-    processes: Mutex<BTreeMap<NodeId, Child>>,
+    /// Each node's processes, in start order (most systems have one; a system file may start a
+    /// server and its sidecars).
+    processes: Mutex<BTreeMap<NodeId, Vec<NodeProcess>>>,
     destroyed: AtomicBool,
     /// Extra environment of each node's processes (libfaketime for clock faults, `src/clock.rs`).
     node_env: Mutex<BTreeMap<NodeId, Vec<(String, String)>>>,
@@ -248,31 +269,46 @@ impl Cluster {
         working_dir: &Path,
         log_path: &Path,
     ) -> Result<i32> {
+        let launch = Launch { label: None, program, args, env: &[], working_dir, log_path };
+        self.spawn_in_node(node, &launch, false)
+    }
+
+    /// Starts one process of a node (`alongside`: next to the node's live processes, e.g. a
+    /// sidecar; otherwise the node must have none). Every process of a node is killed, paused and
+    /// resumed together.
+    pub fn spawn_in_node(&self, node: NodeId, launch: &Launch, alongside: bool) -> Result<i32> {
         if self.destroyed.load(Ordering::SeqCst) {
             bail!("the cluster is torn down");
         }
         let mut processes = self.processes.lock().unwrap();
-        if let Some(child) = processes.get_mut(&node) {
-            if child.try_wait()?.is_none() {
-                bail!("{} already has a running process", node_name(node));
-            }
+        let running = processes.entry(node).or_default();
+        running.retain_mut(|process| matches!(process.child.try_wait(), Ok(None)));
+        if !alongside && !running.is_empty() {
+            bail!("{} already has a running process", node_name(node));
         }
+        let working_dir = launch.working_dir;
         std::fs::create_dir_all(working_dir).with_context(|| format!("creating {}", working_dir.display()))?;
         let log = OpenOptions::new()
             .create(true)
             .append(true)
-            .open(log_path)
-            .with_context(|| format!("opening {}", log_path.display()))?;
-        let mut command = Command::new(program);
-        command.args(args).current_dir(working_dir).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+            .open(launch.log_path)
+            .with_context(|| format!("opening {}", launch.log_path.display()))?;
+        let mut command = Command::new(launch.program);
+        command.args(launch.args).current_dir(working_dir).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        command.envs(launch.env.iter().map(|(k, v)| (k, v)));
+        // The node's own environment (the clock faults' libfaketime), set by the harness.
         command.envs(self.node_env.lock().unwrap().get(&node).cloned().unwrap_or_default());
         NamespaceHandle::open(&self.node_namespace(node))?.configure_command(&mut command)?;
         let child =
-            command.spawn().with_context(|| format!("starting {} on {}", program.display(), node_name(node)))?;
+            command.spawn().with_context(|| format!("starting {} on {}", launch.program.display(), node_name(node)))?;
         let pid = child.id() as i32;
-        processes.insert(node, child);
+        let key = match launch.label {
+            Some(label) => format!("{}.{label}", node_name(node)),
+            None => node_name(node),
+        };
+        running.push(NodeProcess { label: launch.label.map(str::to_string), child });
         let mut run_state = self.state.lock().unwrap();
-        run_state.node_pids.insert(node_name(node), pid);
+        run_state.node_pids.insert(key, pid);
         run_state.save()?;
         Ok(pid)
     }
@@ -299,53 +335,71 @@ impl Cluster {
         run_state.save()
     }
 
-    /// Sends `signal` to the node's process; false if it has none (or it already exited).
+    /// Sends `signal` to the process group of each of the node's processes (each is a group
+    /// leader, started with `setsid`, so a wrapper's children get it too); false if the node has
+    /// no live process.
     pub fn signal_node(&self, node: NodeId, signal: Signal) -> Result<bool> {
         let mut processes = self.processes.lock().unwrap();
-        let Some(child) = processes.get_mut(&node) else {
+        let Some(running) = processes.get_mut(&node) else {
             return Ok(false);
         };
-        if child.try_wait()?.is_some() {
-            return Ok(false);
+        let mut signalled = false;
+        for process in running.iter_mut() {
+            if process.child.try_wait()?.is_some() {
+                continue;
+            }
+            match nix::sys::signal::kill(Pid::from_raw(-(process.child.id() as i32)), signal) {
+                Ok(()) => signalled = true,
+                Err(nix::errno::Errno::ESRCH) => {}
+                Err(e) => return Err(e).with_context(|| format!("{signal} to {}", node_name(node))),
+            }
         }
-        match nix::sys::signal::kill(Pid::from_raw(child.id() as i32), signal) {
-            Ok(()) => Ok(true),
-            Err(nix::errno::Errno::ESRCH) => Ok(false),
-            Err(e) => Err(e).with_context(|| format!("{signal} to {}", node_name(node))),
-        }
+        Ok(signalled)
     }
 
-    /// SIGKILLs the node's process and reaps it. Killing a dead or absent process is fine.
+    /// SIGKILLs the node's processes (their process groups) and reaps them. Killing a dead or
+    /// absent process is fine.
     pub fn kill_node(&self, node: NodeId) -> Result<()> {
         let mut processes = self.processes.lock().unwrap();
-        if let Some(mut child) = processes.remove(&node) {
-            let _ = nix::sys::signal::kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-            if netns::wait_with_timeout(&mut child, REAP_TIMEOUT)?.is_none() {
+        let running = processes.remove(&node).unwrap_or_default();
+        for process in &running {
+            let _ = nix::sys::signal::kill(Pid::from_raw(-(process.child.id() as i32)), Signal::SIGKILL);
+        }
+        for mut process in running {
+            if netns::wait_with_timeout(&mut process.child, REAP_TIMEOUT)?.is_none() {
                 bail!("{} did not die within {REAP_TIMEOUT:?} of SIGKILL", node_name(node));
             }
         }
         Ok(())
     }
 
-    /// Is the node's process alive (running or stopped)?
+    /// Is any of the node's processes alive (running or stopped)?
     pub fn node_running(&self, node: NodeId) -> bool {
         let mut processes = self.processes.lock().unwrap();
-        processes.get_mut(&node).is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+        processes
+            .get_mut(&node)
+            .is_some_and(|running| running.iter_mut().any(|p| matches!(p.child.try_wait(), Ok(None))))
     }
 
-    /// Nodes whose process exited without being killed by us (a crash, an assertion, a refusal to
-    /// start), with how they ended. Each exit is reported once.
+    /// Node processes that exited without being killed by us (a crash, an assertion, a refusal
+    /// to start), with how they ended. Each exit is reported once.
     pub fn take_unexpected_exits(&self) -> Vec<(NodeId, String)> {
         let mut processes = self.processes.lock().unwrap();
         let mut exits = Vec::new();
-        for (node, child) in processes.iter_mut() {
-            if let Ok(Some(status)) = child.try_wait() {
-                exits.push((*node, status.to_string()));
-            }
+        for (node, running) in processes.iter_mut() {
+            running.retain_mut(|process| match process.child.try_wait() {
+                Ok(Some(status)) => {
+                    let what = match &process.label {
+                        Some(label) => format!("{label}: {status}"),
+                        None => status.to_string(),
+                    };
+                    exits.push((*node, what));
+                    false
+                }
+                _ => true,
+            });
         }
-        for (node, _) in &exits {
-            processes.remove(node);
-        }
+        processes.retain(|_, running| !running.is_empty());
         exits
     }
 
@@ -357,11 +411,11 @@ impl Cluster {
         }
         let started = Instant::now();
         let mut processes = self.processes.lock().unwrap_or_else(|e| e.into_inner());
-        for (_, child) in processes.iter_mut() {
-            let _ = nix::sys::signal::kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+        for process in processes.values().flatten() {
+            let _ = nix::sys::signal::kill(Pid::from_raw(-(process.child.id() as i32)), Signal::SIGKILL);
         }
-        for (_, mut child) in std::mem::take(&mut *processes) {
-            let _ = netns::wait_with_timeout(&mut child, REAP_TIMEOUT);
+        for mut process in std::mem::take(&mut *processes).into_values().flatten() {
+            let _ = netns::wait_with_timeout(&mut process.child, REAP_TIMEOUT);
         }
         let run_state = self.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let report = state::cleanup_run(&run_state);

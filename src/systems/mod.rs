@@ -12,6 +12,7 @@
 
 pub mod etcd;
 pub mod faultline_node;
+pub mod file;
 pub mod net;
 pub mod toy;
 
@@ -57,6 +58,13 @@ pub struct SystemArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub etcd: etcd::EtcdArgs,
+    /// A system described in a file (docs/systems.md): a system.toml, a folder holding one, or the
+    /// name of a folder under systems/ (e.g. redis-sentinel). Replaces --db.
+    #[arg(long, value_name = "PATH")]
+    pub system: Option<PathBuf>,
+    /// Options of the --system file, NAME=VALUE,NAME=VALUE (`faultline systems` lists them).
+    #[arg(long, value_name = "NAME=VALUE,...")]
+    pub system_options: Option<String>,
 }
 
 impl Default for SystemArgs {
@@ -67,6 +75,13 @@ impl Default for SystemArgs {
 
 /// The one constructor of a system under test from its name and options.
 pub fn build(args: &SystemArgs, op_timeout: Duration) -> Result<Box<dyn Db>> {
+    if let Some(path) = &args.system {
+        if args.bug.is_some() {
+            bail!("--bug is for --db faultline-node and toy; a system file has its own options (--system-options)");
+        }
+        let options = args.system_options.as_deref().unwrap_or("");
+        return Ok(Box::new(file::FileDb::open(path, options, op_timeout)?));
+    }
     match args.db.as_str() {
         "faultline-node" | "faultline" => Ok(Box::new(
             faultline_node::FaultlineNodeDb::new(
@@ -105,6 +120,9 @@ pub enum Completion {
     Fail(String),
     /// It may or may not have happened.
     Info(String),
+    /// It may or may not have happened, and the client cannot go on (e.g. a stdio client that
+    /// keeps dying): recorded as `info`, then the run stops as a harness failure.
+    Abort(String),
 }
 
 pub trait Client: Send {
@@ -148,6 +166,11 @@ pub trait Db: Send + Sync {
     /// from a thread inside the client namespace.
     fn leader(&self, _cluster: &Cluster) -> Option<NodeId> {
         None
+    }
+    /// Whether `leader` can ever answer, so the start of a run does not wait for a leader that a
+    /// system without one will never name.
+    fn has_leader(&self) -> bool {
+        true
     }
     fn new_client(&self, cluster: &Cluster) -> Box<dyn Client>;
     /// Whether the system can run `workload` (a toy store may know only registers).
