@@ -258,8 +258,10 @@ fn run_test(args: TestArgs) -> Result<Exit> {
     };
     let mut parsed = parse_options(&args)?;
     let db = crate::systems::build(&args.system, Duration::from_millis(args.op_timeout_ms))?;
-    if !db.supports(args.workload.workload) {
-        bail!("--db {} does not run the {} workload", args.system.db, args.workload.workload.name());
+    let mut args = args;
+    args.workload.resolve(|workload| db.supports(workload))?;
+    if !db.supports(args.workload.kind()) {
+        bail!("--db {} does not run the {} workload", args.system.db, args.workload.kind().name());
     }
     let rotating = args.nemesis.trim() == "default";
     if rotating {
@@ -287,8 +289,7 @@ fn run_test(args: TestArgs) -> Result<Exit> {
     };
 
     install_signal_thread()?;
-    let mut args = args;
-    let name = args.name.get_or_insert_with(|| args.workload.workload.name().to_string()).clone();
+    let name = args.name.get_or_insert_with(|| args.workload.kind().name().to_string()).clone();
     let run_dir = run_store::create_run_dir(&args.store, &name)?;
     let start = Instant::now();
     let interactive = std::io::stderr().is_terminal();
@@ -303,7 +304,7 @@ fn run_test(args: TestArgs) -> Result<Exit> {
         run_id: run_id.clone(),
         seed,
         // The checker model for this workload; `faultline check <run-dir>` reads it.
-        model: args.workload.workload.model().name().to_string(),
+        model: args.workload.kind().model().name().to_string(),
         options,
         concurrency,
         argv: std::env::args().collect(),
@@ -355,7 +356,7 @@ fn run_test(args: TestArgs) -> Result<Exit> {
     }
 
     let records = history.records();
-    let workload = args.workload.workload;
+    let workload = args.workload.kind();
     // The cluster's own checks (src/convergence.rs) count like the workload's direct checkers.
     let panics = crate::convergence::panics_in_logs(&cluster_logs);
     let mut cluster_checks = vec![crate::convergence::crash_report(&unexpected_exits, &panics)];
@@ -477,7 +478,7 @@ fn drive(
     let online_done = AtomicBool::new(false);
     let stop_load = AtomicBool::new(false);
     let mut online = OnlineReport::default();
-    let open_worker = crate::interpreter::cluster_workers(cluster, db, args.workload.workload);
+    let open_worker = crate::interpreter::cluster_workers(cluster, db, args.workload.kind());
     std::thread::scope(|scope| -> Result<()> {
         // However this closure ends (error or panic), the nemesis and progress threads must stop,
         // or the scope would wait for them before the cluster can be torn down.
@@ -494,11 +495,11 @@ fn drive(
         let progress_stop_ref = &progress_stop;
         scope.spawn(move || progress(history, nemesis_ref, load_start, progress_stop_ref));
         let (online_done_ref, stop_load_ref) = (&online_done, &stop_load);
-        let model = args.workload.workload.model();
+        let workload = args.workload.kind();
         let stop_on_invalid = args.stop_on_invalid;
         let online_thread =
             std::thread::Builder::new().name("online-check".to_string()).spawn_scoped(scope, move || {
-                crate::online::watch(history, model, load_start, online_done_ref, stop_on_invalid, stop_load_ref)
+                crate::online::watch(history, workload, load_start, online_done_ref, stop_on_invalid, stop_load_ref)
             })?;
 
         let mut load = UntilSet::new(
@@ -657,7 +658,7 @@ mod tests {
         let replay = load_replay(&run_dir).unwrap();
         assert_eq!(replay.args.seed, Some(1));
         assert_eq!(replay.args.system.bug.as_deref(), Some("no-fsync"));
-        assert_eq!(replay.args.workload.workload, faultline_workloads::WorkloadKind::CasRegister);
+        assert_eq!(replay.args.workload.workload, Some(faultline_workloads::WorkloadKind::CasRegister));
         assert_eq!(replay.args.time_limit, 20);
         assert!(replay.events.is_some(), "the stored fault schedule is read back");
     }
