@@ -242,7 +242,7 @@ fn rerun_command(seed: u64) -> String {
 fn run_test(args: TestArgs) -> Result<Exit> {
     crate::netns::check_prerequisites()?;
     let replay_of = args.replay.clone();
-    let (args, stored_events) = match &replay_of {
+    let (mut args, stored_events) = match &replay_of {
         Some(run_dir) => {
             let replay = load_replay(run_dir)?;
             eprintln!(
@@ -258,7 +258,6 @@ fn run_test(args: TestArgs) -> Result<Exit> {
     };
     let mut parsed = parse_options(&args)?;
     let db = crate::systems::build(&args.system, Duration::from_millis(args.op_timeout_ms))?;
-    let mut args = args;
     args.workload.resolve(|workload| db.supports(workload))?;
     if !db.supports(args.workload.kind()) {
         bail!("--db {} does not run the {} workload", args.system.db, args.workload.kind().name());
