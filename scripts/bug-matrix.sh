@@ -100,7 +100,7 @@ if [ "${BUG_MATRIX_DEFAULT:-1}" != 0 ]; then
     [ "$bug" != none ] && bug_args=(--bug "$bug")
     bug_store="$store/default-$bug"
     echo "bug-matrix.sh: $bug: the default main job, seeds $seeds" >&2
-    "$FAULTLINE_BIN" torture --workloads cas-register --nemeses default --seeds "$seeds" \
+    "$FAULTLINE_BIN" torture --workloads mixed --nemeses default --seeds "$seeds" \
       --time-limit "$default_time" --budget 100000 --store "$bug_store" --scenarios /nonexistent \
       -- --nodes 5 --node-bin "$node_bin" "${bug_args[@]}" >&2 || true
     summary="$(ls -d "$bug_store"/torture/*/ | sort | tail -1)torture.json"

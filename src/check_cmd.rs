@@ -193,12 +193,21 @@ fn check_one(
         times_known: imported.has_times,
         ladder_timeout: args.timeout.unwrap_or(faultline_checker::check::LADDER_DEFAULT_TIMEOUT),
     };
-    let mut result = check_records(&imported.records, &options)?;
+    // A run of a mixed workload: the run's model judges its register keys, the direct checks
+    // (judge below) the stream keys; an explicit --model sees every record.
+    let workload = run_workload(path)?;
+    let main_records: Vec<_> = match workload {
+        Some(w) if args.model.is_none() => {
+            imported.records.iter().filter(|r| w.in_main_model_check(&r.record)).cloned().collect()
+        }
+        _ => imported.records.clone(),
+    };
+    let mut result = check_records(&main_records, &options)?;
     result.skipped_lines += imported.skipped.len();
     // A run directory is re-checked as the harness checked it, through the one check path: with
     // its workload's direct checkers too (set-full, append), whose verdicts combine with the model's.
     let records: Vec<_> = imported.records.iter().map(|r| r.record.clone()).collect();
-    let evidence = crate::judge::Evidence { workload: run_workload(path)?, ..crate::judge::Evidence::default() };
+    let evidence = crate::judge::Evidence { workload, ..crate::judge::Evidence::default() };
     let mut results = crate::judge::judge(&records, Ok(result), evidence);
     results.history = Some(path.display().to_string());
     results.skipped = imported.skipped.iter().map(|e| e.to_string()).collect();

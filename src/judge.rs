@@ -37,7 +37,12 @@ pub fn run_check_options(workload: WorkloadKind, timeout: Option<Duration>, sour
 /// Checks the harness's own history (records built in memory, lines numbered from 1) and judges
 /// it with the evidence.
 pub fn judge_records(records: &[Record], options: &CheckOptions, evidence: Evidence) -> RunResults {
-    let checked = faultline_checker::check_plain_records(records, options);
+    // A mixed workload's main model check sees its register keys; its direct checks the rest.
+    let main: Vec<Record> = match evidence.workload {
+        Some(workload) => records.iter().filter(|r| workload.in_main_model_check(r)).cloned().collect(),
+        None => records.to_vec(),
+    };
+    let checked = faultline_checker::check_plain_records(&main, options);
     judge(records, checked, evidence)
 }
 
@@ -185,6 +190,33 @@ mod tests {
         let back: RunResults = serde_json::from_str(&text).unwrap();
         assert_eq!(back.verdict, Verdict::Invalid);
         assert_eq!(back.checker.result().unwrap().anomalies.len(), 1);
+    }
+
+    #[test]
+    fn a_mixed_history_is_judged_per_key_kind() {
+        let at = |index: u64, op_type: OpType, f: &str, key: &str, value: serde_json::Value| {
+            let Record::Op(mut op) = op(index, index / 2, op_type, f, value) else { unreachable!() };
+            op.key = Some(json!(key));
+            Record::Op(op)
+        };
+        let mut records = vec![
+            at(0, OpType::Invoke, "write", "k0", json!(1)),
+            at(1, OpType::Ok, "write", "k0", json!(1)),
+            at(2, OpType::Invoke, "append", "s0", json!({"event": 2})),
+            at(3, OpType::Ok, "append", "s0", json!({"event": 2})),
+            at(4, OpType::Invoke, "read", "s0", json!(null)),
+            at(5, OpType::Ok, "read", "s0", json!([2])),
+        ];
+        let options = run_check_options(WorkloadKind::Mixed, None, "h");
+        let evidence = || Evidence { workload: Some(WorkloadKind::Mixed), ..Evidence::default() };
+        let results = judge_records(&records, &options, evidence());
+        assert_eq!(results.verdict, Verdict::Valid, "{:?}", results.workload_checks);
+        assert_eq!(results.checker.result().unwrap().ops, 1, "the main check sees the register keys only");
+        // A retried append applied twice: the stream part is invalid, the register part is not.
+        records[5] = at(5, OpType::Ok, "read", "s0", json!([2, 2]));
+        let results = judge_records(&records, &options, evidence());
+        assert_eq!(results.verdict, Verdict::Invalid);
+        assert_eq!(results.checker.verdict(), Verdict::Valid);
     }
 
     #[test]

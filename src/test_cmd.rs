@@ -220,7 +220,7 @@ fn run_test(args: TestArgs) -> Result<Exit> {
     crate::netns::check_prerequisites()?;
     let mut plan = plan(args)?;
     crate::lifecycle::install_signal_thread("faultline")?;
-    let name = plan.args.name.get_or_insert_with(|| plan.args.workload.workload.name().to_string()).clone();
+    let name = plan.args.name.get_or_insert_with(|| plan.args.workload.kind().name().to_string()).clone();
     let run_dir = run_store::create_run_dir(&plan.args.store, &name)?;
     let start = Instant::now();
     let log = RunLog::create(&run_dir.join("faultline.log"), start, false)?;
@@ -285,7 +285,7 @@ struct Plan {
 /// faults it cannot take, and plans the fault schedule. Creates nothing.
 fn plan(args: TestArgs) -> Result<Plan> {
     let replay_of = args.replay.clone();
-    let (args, stored_events) = match &replay_of {
+    let (mut args, stored_events) = match &replay_of {
         Some(run_dir) => {
             let replay = load_replay(run_dir)?;
             eprintln!(
@@ -301,8 +301,9 @@ fn plan(args: TestArgs) -> Result<Plan> {
     };
     let mut parsed = parse_options(&args)?;
     let db = crate::systems::build(&args.system, Duration::from_millis(args.op_timeout_ms))?;
-    if !db.supports(args.workload.workload) {
-        bail!("--db {} does not run the {} workload", args.system.db, args.workload.workload.name());
+    args.workload.resolve(|workload| db.supports(workload))?;
+    if !db.supports(args.workload.kind()) {
+        bail!("--db {} does not run the {} workload", args.system.db, args.workload.kind().name());
     }
     let rotating = args.nemesis.trim() == "default";
     if rotating {
@@ -353,7 +354,7 @@ fn manifest(plan: &Plan, name: &str, run_id: &str) -> Result<RunManifest> {
         run_id: run_id.to_string(),
         seed: plan.seed,
         // The checker model for this workload; `faultline check <run-dir>` reads it.
-        model: plan.args.workload.workload.model().name().to_string(),
+        model: plan.args.workload.kind().model().name().to_string(),
         options,
         concurrency: plan.concurrency,
         argv: std::env::args().collect(),
@@ -440,7 +441,7 @@ fn judge_run(
     executed: &Executed,
     faults_started: u64,
 ) -> RunResults {
-    let workload = plan.args.workload.workload;
+    let workload = plan.args.workload.kind();
     let Driven { unexpected_exits, convergence, online } = &executed.driven;
     // The cluster's own checks (src/convergence.rs) count like the workload's direct checkers.
     let panics = crate::convergence::panics_in_logs(&executed.cluster_logs);
@@ -557,7 +558,7 @@ fn drive(
     let online_done = AtomicBool::new(false);
     let stop_load = AtomicBool::new(false);
     let mut online = OnlineReport::default();
-    let open_worker = crate::interpreter::cluster_workers(cluster, db, args.workload.workload);
+    let open_worker = crate::interpreter::cluster_workers(cluster, db, args.workload.kind());
     std::thread::scope(|scope| -> Result<()> {
         // However this closure ends (error or panic), the nemesis and progress threads must stop,
         // or the scope would wait for them before the cluster can be torn down.
@@ -574,11 +575,11 @@ fn drive(
         let progress_stop_ref = &progress_stop;
         scope.spawn(move || progress(history, nemesis_ref, load_start, progress_stop_ref));
         let (online_done_ref, stop_load_ref) = (&online_done, &stop_load);
-        let model = args.workload.workload.model();
+        let workload = args.workload.kind();
         let stop_on_invalid = args.stop_on_invalid;
         let online_thread =
             std::thread::Builder::new().name("online-check".to_string()).spawn_scoped(scope, move || {
-                crate::online::watch(history, model, load_start, online_done_ref, stop_on_invalid, stop_load_ref)
+                crate::online::watch(history, workload, load_start, online_done_ref, stop_on_invalid, stop_load_ref)
             })?;
 
         let mut load = UntilSet::new(
@@ -741,7 +742,7 @@ mod tests {
         let replay = load_replay(&run_dir).unwrap();
         assert_eq!(replay.args.seed, Some(1));
         assert_eq!(replay.args.system.bug.as_deref(), Some("no-fsync"));
-        assert_eq!(replay.args.workload.workload, faultline_workloads::WorkloadKind::CasRegister);
+        assert_eq!(replay.args.workload.workload, Some(faultline_workloads::WorkloadKind::CasRegister));
         assert_eq!(replay.args.time_limit, 20);
         assert!(replay.events.is_some(), "the stored fault schedule is read back");
     }

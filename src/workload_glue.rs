@@ -12,10 +12,12 @@ use crate::generator::{self, EachOnce, WorkloadGenerator};
 #[derive(clap::Args, Debug, Clone, Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct WorkloadArgs {
-    /// What the clients do and how it is checked: cas-register, register, append, set
-    /// (`faultline workloads` lists them with their models and nemeses).
-    #[arg(long, default_value = "cas-register", value_parser = parse_workload, long_help = long_help())]
-    pub workload: WorkloadKind,
+    /// What the clients do and how it is checked: mixed, cas-register, register, append, set
+    /// (`faultline workloads` lists them with their models and nemeses). Default: mixed where the
+    /// system runs it (faultline-node), else cas-register (etcd, the toy store). None until
+    /// `resolve`; test.json stores the resolved one.
+    #[arg(long, value_parser = parse_workload, long_help = long_help())]
+    pub workload: Option<WorkloadKind>,
     /// Client workers per key, stream or set at a time (Jepsen's independent keys): the active
     /// keys are concurrency / this. Not used by `register` (one key).
     #[arg(long, default_value_t = 2)]
@@ -54,6 +56,25 @@ impl WorkloadArgs {
         Ok(())
     }
 
+    /// Settles the default workload for a system that runs the workloads `supports` accepts
+    /// (an explicit `--workload` stays, and is refused later if the system cannot run it).
+    pub fn resolve(&mut self, supports: impl Fn(WorkloadKind) -> bool) -> Result<WorkloadKind> {
+        let Some(workload) = self.workload.or_else(|| WorkloadKind::default_for(supports)) else {
+            bail!(
+                "the system runs none of the default workloads ({})",
+                WorkloadKind::DEFAULTS.map(|w| w.name()).join(", ")
+            );
+        };
+        self.workload = Some(workload);
+        Ok(workload)
+    }
+
+    /// The workload of this run: the one given or resolved, else the default of systems that
+    /// run everything.
+    pub fn kind(&self) -> WorkloadKind {
+        self.workload.unwrap_or(WorkloadKind::DEFAULT)
+    }
+
     /// The load's op source, seeded.
     pub fn generator(&self, concurrency: usize, seed: u64) -> WorkloadGenerator {
         let options = match self.keys {
@@ -63,7 +84,7 @@ impl WorkloadArgs {
                 WorkloadOptions { concurrency, workers_per_key: self.workers_per_key, ops_per_key: self.ops_per_key }
             }
         };
-        WorkloadGenerator(self.workload.generator(&options, seed))
+        WorkloadGenerator(self.kind().generator(&options, seed))
     }
 }
 
@@ -80,7 +101,27 @@ mod tests {
     use crate::generator::{Context, Generator, Step};
 
     fn args(workload: &str) -> WorkloadArgs {
-        WorkloadArgs { workload: parse_workload(workload).unwrap(), workers_per_key: 2, keys: None, ops_per_key: 10 }
+        WorkloadArgs {
+            workload: Some(parse_workload(workload).unwrap()),
+            workers_per_key: 2,
+            keys: None,
+            ops_per_key: 10,
+        }
+    }
+
+    #[test]
+    fn the_default_is_mixed_where_the_system_runs_it_and_cas_register_elsewhere() {
+        let mut everything = WorkloadArgs::default();
+        assert_eq!(everything.workload, None);
+        assert_eq!(everything.resolve(|_| true).unwrap(), WorkloadKind::Mixed);
+        let registers_only = |w| matches!(w, WorkloadKind::Register | WorkloadKind::CasRegister);
+        let mut toy = WorkloadArgs::default();
+        assert_eq!(toy.resolve(registers_only).unwrap(), WorkloadKind::CasRegister);
+        assert_eq!(toy.kind(), WorkloadKind::CasRegister);
+        // An explicit choice is kept (and refused by the system later if it cannot run it).
+        let mut explicit = args("mixed");
+        assert_eq!(explicit.resolve(registers_only).unwrap(), WorkloadKind::Mixed);
+        assert!(WorkloadArgs::default().resolve(|_| false).is_err());
     }
 
     #[test]

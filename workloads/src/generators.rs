@@ -17,7 +17,7 @@ const RECENT_VALUES: usize = 3;
 /// retired and replaced by a fresh one (Jepsen's independent keys). Ops go to the active keys in
 /// turn, so with `workers_per_key` x `active` workers about `workers_per_key` work on each key.
 #[derive(Debug, Clone)]
-struct RotatingKeys {
+pub(crate) struct RotatingKeys {
     prefix: &'static str,
     ops_per_key: u64,
     /// (key number, ops left) for each active slot.
@@ -29,7 +29,7 @@ struct RotatingKeys {
 }
 
 impl RotatingKeys {
-    fn new(prefix: &'static str, n_active: usize, ops_per_key: u64) -> RotatingKeys {
+    pub(crate) fn new(prefix: &'static str, n_active: usize, ops_per_key: u64) -> RotatingKeys {
         assert!(n_active > 0 && ops_per_key > 0);
         let active: Vec<(u64, u64)> = (0..n_active as u64).map(|k| (k, ops_per_key)).collect();
         RotatingKeys {
@@ -43,7 +43,7 @@ impl RotatingKeys {
     }
 
     /// The key number of the next op.
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         let slot = self.next_slot;
         self.next_slot = (self.next_slot + 1) % self.active.len();
         if self.active[slot].1 == 0 {
@@ -55,12 +55,12 @@ impl RotatingKeys {
         self.active[slot].0
     }
 
-    fn name(&self, key: u64) -> Value {
+    pub(crate) fn name(&self, key: u64) -> Value {
         json!(format!("{}{key}", self.prefix))
     }
 
     /// The most recently used keys, at most MAX_FINAL_READS, oldest first.
-    fn final_keys(&self) -> Vec<Value> {
+    pub(crate) fn final_keys(&self) -> Vec<Value> {
         let skip = self.used.len().saturating_sub(MAX_FINAL_READS);
         self.used[skip..].iter().map(|k| self.name(*k)).collect()
     }
@@ -69,17 +69,17 @@ impl RotatingKeys {
 /// Register ops over one key's recent values: reads, writes of fresh unique values, and cas from
 /// a recently written value (so that cas succeeds often) to a fresh one.
 #[derive(Debug, Clone)]
-struct RegisterOps {
+pub(crate) struct RegisterOps {
     recent: std::collections::HashMap<u64, VecDeque<u64>>,
-    next_value: u64,
+    pub(crate) next_value: u64,
 }
 
 impl RegisterOps {
-    fn new() -> RegisterOps {
+    pub(crate) fn new() -> RegisterOps {
         RegisterOps { recent: Default::default(), next_value: 1 }
     }
 
-    fn op(&mut self, rng: &mut StdRng, key_number: u64, key: Value) -> WorkloadOp {
+    pub(crate) fn op(&mut self, rng: &mut StdRng, key_number: u64, key: Value) -> WorkloadOp {
         let roll = rng.gen_range(0..10);
         if roll < 4 {
             return WorkloadOp::new("read", Some(key), Value::Null);
@@ -136,7 +136,7 @@ impl CasRegisterGenerator {
     pub fn new(options: &WorkloadOptions, seed: u64) -> CasRegisterGenerator {
         CasRegisterGenerator {
             rng: StdRng::seed_from_u64(seed),
-            keys: RotatingKeys::new("k", options.active_keys(), options.ops_per_key.max(1)),
+            keys: RotatingKeys::new(crate::mixed::REGISTER_PREFIX, options.active_keys(), options.ops_per_key.max(1)),
             ops: RegisterOps::new(),
         }
     }
@@ -168,7 +168,7 @@ impl AppendGenerator {
     pub fn new(options: &WorkloadOptions, seed: u64) -> AppendGenerator {
         AppendGenerator {
             rng: StdRng::seed_from_u64(seed),
-            streams: RotatingKeys::new("s", options.active_keys(), options.ops_per_key.max(1)),
+            streams: RotatingKeys::new(crate::mixed::STREAM_PREFIX, options.active_keys(), options.ops_per_key.max(1)),
             appends_issued: Default::default(),
             next_event: 1,
         }

@@ -10,6 +10,7 @@
 
 pub mod append_check;
 pub mod generators;
+pub mod mixed;
 pub mod set_full;
 
 use faultline_checker::history::Record;
@@ -19,6 +20,7 @@ use serde_json::Value;
 
 pub use faultline_checker::run::CheckerReport;
 pub use generators::{AppendGenerator, CasRegisterGenerator, RegisterGenerator, SetGenerator};
+pub use mixed::{KeyKind, MixedGenerator};
 
 /// One client operation as the history records its invocation (`f`, `key`, `value`; see
 /// docs/history-format.md). The harness turns it into its own `Invocation`.
@@ -55,6 +57,7 @@ pub enum WorkloadKind {
     CasRegister,
     Append,
     Set,
+    Mixed,
 }
 
 /// Knobs a workload's generator takes from the command line.
@@ -83,9 +86,21 @@ impl WorkloadOptions {
 }
 
 impl WorkloadKind {
-    pub const ALL: [WorkloadKind; 4] =
-        [WorkloadKind::CasRegister, WorkloadKind::Register, WorkloadKind::Append, WorkloadKind::Set];
-    pub const DEFAULT: WorkloadKind = WorkloadKind::CasRegister;
+    pub const ALL: [WorkloadKind; 5] = [
+        WorkloadKind::Mixed,
+        WorkloadKind::CasRegister,
+        WorkloadKind::Register,
+        WorkloadKind::Append,
+        WorkloadKind::Set,
+    ];
+    /// The default workload, best first: the first one the system under test supports.
+    pub const DEFAULTS: [WorkloadKind; 2] = [WorkloadKind::Mixed, WorkloadKind::CasRegister];
+    pub const DEFAULT: WorkloadKind = WorkloadKind::DEFAULTS[0];
+
+    /// The default workload for a system that runs the workloads `supports` accepts.
+    pub fn default_for(supports: impl Fn(WorkloadKind) -> bool) -> Option<WorkloadKind> {
+        WorkloadKind::DEFAULTS.into_iter().find(|w| supports(*w))
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -93,6 +108,7 @@ impl WorkloadKind {
             WorkloadKind::CasRegister => "cas-register",
             WorkloadKind::Append => "append",
             WorkloadKind::Set => "set",
+            WorkloadKind::Mixed => "mixed",
         }
     }
 
@@ -122,6 +138,12 @@ impl WorkloadKind {
                 "add unique elements, read the whole set (Jepsen's set-full): lost, stale and never-read \
                  elements, and how long each add took to become visible"
             }
+            WorkloadKind::Mixed => {
+                "cas-register keys (one contended key at a time and independent keys) and append streams in \
+                 one run, in disjoint key spaces (c…, k…, s…); each kind judged by its own model (kv for \
+                 registers, stream for streams) and the append checks; the default where the system runs \
+                 streams (cas-register elsewhere)"
+            }
         }
     }
 
@@ -132,6 +154,9 @@ impl WorkloadKind {
             WorkloadKind::CasRegister => ModelKind::Kv,
             WorkloadKind::Append => ModelKind::Stream,
             WorkloadKind::Set => ModelKind::Set,
+            // The register keys' model; the stream keys are searched with the stream model as a
+            // direct check (`mixed::check_extra`).
+            WorkloadKind::Mixed => KeyKind::Register.model(),
         }
     }
 
@@ -140,7 +165,7 @@ impl WorkloadKind {
     /// is what exposes stale reads, so it is listed where reads are checked against writes.
     pub fn nemeses(self) -> &'static [&'static str] {
         match self {
-            WorkloadKind::Register | WorkloadKind::CasRegister => {
+            WorkloadKind::Register | WorkloadKind::CasRegister | WorkloadKind::Mixed => {
                 &["partition", "kill", "pause", "loss", "isolated-pause"]
             }
             // Lost appends and lost adds come from acknowledged-but-uncommitted entries, which
@@ -155,6 +180,7 @@ impl WorkloadKind {
             WorkloadKind::Register | WorkloadKind::CasRegister => &[],
             WorkloadKind::Append => &[append_check::NAME],
             WorkloadKind::Set => &[set_full::NAME],
+            WorkloadKind::Mixed => &[mixed::STREAM_CHECK_NAME, append_check::NAME],
         }
     }
 
@@ -165,6 +191,7 @@ impl WorkloadKind {
             WorkloadKind::CasRegister => Box::new(CasRegisterGenerator::new(options, seed)),
             WorkloadKind::Append => Box::new(AppendGenerator::new(options, seed)),
             WorkloadKind::Set => Box::new(SetGenerator::new(options, seed)),
+            WorkloadKind::Mixed => Box::new(MixedGenerator::new(options, seed)),
         }
     }
 
@@ -174,6 +201,25 @@ impl WorkloadKind {
             WorkloadKind::Register | WorkloadKind::CasRegister => Vec::new(),
             WorkloadKind::Append => vec![append_check::check(records).report()],
             WorkloadKind::Set => vec![set_full::check(records).report()],
+            WorkloadKind::Mixed => mixed::check_extra(records),
+        }
+    }
+
+    /// The parts of a history the linearizability checker searches, each with its model: the
+    /// whole history for every workload but `mixed`, whose register and stream keys are checked
+    /// apart (linearizability is local). The first part is the run's main model check.
+    pub fn model_parts(self, records: &[Record]) -> Vec<(ModelKind, Vec<Record>)> {
+        match self {
+            WorkloadKind::Mixed => KeyKind::ALL.into_iter().map(|kind| (kind.model(), kind.records(records))).collect(),
+            _ => vec![(self.model(), records.to_vec())],
+        }
+    }
+
+    /// Whether `record` belongs to the main model check's part of this workload's history.
+    pub fn in_main_model_check(self, record: &Record) -> bool {
+        match self {
+            WorkloadKind::Mixed => KeyKind::Register.keeps(record),
+            _ => true,
         }
     }
 }

@@ -217,6 +217,12 @@ impl Db for EtcdDb {
         Some(self.binary.clone())
     }
 
+    fn supports(&self, workload: faultline_workloads::WorkloadKind) -> bool {
+        // The v3 gateway client speaks registers only (read, write, cas); no streams or sets.
+        use faultline_workloads::WorkloadKind;
+        matches!(workload, WorkloadKind::Register | WorkloadKind::CasRegister)
+    }
+
     fn new_client(&self, cluster: &Cluster) -> Box<dyn Client> {
         let addresses = cluster.node_ids().into_iter().map(|node| Self::client_address(cluster, node)).collect();
         Box::new(EtcdClient::new(addresses, self.op_timeout, self.read_consistency))

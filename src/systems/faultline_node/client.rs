@@ -53,8 +53,9 @@ pub struct NodeClient {
     client_id: u64,
     next_seq: u64,
     next_request_id: u64,
-    /// Reads are of streams (`read_stream`), not of registers: the `append` and `set` workloads.
-    reads_streams: bool,
+    /// The run's workload: it says whether a read is of a stream (`read_stream`) or a register
+    /// (`reads_stream`).
+    workload: WorkloadKind,
 }
 
 impl NodeClient {
@@ -73,7 +74,7 @@ impl NodeClient {
             client_id: 0,
             next_seq: 1,
             next_request_id: 1,
-            reads_streams: false,
+            workload: WorkloadKind::CasRegister,
         }
     }
 
@@ -140,13 +141,24 @@ fn completion(settled: Settled) -> Completion {
     }
 }
 
-/// The request body for an invocation, or None for an f the node does not know. With
-/// `reads_streams` (the `append` and `set` workloads), a read is a `read_stream` of the stream named
-/// by the key; a set is a stream of its added elements.
-fn request_body(invocation: &Invocation, reads_streams: bool) -> Option<RequestBody> {
+/// Whether a read of `key` under `workload` reads a stream: every key of `append` and `set` (a set
+/// is kept as a stream of its added elements), the stream keys of `mixed`.
+fn reads_stream(workload: WorkloadKind, key: Option<&Value>) -> bool {
+    match workload {
+        WorkloadKind::Append | WorkloadKind::Set => true,
+        WorkloadKind::Mixed => faultline_workloads::KeyKind::of(key) == faultline_workloads::KeyKind::Stream,
+        WorkloadKind::Register | WorkloadKind::CasRegister => false,
+    }
+}
+
+/// The request body for an invocation, or None for an f the node does not know. A read is a
+/// `read_stream` of the stream named by the key when `reads_stream` says so.
+fn request_body(invocation: &Invocation, workload: WorkloadKind) -> Option<RequestBody> {
     let key = invocation.key.as_ref()?.as_str()?.to_string();
     Some(match invocation.f.as_str() {
-        "read" if reads_streams => RequestBody::ReadStream { stream: key, from_version: 0 },
+        "read" if reads_stream(workload, invocation.key.as_ref()) => {
+            RequestBody::ReadStream { stream: key, from_version: 0 }
+        }
         "read" => RequestBody::Read { key },
         "write" => RequestBody::Write { key, value: invocation.value.clone() },
         "cas" => {
@@ -185,7 +197,7 @@ impl Client for NodeClient {
     }
 
     fn invoke(&mut self, invocation: &Invocation) -> Completion {
-        let Some(body) = request_body(invocation, self.reads_streams) else {
+        let Some(body) = request_body(invocation, self.workload) else {
             return Completion::Fail(format!("unsupported operation {}", invocation.f));
         };
         let kind = body.kind();
@@ -269,8 +281,7 @@ impl Client for NodeClient {
     }
 
     fn set_workload(&mut self, workload: WorkloadKind) {
-        // The set workload keeps each set as a stream of its added elements.
-        self.reads_streams = matches!(workload, WorkloadKind::Append | WorkloadKind::Set);
+        self.workload = workload;
     }
 }
 
@@ -508,27 +519,47 @@ mod tests {
     #[test]
     fn invocations_map_to_the_node_protocol() {
         let cas = Invocation { f: "cas".into(), key: Some(json!("k1")), value: json!([1, 2]) };
-        assert_eq!(wire(request_body(&cas, false)), Some(json!({"op": "cas", "key": "k1", "from": 1, "to": 2})));
+        assert_eq!(
+            wire(request_body(&cas, WorkloadKind::CasRegister)),
+            Some(json!({"op": "cas", "key": "k1", "from": 1, "to": 2}))
+        );
         let read = Invocation { f: "read".into(), key: Some(json!("k0")), value: Value::Null };
-        assert_eq!(wire(request_body(&read, false)), Some(json!({"op": "read", "key": "k0"})));
-        assert_eq!(wire(request_body(&read, true)), Some(json!({"op": "read_stream", "stream": "k0"})));
+        assert_eq!(wire(request_body(&read, WorkloadKind::CasRegister)), Some(json!({"op": "read", "key": "k0"})));
+        assert_eq!(wire(request_body(&read, WorkloadKind::Append)), Some(json!({"op": "read_stream", "stream": "k0"})));
         let append = Invocation { f: "append".into(), key: Some(json!("s1")), value: json!({"event": 7}) };
-        assert_eq!(wire(request_body(&append, true)), Some(json!({"op": "append", "stream": "s1", "event": 7})));
+        assert_eq!(
+            wire(request_body(&append, WorkloadKind::Append)),
+            Some(json!({"op": "append", "stream": "s1", "event": 7}))
+        );
         let expecting = Invocation {
             f: "append".into(),
             key: Some(json!("s1")),
             value: json!({"event": 8, "expected_version": 3}),
         };
         assert_eq!(
-            wire(request_body(&expecting, true)),
+            wire(request_body(&expecting, WorkloadKind::Append)),
             Some(json!({"op": "append", "stream": "s1", "event": 8, "expected_version": 3}))
         );
         let add = Invocation { f: "add".into(), key: Some(json!("set0")), value: json!(9) };
-        assert_eq!(wire(request_body(&add, true)), Some(json!({"op": "append", "stream": "set0", "event": 9})));
+        assert_eq!(
+            wire(request_body(&add, WorkloadKind::Append)),
+            Some(json!({"op": "append", "stream": "set0", "event": 9}))
+        );
         let unknown = Invocation { f: "delete".into(), key: Some(json!("k0")), value: Value::Null };
-        assert_eq!(wire(request_body(&unknown, false)), None);
+        // A mixed run reads each key as its kind: registers by `read`, streams by `read_stream`.
+        let stream_read = Invocation { f: "read".into(), key: Some(json!("s3")), value: Value::Null };
+        assert_eq!(wire(request_body(&read, WorkloadKind::Mixed)), Some(json!({"op": "read", "key": "k0"})));
+        assert_eq!(
+            wire(request_body(&stream_read, WorkloadKind::Mixed)),
+            Some(json!({"op": "read_stream", "stream": "s3"}))
+        );
+        assert_eq!(wire(request_body(&unknown, WorkloadKind::CasRegister)), None);
         let bare_append = Invocation { f: "append".into(), key: Some(json!("s1")), value: json!(7) };
-        assert_eq!(wire(request_body(&bare_append, true)), None, "the harness always sends events in an object");
+        assert_eq!(
+            wire(request_body(&bare_append, WorkloadKind::Append)),
+            None,
+            "the harness always sends events in an object"
+        );
     }
 
     /// Stream and set ops: an ok append records what was invoked (not the node's version), a
