@@ -146,15 +146,12 @@ fn exit_code(outcomes: &[FileOutcome]) -> Exit {
 }
 
 /// The model for a path: --model, else the run's own, else the format's usual one.
-fn choose_model(args: &CheckArgs, path: &Path, format: Format) -> Result<ModelKind> {
+fn choose_model(args: &CheckArgs, manifest: Option<&RunManifest>, path: &Path, format: Format) -> Result<ModelKind> {
     if let Some(name) = &args.model {
         return ModelKind::from_name(name).context("unknown model");
     }
-    if path.is_dir() && path.join("test.json").exists() {
-        let manifest = RunManifest::read(path)?;
-        if let Some(model) = ModelKind::from_name(&manifest.model) {
-            return Ok(model);
-        }
+    if let Some(model) = manifest.and_then(|m| ModelKind::from_name(&m.model)) {
+        return Ok(model);
     }
     match format {
         Format::JepsenLog => Ok(ModelKind::CasRegister),
@@ -171,7 +168,8 @@ fn check_one(
     several: bool,
 ) -> Result<RunResults> {
     let imported = read_path(path, format, args.lenient)?;
-    let model = match choose_model(args, path, imported.format) {
+    let manifest = run_manifest(path)?;
+    let model = match choose_model(args, manifest.as_ref(), path, imported.format) {
         Ok(model) => model,
         // An empty history needs no model: its verdict is "no operations" whatever the model.
         Err(_) if imported.records.is_empty() => ModelKind::Kv,
@@ -195,13 +193,10 @@ fn check_one(
     };
     // A run of a mixed workload: the run's model judges its register keys, the direct checks
     // (judge below) the stream keys; an explicit --model sees every record.
-    let workload = run_workload(path)?;
-    let main_records: Vec<_> = match workload {
-        Some(w) if args.model.is_none() => {
-            imported.records.iter().filter(|r| w.in_main_model_check(&r.record)).cloned().collect()
-        }
-        _ => imported.records.clone(),
-    };
+    let workload = manifest.as_ref().and_then(|m| m.workload()).and_then(faultline_workloads::WorkloadKind::from_name);
+    let main_workload = if args.model.is_none() { workload } else { None };
+    let main_records: Vec<_> =
+        imported.records.iter().filter(|r| crate::judge::in_main_check(main_workload, &r.record)).cloned().collect();
     let mut result = check_records(&main_records, &options)?;
     result.skipped_lines += imported.skipped.len();
     // A run directory is re-checked as the harness checked it, through the one check path: with
@@ -228,14 +223,13 @@ fn check_one(
     Ok(results)
 }
 
-/// The workload a run directory's test.json names, if any. A test.json that is there but cannot
-/// be read is an error, not a run without a workload.
-fn run_workload(path: &Path) -> Result<Option<faultline_workloads::WorkloadKind>> {
+/// A run directory's test.json, read once, if it has one. A test.json that is there but cannot be
+/// read is an error, not a run without a manifest.
+fn run_manifest(path: &Path) -> Result<Option<RunManifest>> {
     if !path.is_dir() || !path.join("test.json").exists() {
         return Ok(None);
     }
-    let manifest = RunManifest::read(path)?;
-    Ok(manifest.workload().and_then(faultline_workloads::WorkloadKind::from_name))
+    Ok(Some(RunManifest::read(path)?))
 }
 
 pub(crate) fn output_dir(path: &Path, args: &CheckArgs, several: bool) -> PathBuf {

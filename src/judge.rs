@@ -34,14 +34,17 @@ pub fn run_check_options(workload: WorkloadKind, timeout: Option<Duration>, sour
     CheckOptions { model: workload.model(), timeout, source_name: source_name.to_string(), ..CheckOptions::default() }
 }
 
+/// Whether the model check of a run of `workload` sees `record`: a mixed workload's main check
+/// sees its register keys (its direct checks judge the streams); every other history is checked
+/// whole. The one rule for `test` and `check <run-dir>`.
+pub fn in_main_check(workload: Option<WorkloadKind>, record: &Record) -> bool {
+    workload.is_none_or(|w| w.in_main_model_check(record))
+}
+
 /// Checks the harness's own history (records built in memory, lines numbered from 1) and judges
 /// it with the evidence.
 pub fn judge_records(records: &[Record], options: &CheckOptions, evidence: Evidence) -> RunResults {
-    // A mixed workload's main model check sees its register keys; its direct checks the rest.
-    let main: Vec<Record> = match evidence.workload {
-        Some(workload) => records.iter().filter(|r| workload.in_main_model_check(r)).cloned().collect(),
-        None => records.to_vec(),
-    };
+    let main: Vec<Record> = records.iter().filter(|r| in_main_check(evidence.workload, r)).cloned().collect();
     let checked = faultline_checker::check_plain_records(&main, options);
     judge(records, checked, evidence)
 }
