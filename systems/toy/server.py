@@ -22,6 +22,10 @@ def persist():
         f.flush()
         os.fsync(f.fileno())
     os.rename(tmp, path)
+    # The rename is durable only once the directory is fsynced (a power loss would undo it).
+    d = os.open(data_dir, os.O_RDONLY)
+    os.fsync(d)
+    os.close(d)
 
 
 def apply(req):

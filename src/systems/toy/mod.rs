@@ -36,50 +36,9 @@ impl ToyDb {
 
 const TOY_PORT: u16 = 7100;
 
-const TOY_SERVER: &str = r#"
-import json, os, socketserver, sys, threading
-lock = threading.Lock()
-listen_host, port, data_dir, bug = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-path = os.path.join(data_dir, "state.json")
-state = {}
-if bug != "lose-writes" and os.path.exists(path):
-    state = json.load(open(path))
-def persist():
-    if bug == "lose-writes":
-        return
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(state, f); f.flush(); os.fsync(f.fileno())
-    os.rename(tmp, path)
-    # The rename is durable only once the directory is fsynced (a power loss would undo it).
-    d = os.open(data_dir, os.O_RDONLY); os.fsync(d); os.close(d)
-class Handler(socketserver.StreamRequestHandler):
-    def handle(self):
-        for line in self.rfile:
-            req = json.loads(line)
-            with lock:
-                resp = apply(req)
-            self.wfile.write((json.dumps(resp) + "\n").encode()); self.wfile.flush()
-def apply(req):
-            k, f = str(req.get("key")), req["f"]
-            if f == "read":
-                resp = {"ok": True, "value": state.get(k)}
-            elif f == "write":
-                state[k] = req["value"]; persist(); resp = {"ok": True}
-            elif f == "cas":
-                if state.get(k) == req["value"][0]:
-                    state[k] = req["value"][1]; persist(); resp = {"ok": True}
-                else:
-                    resp = {"ok": False, "error": "cas-mismatch"}
-            else:
-                resp = {"ok": False, "error": "unknown-f"}
-            return resp
-class Server(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-print("toy register listening on", listen_host, port, flush=True)
-Server((listen_host, port), Handler).serve_forever()
-"#;
+/// The server, one definition for `--db toy` and the system folder `systems/toy` (which runs the
+/// same file through a system file and a stdio client).
+const TOY_SERVER: &str = include_str!("../../../systems/toy/server.py");
 
 impl Db for ToyDb {
     fn name(&self) -> String {
