@@ -165,11 +165,22 @@ pub async fn run(options: NodeOptions, shutdown: impl std::future::Future<Output
     };
     // Planted bug no-fsync: write, never make durable (what fsync costs can be measured with it too).
     event_loop.wal.fsync = !options.bugs.has(crate::bugs::Bug::NoFsync);
-    let loop_thread = std::thread::Builder::new()
-        .name("raft-loop".into())
-        .spawn(move || event_loop.run(events_rx))
-        .context("spawning the event loop thread")?;
+    run_loop_until_shutdown("raft-loop", move || event_loop.run(events_rx), events_tx, shutdown, acceptor).await
+}
 
+/// Runs a node's event loop on its own thread until `shutdown`, then tells it to stop, waits for
+/// it and stops accepting connections: the one lifecycle of every replication mode's shell.
+pub(crate) async fn run_loop_until_shutdown<M: Send + 'static>(
+    thread_name: &str,
+    event_loop: impl FnOnce() -> anyhow::Result<()> + Send + 'static,
+    events_tx: SyncSender<Event<M>>,
+    shutdown: impl std::future::Future<Output = ()>,
+    acceptor: tokio::task::JoinHandle<()>,
+) -> anyhow::Result<()> {
+    let loop_thread = std::thread::Builder::new()
+        .name(thread_name.into())
+        .spawn(event_loop)
+        .context("spawning the event loop thread")?;
     shutdown.await;
     info!("shutting down");
     let _ = events_tx.send(Event::Shutdown);

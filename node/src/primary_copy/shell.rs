@@ -72,19 +72,14 @@ pub async fn run(options: NodeOptions, shutdown: impl std::future::Future<Output
         logged_view: (PcRole::Backup, None, 0),
     };
     event_loop.wal.fsync = !options.bugs.has(crate::bugs::Bug::NoFsync);
-    let loop_thread = std::thread::Builder::new()
-        .name("primary-copy-loop".into())
-        .spawn(move || event_loop.run(events_rx))
-        .context("spawning the event loop thread")?;
-    shutdown.await;
-    info!("shutting down");
-    let _ = events_tx.send(Event::Shutdown);
-    let result = tokio::task::spawn_blocking(move || loop_thread.join()).await.context("joining the event loop")?;
-    acceptor.abort();
-    match result {
-        Ok(outcome) => outcome,
-        Err(_) => anyhow::bail!("the event loop panicked"),
-    }
+    crate::server::run_loop_until_shutdown(
+        "primary-copy-loop",
+        move || event_loop.run(events_rx),
+        events_tx,
+        shutdown,
+        acceptor,
+    )
+    .await
 }
 
 struct PcLoop {
