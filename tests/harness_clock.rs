@@ -91,7 +91,11 @@ fn nodes_run_under_libfaketime_and_their_clocks_are_reset_at_the_end() {
     let run_id = wait_for_running_nodes(&store, Duration::from_secs(20));
     // The toy's nodes run `<run-dir>/toy_server.py` (other processes pass through the namespaces).
     let pids = processes_with_argument_under(&latest_run(&store));
-    assert_eq!(pids.len(), 5, "{pids:?}");
+    let cmdlines: Vec<String> = pids
+        .iter()
+        .map(|pid| std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default().replace('\0', " "))
+        .collect();
+    assert_eq!(pids.len(), 5, "{pids:?} {cmdlines:#?}");
     for pid in &pids {
         let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
         assert!(maps.contains("libfaketime"), "node process {pid} does not have libfaketime loaded");
