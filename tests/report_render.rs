@@ -205,12 +205,13 @@ fn workloads_lists_every_workload_with_its_model_and_nemeses() {
     assert!(output.status.success());
     let text = String::from_utf8_lossy(&output.stdout);
     for (workload, model) in
-        [("register", "cas-register"), ("cas-register", "kv"), ("append", "stream"), ("set", "set")]
+        [("mixed", "kv"), ("register", "cas-register"), ("cas-register", "kv"), ("append", "stream"), ("set", "set")]
     {
         assert!(text.contains(&format!("\n{workload}")) || text.starts_with(workload), "{workload} missing:\n{text}");
         assert!(text.contains(&format!("model:    {model}")), "{model} missing:\n{text}");
     }
-    assert!(text.contains("cas-register (default)"));
+    // The default where the system runs streams (faultline-node); cas-register elsewhere.
+    assert!(text.contains("mixed (default)"));
     assert!(text.contains("nemeses:  partition, kill, pause"));
     assert!(text.contains("checkers: set-full"));
 }
