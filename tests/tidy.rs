@@ -32,37 +32,24 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Every Rust source of the workspace's crates (not target/, not examples' generated files).
+/// Every Rust source of the workspace's crates: the root crate's src/ and the src/ of every
+/// folder with a Cargo.toml (target/ and the examples' generated files are not crates).
 fn sources() -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut stack: Vec<PathBuf> = ["src", "checker/src", "workloads/src", "node/src", "faultfs/src"]
-        .iter()
-        .map(|dir| root().join(dir))
-        .chain(
-            std::fs::read_dir(root())
-                .unwrap()
-                .filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| {
-                    // Crates added later (a crate is a folder with a Cargo.toml and a src/).
-                    p.join("Cargo.toml").exists() && p.join("src").is_dir() && p != &root()
-                })
-                .map(|p| p.join("src")),
-        )
+    let crates = std::fs::read_dir(root()).unwrap().filter_map(|e| e.ok()).map(|e| e.path());
+    let mut stack: Vec<PathBuf> = std::iter::once(root())
+        .chain(crates.filter(|p| p.join("Cargo.toml").exists()))
+        .map(|p| p.join("src"))
+        .filter(|src| src.is_dir())
         .collect();
-    stack.sort();
-    stack.dedup();
+    let mut files = Vec::new();
     while let Some(path) = stack.pop() {
         if path.is_dir() {
-            for entry in std::fs::read_dir(&path).unwrap().filter_map(|e| e.ok()) {
-                stack.push(entry.path());
-            }
+            stack.extend(std::fs::read_dir(&path).unwrap().filter_map(|e| e.ok()).map(|e| e.path()));
         } else if path.extension().is_some_and(|e| e == "rs") {
             files.push(path);
         }
     }
     files.sort();
-    files.dedup();
     files
 }
 
